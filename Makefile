@@ -1,0 +1,28 @@
+# Goldpath: `make run` starts the portal on embedded defaults, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.goldpath-installed
+
+.PHONY: run test lint worker bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py goldpath_run
+
+test: $(STAMP)
+	GOLDPATH_HOME=$${GOLDPATH_TEST_HOME:-$(CURDIR)/var/test} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+worker: $(STAMP)
+	$(BIN)/celery -A portal worker -Q default,provisioning,agents,reports -l info
+
+clean:
+	rm -rf var .pytest_cache

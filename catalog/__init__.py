@@ -1,0 +1,1 @@
+"""Goldpath's pluggable app: AI-tool catalog, access policy, workspaces, agent runs, reports."""

@@ -1,0 +1,46 @@
+"""Django admin for everything; audit events are read-only."""
+
+from django.contrib import admin
+
+from .models import AITool, AuditEvent, Notification, Profile, Team, ToolApproval, ToolVersion
+
+
+class ToolVersionInline(admin.TabularInline):
+    model = ToolVersion
+    extra = 0
+
+
+@admin.register(AITool)
+class AIToolAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "vendor", "kind", "risk_tier", "status", "review_due", "owner_team")
+    list_filter = ("status", "kind", "risk_tier", "max_data_classification")
+    search_fields = ("slug", "name", "vendor")
+    readonly_fields = ("status", "review_due", "proposed_by", "created_at", "updated_at")
+    inlines = [ToolVersionInline]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name")
+    filter_horizontal = ("members", "managers")
+
+
+admin.site.register(Profile)
+admin.site.register(ToolApproval)
+admin.site.register(Notification)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor_repr", "verb", "target_type", "target_repr", "request_id")
+    list_filter = ("verb", "target_type")
+    search_fields = ("actor_repr", "target_repr", "verb", "request_id")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,23 @@
+"""API v1 routes."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from .audit import AuditEventViewSet
+from .auth import TokenView
+from .backstage import BackstageEntitiesView
+from .teams import TeamViewSet, UserViewSet
+from .tools import ToolViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("tools", ToolViewSet, basename="tool")
+router.register("teams", TeamViewSet, basename="team")
+router.register("users", UserViewSet, basename="user")
+router.register("audit-events", AuditEventViewSet, basename="auditevent")
+
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("backstage/entities/", BackstageEntitiesView.as_view(), name="backstage-entities"),
+    *router.urls,
+]

@@ -1,0 +1,61 @@
+"""Writing audit events: called by services inside their transaction, from web and workers alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from .context import get_request_id
+from .models import AuditEvent
+
+SECRET_KEYS = ("password", "token", "secret", "api_key", "apikey", "key_value", "credential")
+MASK = "********"
+
+
+def mask_secrets(value: Any) -> Any:
+    """Mask values whose key names a secret, recursively, so payloads never leak credentials."""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if any(s in str(k).lower() for s in SECRET_KEYS) and v not in (None, "") else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def actor_label(actor: Any) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return getattr(actor, "username", None) or str(actor)
+
+
+def record(
+    *,
+    actor: Any,
+    verb: str,
+    target: models.Model | None = None,
+    target_type: str | None = None,
+    target_id: str | int | None = None,
+    target_repr: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event. `actor` is a user, a principal string like `agent:12`, or None (system)."""
+    user = actor if getattr(actor, "pk", None) is not None and hasattr(actor, "username") else None
+    if target is not None:
+        target_type = target_type or target._meta.model_name
+        target_id = target.pk if target_id is None else target_id
+        target_repr = target_repr or str(target)
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_repr=actor_label(actor),
+        verb=verb,
+        target_type=target_type or "",
+        target_id=str(target_id or ""),
+        target_repr=(target_repr or "")[:200],
+        payload=mask_secrets(payload or {}),
+        request_id=get_request_id(),
+    )

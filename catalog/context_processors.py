@@ -1,0 +1,13 @@
+"""Template context: the signed-in user's role, for navigation."""
+
+from . import permissions as perms
+
+
+def goldpath(request):
+    user = getattr(request, "user", None)
+    return {
+        "gp_role": perms.role_of(user),
+        "gp_is_platform": perms.is_platform(user),
+        "gp_is_admin": perms.is_admin(user),
+        "gp_can_read_audit": perms.can_read_audit(user),
+    }

@@ -1,0 +1,160 @@
+"""The demo organisation `seed_demo` creates: real tools with true metadata, built through services."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+USERS = [
+    # username, role, member of, manager of, full name
+    ("alice", "developer", ["payments"], [], "Alice Nakamura"),
+    ("dave", "developer", ["search"], [], "Dave Okafor"),
+    ("bob", "platform_engineer", ["platform"], [], "Bob Lindqvist"),
+    ("frank", "platform_engineer", ["platform"], [], "Frank Moreau"),
+    ("carol", "manager", [], ["payments", "search"], "Carol Iyer"),
+    ("erin", "auditor", [], [], "Erin Walsh"),
+    ("admin", "admin", ["platform"], [], "Portal Admin"),
+]
+
+TEAMS = [
+    ("platform", "Platform", "Runs the golden paths, the AI-tool catalog and the portal."),
+    ("payments", "Payments", "Card processing, payouts and ledgers."),
+    ("search", "Search", "Indexing, ranking and the query service."),
+]
+
+# status the seed brings each tool to; proposer; approvers (two for high risk)
+TOOLS = [
+    {
+        "data": {
+            "slug": "claude-code",
+            "name": "Claude Code",
+            "vendor": "Anthropic",
+            "kind": "agent",
+            "risk_tier": "high",
+            "max_data_classification": "confidential",
+            "homepage": "https://www.anthropic.com/claude-code",
+            "description": "Anthropic's agentic coding tool for the terminal: reads the repository, edits files, "
+            "runs commands and tests. Runs headless with `claude -p`.",
+            "data_location": "vendor_cloud",
+            "pricing_note": "Claude Team/Enterprise premium seat, or Anthropic API usage billed per token.",
+            "monthly_price_per_seat": Decimal("150.00"),
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["bob", "frank"],
+        "versions": [("2.0.0", ["claude", "-p", "{prompt}"], ["claude-sonnet-4-5", "claude-opus-4-1"])],
+    },
+    {
+        "data": {
+            "slug": "codex-cli",
+            "name": "OpenAI Codex CLI",
+            "vendor": "OpenAI",
+            "kind": "agent",
+            "risk_tier": "high",
+            "max_data_classification": "internal",
+            "homepage": "https://github.com/openai/codex",
+            "description": "OpenAI's open-source coding agent that runs locally in the terminal; `codex exec` runs it "
+            "non-interactively.",
+            "data_location": "vendor_cloud",
+            "pricing_note": "Included with ChatGPT Plus, Pro, Business and Enterprise plans, or API usage.",
+            "monthly_price_per_seat": Decimal("30.00"),
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["frank", "bob"],
+        "versions": [("0.46.0", ["codex", "exec", "{prompt}"], ["gpt-5-codex"])],
+    },
+    {
+        "data": {
+            "slug": "aider",
+            "name": "Aider",
+            "vendor": "Aider (open source)",
+            "kind": "cli",
+            "risk_tier": "medium",
+            "max_data_classification": "confidential",
+            "homepage": "https://aider.chat",
+            "description": "Open-source AI pair programming in the terminal; works with many LLM providers and commits "
+            "its changes to git.",
+            "data_location": "local",
+            "pricing_note": "Free (Apache-2.0); pay for the model API it is pointed at.",
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["bob"],
+        "versions": [("0.86.1", ["aider", "--yes-always", "--message", "{prompt}"], ["claude-sonnet-4-5", "gpt-5"])],
+    },
+    {
+        "data": {
+            "slug": "github-copilot",
+            "name": "GitHub Copilot",
+            "vendor": "GitHub",
+            "kind": "assistant",
+            "risk_tier": "medium",
+            "max_data_classification": "internal",
+            "homepage": "https://github.com/features/copilot",
+            "description": "Code completion, chat and a coding agent in the IDE and on GitHub.",
+            "data_location": "vendor_cloud",
+            "pricing_note": "Copilot Business, per user per month.",
+            "monthly_price_per_seat": Decimal("19.00"),
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["frank"],
+        "versions": [],
+    },
+    {
+        "data": {
+            "slug": "continue",
+            "name": "Continue",
+            "vendor": "Continue",
+            "kind": "assistant",
+            "risk_tier": "low",
+            "max_data_classification": "confidential",
+            "homepage": "https://www.continue.dev",
+            "description": "Open-source assistant for VS Code and JetBrains that can use self-hosted models.",
+            "data_location": "self_hosted",
+            "pricing_note": "Open source (Apache-2.0); team plans available.",
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["bob"],
+        "versions": [],
+    },
+    {
+        "data": {
+            "slug": "cursor",
+            "name": "Cursor",
+            "vendor": "Anysphere",
+            "kind": "ide",
+            "risk_tier": "medium",
+            "max_data_classification": "internal",
+            "homepage": "https://cursor.com",
+            "description": "AI code editor (a VS Code fork) with chat, agent mode and tab completion.",
+            "data_location": "vendor_cloud",
+            "pricing_note": "Teams plan, per user per month.",
+            "monthly_price_per_seat": Decimal("40.00"),
+        },
+        "status": "in_review",
+        "proposer": "alice",
+        "approvers": [],
+        "versions": [],
+    },
+    {
+        "data": {
+            "slug": "gemini-cli",
+            "name": "Gemini CLI",
+            "vendor": "Google",
+            "kind": "cli",
+            "risk_tier": "high",
+            "max_data_classification": "internal",
+            "homepage": "https://github.com/google-gemini/gemini-cli",
+            "description": "Google's open-source AI agent for the terminal; `gemini -p` runs it non-interactively.",
+            "data_location": "vendor_cloud",
+            "pricing_note": "Free tier with a Google account; Gemini Code Assist Standard/Enterprise licences.",
+            "monthly_price_per_seat": Decimal("19.00"),
+        },
+        "status": "proposed",
+        "proposer": "dave",
+        "approvers": [],
+        "versions": [("0.9.0", ["gemini", "-p", "{prompt}"], ["gemini-2.5-pro"])],
+    },
+]

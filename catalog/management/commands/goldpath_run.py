@@ -1,0 +1,92 @@
+"""`make run`: migrate, seed the demo, start the web server, a Celery worker and beat; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from ...conf import goldpath_settings
+
+
+class Command(BaseCommand):
+    help = "Run the whole portal on this machine: web server, Celery worker and beat."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("GOLDPATH_BIND", "127.0.0.1"))
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("GOLDPATH_WEB_THREADS", "8")))
+        parser.add_argument("--no-seed", action="store_true", help="do not load the demo organisation")
+        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker and beat")
+
+    def handle(self, *args, **options) -> None:
+        port, host = options["port"], options["host"]
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database migrated.")
+        if not options["no_seed"] and settings.DEBUG:
+            call_command("seed_demo", verbosity=1, stdout=self.stdout)
+        call_command("collectstatic", interactive=False, verbosity=0)
+
+        children: list[subprocess.Popen] = []
+        stopping = False
+
+        def stop(*_args) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        env = {**os.environ, "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+        try:
+            if not options["no_worker"]:
+                worker = [
+                    sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat",
+                    "-Q", "default,provisioning,agents,reports",
+                    "--concurrency", os.environ.get("GOLDPATH_WORKER_CONCURRENCY", "2"),
+                    "--schedule", str(settings.GOLDPATH_HOME / "celerybeat-schedule"),
+                    "--loglevel", "INFO", "--hostname", f"goldpath-local-{os.getpid()}@%h",
+                ]  # fmt: skip
+                children.append(subprocess.Popen(worker, env=env, start_new_session=True))
+            web = [
+                sys.executable, "-m", "waitress", f"--listen={host}:{port}", f"--threads={options['threads']}",
+                "--ident=goldpath", "portal.wsgi:application",
+            ]  # fmt: skip
+            children.append(subprocess.Popen(web, env=env, start_new_session=True))
+            url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
+            db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+            self.stdout.write(
+                self.style.SUCCESS(f"\nGoldpath is running at {url}")
+                + f"\n  database: {db}   broker: {settings.CELERY_BROKER_URL.split('://')[0]}   home: {settings.GOLDPATH_HOME}"
+                + f"\n  API docs: {url}api/docs/   health: {url}healthz"
+            )
+            if settings.DEBUG and not options["no_seed"]:
+                self.stdout.write(
+                    f"  demo logins (password '{goldpath_settings.DEMO_PASSWORD}'): alice, dave (developers), "
+                    "bob, frank (platform engineers), carol (manager), erin (auditor), admin"
+                )
+            self.stdout.write("  Press Ctrl-C to stop.\n")
+            while not stopping:
+                for child in children:
+                    if child.poll() is not None:
+                        self.stderr.write(f"{child.args[2]} exited with {child.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.3)
+        finally:
+            self.stdout.write("Stopping Goldpath...")
+            for child in children:
+                if child.poll() is None:
+                    # the worker's main process does a warm shutdown and stops its pool itself
+                    os.kill(child.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+            self.stdout.write("Stopped.")

@@ -1,0 +1,83 @@
+"""Create the demo organisation, idempotently: a second run changes nothing."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from ... import demo
+from ...conf import goldpath_settings
+from ...models import AITool, Team
+from ...services import teams as team_services
+from ...services import tools as tool_services
+
+
+class Command(BaseCommand):
+    help = "Create the demo teams, users and AI tools (refuses to run with DEBUG off)."
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo creates users with a known password; it refuses to run with DEBUG off.")
+        created = self.seed()
+        self.stdout.write(self.style.SUCCESS(f"Demo organisation ready ({created} objects created)."))
+
+    @transaction.atomic
+    def seed(self) -> int:
+        User = get_user_model()
+        password = goldpath_settings.DEMO_PASSWORD
+        created = 0
+        admin, made = User.objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com", "first_name": "Portal", "last_name": "Admin"}
+        )
+        if made:
+            admin.set_password(password)
+            admin.save()
+            created += 1
+        team_services._set_role(admin, "admin")
+        teams: dict[str, Team] = {}
+        for slug, name, description in demo.TEAMS:
+            team = Team.objects.filter(slug=slug).first()
+            if team is None:
+                team = team_services.team_create(actor=admin, slug=slug, name=name, description=description)
+                created += 1
+            teams[slug] = team
+        users = {}
+        for username, role, member_of, manager_of, full_name in demo.USERS:
+            first, _, last = full_name.partition(" ")
+            user, made = User.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com", "first_name": first, "last_name": last}
+            )
+            if made:
+                user.set_password(password)
+                user.save()
+                created += 1
+            if made or getattr(getattr(user, "profile", None), "role", None) != role:
+                team_services._set_role(user, role)
+            for slug in member_of:
+                if not teams[slug].members.filter(pk=user.pk).exists():
+                    team_services.team_member_add(team=teams[slug], actor=admin, user=user)
+            for slug in manager_of:
+                if not teams[slug].managers.filter(pk=user.pk).exists():
+                    team_services.team_member_add(team=teams[slug], actor=admin, user=user, manager=True)
+            users[username] = user
+        for spec in demo.TOOLS:
+            if AITool.objects.filter(slug=spec["data"]["slug"]).exists():
+                continue
+            proposer = users[spec["proposer"]]
+            tool = tool_services.tool_propose(actor=proposer, data={**spec["data"], "owner_team": teams["platform"]})
+            created += 1
+            for version, argv, models in spec["versions"]:
+                tool_services.tool_version_add(
+                    tool=tool,
+                    actor=admin,
+                    data={"version": version, "launch_command": argv, "model_names": models},
+                )
+            if spec["status"] in ("in_review", "approved"):
+                tool_services.tool_request_review(tool=tool, actor=proposer, reason="Demo: ready for review.")
+            if spec["status"] == "approved":
+                for reviewer in spec["approvers"]:
+                    tool.refresh_from_db()
+                    tool_services.tool_approve(tool=tool, actor=users[reviewer], reason="Demo: security review passed.")
+        return created

@@ -1,0 +1,31 @@
+"""Models, one module per concept; import them from here."""
+
+from .audit import AuditEvent
+from .notifications import Notification
+from .teams import Profile, Role, Team
+from .tools import (
+    AITool,
+    DataClassification,
+    DataLocation,
+    RiskTier,
+    ToolApproval,
+    ToolKind,
+    ToolStatus,
+    ToolVersion,
+)
+
+__all__ = [
+    "AITool",
+    "AuditEvent",
+    "DataClassification",
+    "DataLocation",
+    "Notification",
+    "Profile",
+    "RiskTier",
+    "Role",
+    "Team",
+    "ToolApproval",
+    "ToolKind",
+    "ToolStatus",
+    "ToolVersion",
+]

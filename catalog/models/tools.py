@@ -1,0 +1,129 @@
+"""AI tools, their versions and the approvals collected while they are in review."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from .teams import Team
+
+TOOL_SLUG_VALIDATOR = RegexValidator(
+    r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$",
+    "Use 1-50 lowercase letters, digits and hyphens, starting and ending with a letter or digit.",
+)
+
+
+class ToolKind(models.TextChoices):
+    ASSISTANT = "assistant", "Assistant"
+    AGENT = "agent", "Agent"
+    IDE = "ide", "IDE"
+    CLI = "cli", "CLI"
+    MCP_SERVER = "mcp_server", "MCP server"
+
+
+class RiskTier(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class DataClassification(models.TextChoices):
+    PUBLIC = "public", "Public"
+    INTERNAL = "internal", "Internal"
+    CONFIDENTIAL = "confidential", "Confidential"
+    RESTRICTED = "restricted", "Restricted"
+
+    @classmethod
+    def rank(cls, value: str) -> int:
+        return [c.value for c in cls].index(value)
+
+
+class DataLocation(models.TextChoices):
+    VENDOR_CLOUD = "vendor_cloud", "Vendor cloud"
+    SELF_HOSTED = "self_hosted", "Self-hosted"
+    LOCAL = "local", "Local"
+
+
+class ToolStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    IN_REVIEW = "in_review", "In review"
+    APPROVED = "approved", "Approved"
+    DEPRECATED = "deprecated", "Deprecated"
+    RETIRED = "retired", "Retired"
+    REJECTED = "rejected", "Rejected"
+    BANNED = "banned", "Banned"
+
+
+class AITool(models.Model):
+    """A coding assistant or agent in the catalog, with its lifecycle status."""
+
+    slug = models.CharField(max_length=50, unique=True, validators=[TOOL_SLUG_VALIDATOR])
+    name = models.CharField(max_length=100)
+    vendor = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=ToolKind.choices)
+    risk_tier = models.CharField(max_length=10, choices=RiskTier.choices)
+    max_data_classification = models.CharField(max_length=20, choices=DataClassification.choices)
+    homepage = models.URLField(blank=True)
+    description = models.TextField(blank=True)
+    data_location = models.CharField(max_length=20, choices=DataLocation.choices, blank=True)
+    pricing_note = models.CharField(max_length=200, blank=True)
+    monthly_price_per_seat = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    owner_team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="owned_tools")
+    status = models.CharField(max_length=20, choices=ToolStatus.choices, default=ToolStatus.PROPOSED, db_index=True)
+    review_due = models.DateField(null=True, blank=True)
+    review_warning_sent_for = models.DateField(null=True, blank=True, editable=False)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="proposed_tools"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("use_aitool", "May use this AI tool")]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def required_approvals(self) -> int:
+        return 2 if self.risk_tier == RiskTier.HIGH else 1
+
+
+class ToolVersion(models.Model):
+    """A released version of a tool and how to launch it headless (an argv template, never a shell)."""
+
+    tool = models.ForeignKey(AITool, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=50)
+    release_notes_url = models.URLField(blank=True)
+    launch_command = models.JSONField(default=list, help_text="argv template with a {prompt} placeholder")
+    model_names = models.JSONField(default=list, blank=True, help_text="model names this version may use")
+    per_use_cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tool", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["tool", "version"], name="uniq_tool_version")]
+
+    def __str__(self) -> str:
+        return f"{self.tool.slug}@{self.version}"
+
+
+class ToolApproval(models.Model):
+    """One reviewer's approval collected while a tool is in review (two distinct for high risk)."""
+
+    tool = models.ForeignKey(AITool, on_delete=models.CASCADE, related_name="approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["tool", "reviewer"], name="uniq_tool_reviewer_approval")]
+
+    def __str__(self) -> str:
+        return f"{self.tool} approved by {self.reviewer}"

@@ -1,0 +1,92 @@
+"""Who may do what: the one module the API, pages and tasks share.
+
+Roles are global (a user's Profile.role); managers additionally manage specific teams.
+Predicates take the user and answer a bool; `visible_*` helpers live in selectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import Role
+
+# guardian permission codename for using a tool (granted to a team's group)
+USE_AITOOL = "use_aitool"
+USE_AITOOL_PERM = f"catalog.{USE_AITOOL}"
+
+
+def role_of(user: Any) -> str | None:
+    """The user's role, cached on the user object for the request."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    cached = getattr(user, "_goldpath_role", None)
+    if cached is not None:
+        return cached
+    if user.is_superuser:
+        role = Role.ADMIN
+    else:
+        profile = getattr(user, "profile", None) if hasattr(user, "profile") else None
+        role = profile.role if profile is not None else Role.DEVELOPER
+    user._goldpath_role = role
+    return role
+
+
+def is_admin(user: Any) -> bool:
+    return role_of(user) == Role.ADMIN
+
+
+def is_platform(user: Any) -> bool:
+    """Platform engineers manage the catalog and grants; admins may do everything."""
+    return role_of(user) in (Role.PLATFORM_ENGINEER, Role.ADMIN)
+
+
+def is_auditor(user: Any) -> bool:
+    return role_of(user) == Role.AUDITOR
+
+
+def is_manager(user: Any) -> bool:
+    return role_of(user) == Role.MANAGER
+
+
+def is_developer(user: Any) -> bool:
+    return role_of(user) == Role.DEVELOPER
+
+
+def can_read_everything(user: Any) -> bool:
+    return role_of(user) in (Role.AUDITOR, Role.PLATFORM_ENGINEER, Role.ADMIN)
+
+
+def can_propose_tool(user: Any) -> bool:
+    """Anyone signed in but auditors (who change nothing) may propose a tool."""
+    return role_of(user) in (Role.DEVELOPER, Role.PLATFORM_ENGINEER, Role.MANAGER, Role.ADMIN)
+
+
+def can_review_tools(user: Any) -> bool:
+    return is_platform(user)
+
+
+def can_request_review(user: Any, tool: Any) -> bool:
+    return is_platform(user) or (tool.proposed_by_id is not None and tool.proposed_by_id == user.pk)
+
+
+def can_edit_tool(user: Any, tool: Any) -> bool:
+    """Platform engineers edit any tool; the proposer edits it until it is approved."""
+    if is_platform(user):
+        return True
+    return tool.proposed_by_id == user.pk and tool.status in ("proposed", "rejected")
+
+
+def can_add_tool_version(user: Any, tool: Any) -> bool:
+    return can_edit_tool(user, tool)
+
+
+def can_reinstate(user: Any) -> bool:
+    return is_admin(user)
+
+
+def can_read_audit(user: Any) -> bool:
+    return role_of(user) in (Role.AUDITOR, Role.PLATFORM_ENGINEER, Role.ADMIN)
+
+
+def can_manage_teams(user: Any) -> bool:
+    return is_admin(user)

@@ -1,0 +1,1 @@
+"""Services: every state change is one function here, atomic, writing its audit event."""

@@ -1,0 +1,1 @@
+"""Web pages (Django templates + htmx): thin views over selectors and services."""

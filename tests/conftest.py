@@ -1,0 +1,190 @@
+"""Shared fixtures: the demo roles, API clients, and a real Celery worker process.
+
+The database is whatever DATABASE_URL names (PostgreSQL in CI) or the embedded SQLite default;
+the broker is CELERY_BROKER_URL (Redis in CI) or the embedded file-system broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from catalog.models import Team
+from tests.factories import TeamFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config) -> None:
+    # Fast hashing for the many users tests create; production keeps Django's default.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _mail_and_notifications(settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.GOLDPATH = {**settings.GOLDPATH, "WEBHOOK_URL": ""}
+
+
+@pytest.fixture
+def teams(db) -> dict[str, Team]:
+    return {slug: TeamFactory(slug=slug, name=slug.title()) for slug in ("platform", "payments", "search")}
+
+
+@pytest.fixture
+def people(teams):
+    """One user per role, wired to teams like the demo organisation."""
+    alice = UserFactory(username="alice", role="developer")
+    dave = UserFactory(username="dave", role="developer")
+    bob = UserFactory(username="bob", role="platform_engineer")
+    frank = UserFactory(username="frank", role="platform_engineer")
+    carol = UserFactory(username="carol", role="manager")
+    erin = UserFactory(username="erin", role="auditor")
+    admin = UserFactory(username="admin", role="admin")
+    for user, team in ((alice, "payments"), (dave, "search"), (bob, "platform"), (frank, "platform")):
+        teams[team].members.add(user)
+        user.groups.add(teams[team].group)
+    teams["payments"].managers.add(carol)
+    teams["search"].managers.add(carol)
+    return {u.username: u for u in (alice, dave, bob, frank, carol, erin, admin)}
+
+
+@pytest.fixture
+def api():
+    """An API client factory: api(user) authenticates with a real token."""
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            from rest_framework.authtoken.models import Token
+
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
+
+
+def _worker_env() -> dict[str, str]:
+    """Point a worker process at the test database the tests are using."""
+    from django.db import connection
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        env["DATABASE_URL"] = f"postgres://{db.get('USER') or 'postgres'}{password}@{host}:{port}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` process, started and stopped by the test that needs it."""
+
+    def __init__(self, queues: str = "default,provisioning,agents,reports", concurrency: int = 2):
+        self.queues = queues
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+        self.log_path = Path(settings.GOLDPATH_HOME) / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        self.log = open(self.log_path, "w+")  # noqa: SIM115
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "-Q",
+            self.queues,
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "--hostname",
+            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=_worker_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.output()}")
+            if " ready." in self.output():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if hasattr(self, "log"):
+            self.log.close()
+
+
+def purge_queues() -> None:
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("default", "provisioning", "agents", "reports"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue that does not exist yet is empty
+                pass
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[WorkerProcess]:
+    """A real worker process on the configured broker, reading the test database."""
+    purge_queues()
+    worker = WorkerProcess().start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def require_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{package} is not installed ({name} not on PATH)")
+    return path

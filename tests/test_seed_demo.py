@@ -1,0 +1,49 @@
+"""`seed_demo` builds the demo organisation once; a second run changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from catalog import permissions
+from catalog.models import AITool, AuditEvent, Team
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_realistic(settings):
+    settings.DEBUG = True
+    call_command("seed_demo", verbosity=0)
+    counts = (AITool.objects.count(), Team.objects.count(), AuditEvent.objects.count())
+    call_command("seed_demo", verbosity=0)
+    assert (AITool.objects.count(), Team.objects.count(), AuditEvent.objects.count()) == counts
+    assert {t.slug for t in Team.objects.all()} >= {"platform", "payments", "search"}
+    statuses = dict(AITool.objects.values_list("slug", "status"))
+    assert sum(1 for s in statuses.values() if s == "approved") >= 4
+    assert {"claude-code", "codex-cli", "aider", "github-copilot", "cursor", "gemini-cli", "continue"} <= set(statuses)
+    assert len(set(statuses.values())) >= 3
+    roles = {
+        u: permissions.role_of(authenticate(username=u, password="goldpath"))
+        for u in ("alice", "dave", "bob", "frank", "carol", "erin", "admin")
+    }
+    assert roles == {
+        "alice": "developer",
+        "dave": "developer",
+        "bob": "platform_engineer",
+        "frank": "platform_engineer",
+        "carol": "manager",
+        "erin": "auditor",
+        "admin": "admin",
+    }
+    assert Team.objects.get(slug="payments").members.filter(username="alice").exists()
+    assert set(Team.objects.filter(managers__username="carol").values_list("slug", flat=True)) == {"payments", "search"}
+    cursor = AITool.objects.get(slug="cursor")
+    assert cursor.status == "in_review" and cursor.proposed_by.username == "alice"
+
+
+def test_seed_demo_refuses_without_debug(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG"):
+        call_command("seed_demo", verbosity=0)
+    assert not AITool.objects.exists()
