@@ -158,3 +158,12 @@ TOOLS = [
         "versions": [("0.9.0", ["gemini", "-p", "{prompt}"], ["gemini-2.5-pro"])],
     },
 ]
+
+# team -> tools it holds a grant for (granted by a platform engineer); github-copilot and continue stay
+# ungranted so the request-access flow can be shown.
+GRANTS = [
+    # team, tool, granted by, max data classification ("" = the tool's), seats
+    ("payments", "claude-code", "bob", "", 8),
+    ("payments", "aider", "bob", "", None),
+    ("search", "codex-cli", "frank", "", 5),
+]

@@ -90,3 +90,47 @@ def can_read_audit(user: Any) -> bool:
 
 def can_manage_teams(user: Any) -> bool:
     return is_admin(user)
+
+
+# --- tool access (issue 3) ----------------------------------------------------------------------
+
+
+def can_manage_grants(user: Any) -> bool:
+    """Platform engineers and admins grant, revoke and decide access requests."""
+    return is_platform(user)
+
+
+def can_request_access(user: Any, team: Any) -> bool:
+    """Members request for their own team, managers for teams they manage; platform for any team."""
+    role = role_of(user)
+    if role is None or role == Role.AUDITOR:
+        return False
+    if is_platform(user):
+        return True
+    if team.group_id in {g.pk for g in user.groups.all()}:
+        return True
+    return role == Role.MANAGER and team.managers.filter(pk=user.pk).exists()
+
+
+def can_decide_access_request(user: Any, access_request: Any) -> bool:
+    """Platform engineers decide, but never their own request (checked by the service as a 403)."""
+    return can_manage_grants(user)
+
+
+def can_simulate_for(user: Any, subject: Any) -> bool:
+    """The policy simulator: everyone about themselves; managers about their teams' members;
+    platform engineers, auditors and admins about anyone."""
+    if role_of(user) is None:
+        return False
+    if subject is not None and subject.pk == user.pk:
+        return True
+    if can_read_everything(user):
+        return True
+    if is_manager(user) and subject is not None:
+        managed = {t.group_id for t in user.managed_teams.all()}
+        return subject.groups.filter(pk__in=managed).exists()
+    return False
+
+
+def can_act_out_of_policy(user: Any) -> bool:
+    return is_platform(user)

@@ -163,6 +163,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"DataClassificationEnum": "catalog.models.tools.DataClassification"},
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -199,6 +200,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(GOLDPATH_HOME / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "tools-review-due": {"task": "catalog.tasks.catalog.tools_review_due", "schedule": timedelta(hours=1)},
     "notifications-retry": {"task": "catalog.tasks.notify.retry_pending", "schedule": timedelta(minutes=5)},
+    "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
 }
 
 # --- Goldpath app settings (read through catalog.conf.goldpath_settings) ----------------------

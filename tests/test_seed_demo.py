@@ -47,3 +47,21 @@ def test_seed_demo_refuses_without_debug(settings):
     with pytest.raises(CommandError, match="DEBUG"):
         call_command("seed_demo", verbosity=0)
     assert not AITool.objects.exists()
+
+
+def test_seed_demo_grants(settings):
+    from catalog.models import AccessGrant
+    from catalog.policy import decide
+
+    settings.DEBUG = True
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+    held = set(AccessGrant.objects.filter(state="active").values_list("team__slug", "tool__slug"))
+    assert held == {("payments", "claude-code"), ("payments", "aider"), ("search", "codex-cli")}
+    ungranted = AITool.objects.filter(status="approved").exclude(grants__state="active")
+    assert {"github-copilot", "continue"} <= set(ungranted.values_list("slug", flat=True))
+    from django.contrib.auth import get_user_model
+
+    alice = get_user_model().objects.get(username="alice")
+    assert decide(alice, AITool.objects.get(slug="claude-code")).allowed
+    assert decide(alice, AITool.objects.get(slug="codex-cli")).codes == ["no_grant"]

@@ -144,10 +144,23 @@ class ToolFilter(django_filters.FilterSet):
     owner_team = django_filters.CharFilter(field_name="owner_team__slug")
     q = django_filters.CharFilter(method="text_search", label="Text search in name, slug, vendor and description")
     search = django_filters.CharFilter(method="text_search", label="Alias of q")
+    usable = django_filters.BooleanFilter(
+        method="filter_usable", label="true: only tools you may use now (approved, granted to your team, unexpired)"
+    )
 
     class Meta:
         model = AITool
         fields = ["status", "kind", "vendor", "risk_tier", "max_data_classification", "owner_team"]
+
+    def filter_usable(self, queryset, name, value):
+        from ..selectors import usable_tools
+
+        if value is None:
+            return queryset
+        usable = usable_tools(self.request.user)
+        if value:
+            return usable_tools(self.request.user, queryset)
+        return queryset.exclude(pk__in=usable.values("pk"))
 
     def text_search(self, queryset, name, value):
         value = value.strip()

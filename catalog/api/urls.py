@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
 from .audit import AuditEventViewSet
 from .auth import TokenView
 from .backstage import BackstageEntitiesView
@@ -15,9 +16,14 @@ router.register("tools", ToolViewSet, basename="tool")
 router.register("teams", TeamViewSet, basename="team")
 router.register("users", UserViewSet, basename="user")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
+router.register("access-requests", AccessRequestViewSet, basename="accessrequest")
+router.register("grants", GrantViewSet, basename="grant")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("backstage/entities/", BackstageEntitiesView.as_view(), name="backstage-entities"),
+    path("authz/check/", AuthzCheckView.as_view(), name="authz-check"),
+    path("out-of-policy/", OutOfPolicyView.as_view(), name="out-of-policy"),
+    path("out-of-policy/bulk/", OutOfPolicyBulkView.as_view(), name="out-of-policy-bulk"),
     *router.urls,
 ]

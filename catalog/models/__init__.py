@@ -1,5 +1,13 @@
 """Models, one module per concept; import them from here."""
 
+from .access import (
+    AccessGrant,
+    AccessRequest,
+    AccessRequestStatus,
+    AIToolGroupObjectPermission,
+    AIToolUserObjectPermission,
+    GrantState,
+)
 from .audit import AuditEvent
 from .notifications import Notification
 from .teams import Profile, Role, Team
@@ -15,6 +23,12 @@ from .tools import (
 )
 
 __all__ = [
+    "AccessGrant",
+    "AccessRequest",
+    "AccessRequestStatus",
+    "AIToolGroupObjectPermission",
+    "AIToolUserObjectPermission",
+    "GrantState",
     "AITool",
     "AuditEvent",
     "DataClassification",

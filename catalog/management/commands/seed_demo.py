@@ -9,7 +9,8 @@ from django.db import transaction
 
 from ... import demo
 from ...conf import goldpath_settings
-from ...models import AITool, Team
+from ...models import AccessGrant, AITool, GrantState, Team
+from ...services import access as access_services
 from ...services import teams as team_services
 from ...services import tools as tool_services
 
@@ -80,4 +81,18 @@ class Command(BaseCommand):
                 for reviewer in spec["approvers"]:
                     tool.refresh_from_db()
                     tool_services.tool_approve(tool=tool, actor=users[reviewer], reason="Demo: security review passed.")
+        for team_slug, tool_slug, granter, classification, seats in demo.GRANTS:
+            tool = AITool.objects.get(slug=tool_slug)
+            if AccessGrant.objects.filter(team=teams[team_slug], tool=tool, state=GrantState.ACTIVE).exists():
+                continue
+            if tool.status != "approved":
+                continue
+            access_services.grant_create(
+                actor=users[granter],
+                team=teams[team_slug],
+                tool=tool,
+                max_data_classification=classification,
+                seats=seats,
+            )
+            created += 1
         return created

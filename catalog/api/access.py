@@ -1,0 +1,347 @@
+"""Tool access API: access requests, grants, the policy simulator and the out-of-policy list."""
+
+from __future__ import annotations
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import permissions as perms
+from .. import selectors
+from ..models import AccessGrant, AccessRequest, AccessRequestStatus, AITool, DataClassification, GrantState, Team
+from ..policy import PolicyContext, decide
+from ..policy_hooks import out_of_policy_providers, resolve_template
+from ..services import access as access_services
+from ..services.errors import InvalidInput, NotPermitted
+from .pagination import StandardPagination
+from .tools import StrictSerializerMixin
+
+User = get_user_model()
+
+
+class ToolSlugField(serializers.SlugRelatedField):
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="slug", queryset=AITool.objects.all(), **kwargs)
+
+
+class TeamSlugField(serializers.SlugRelatedField):
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="slug", queryset=Team.objects.all(), **kwargs)
+
+
+# --- access requests ---------------------------------------------------------------------------
+
+
+class AccessRequestSerializer(serializers.ModelSerializer):
+    tool = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "tool",
+            "team",
+            "requester",
+            "justification",
+            "status",
+            "decided_by",
+            "decided_at",
+            "reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AccessRequestCreateSerializer(StrictSerializerMixin, serializers.Serializer):
+    tool = ToolSlugField()
+    team = TeamSlugField()
+    justification = serializers.CharField(max_length=4000)
+
+
+class ApproveSerializer(StrictSerializerMixin, serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    max_data_classification = serializers.ChoiceField(
+        choices=DataClassification.choices, required=False, allow_blank=True, default=""
+    )
+    seats = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000, default=None)
+
+
+class RejectSerializer(StrictSerializerMixin, serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class AccessRequestFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=AccessRequestStatus.choices)
+    team = django_filters.CharFilter(field_name="team__slug")
+    tool = django_filters.CharFilter(field_name="tool__slug")
+    requester = django_filters.CharFilter(field_name="requester__username")
+
+    class Meta:
+        model = AccessRequest
+        fields: list[str] = []
+
+
+class AccessRequestViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Requests for a team to use a tool. Developers create; platform engineers approve or reject."""
+
+    serializer_class = AccessRequestSerializer
+    filterset_class = AccessRequestFilter
+
+    def get_queryset(self):
+        return selectors.visible_access_requests(self.request.user).order_by("-created_at", "-id")
+
+    @extend_schema(request=AccessRequestCreateSerializer, responses={201: AccessRequestSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = AccessRequestCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        req = access_services.access_request_create(actor=request.user, **serializer.validated_data)
+        return Response(AccessRequestSerializer(req).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ApproveSerializer, responses={200: AccessRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str) -> Response:
+        req = self.get_object()
+        serializer = ApproveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        req = access_services.access_request_approve(
+            access_request=req, actor=request.user, **serializer.validated_data
+        )
+        return Response(AccessRequestSerializer(req).data)
+
+    @extend_schema(request=RejectSerializer, responses={200: AccessRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str) -> Response:
+        req = self.get_object()
+        if not perms.can_manage_grants(request.user):
+            raise NotPermitted("Only platform engineers decide access requests.")
+        serializer = RejectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        req = access_services.access_request_reject(
+            access_request=req, actor=request.user, reason=serializer.validated_data["reason"]
+        )
+        return Response(AccessRequestSerializer(req).data)
+
+
+# --- grants ------------------------------------------------------------------------------------
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tool = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    effective_classification = serializers.CharField(read_only=True)
+    in_force = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessGrant
+        fields = [
+            "id",
+            "team",
+            "tool",
+            "state",
+            "in_force",
+            "expires_at",
+            "max_data_classification",
+            "effective_classification",
+            "seats",
+            "granted_by",
+            "request",
+            "created_at",
+            "ended_at",
+            "ended_by",
+            "end_reason",
+        ]
+        read_only_fields = fields
+
+    def get_in_force(self, grant: AccessGrant) -> bool:
+        return grant.state == GrantState.ACTIVE and grant.permission_id is not None and not grant.is_expired()
+
+
+class GrantCreateSerializer(StrictSerializerMixin, serializers.Serializer):
+    team = TeamSlugField()
+    tool = ToolSlugField()
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    max_data_classification = serializers.ChoiceField(
+        choices=DataClassification.choices, required=False, allow_blank=True, default=""
+    )
+    seats = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000, default=None)
+
+
+class GrantFilter(django_filters.FilterSet):
+    team = django_filters.CharFilter(field_name="team__slug")
+    tool = django_filters.CharFilter(field_name="tool__slug")
+    state = django_filters.MultipleChoiceFilter(choices=GrantState.choices)
+
+    class Meta:
+        model = AccessGrant
+        fields: list[str] = []
+
+
+class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """Team x tool grants. Platform engineers grant (POST) and revoke (DELETE, `?reason=`)."""
+
+    serializer_class = GrantSerializer
+    filterset_class = GrantFilter
+
+    def get_queryset(self):
+        return selectors.visible_grants(self.request.user).order_by("-created_at", "-id")
+
+    @extend_schema(request=GrantCreateSerializer, responses={201: GrantSerializer})
+    def create(self, request: Request) -> Response:
+        if not perms.can_manage_grants(request.user):
+            raise NotPermitted("Only platform engineers grant tool access.")
+        serializer = GrantCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = access_services.grant_create(actor=request.user, **serializer.validated_data)
+        return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        grant = self.get_object()
+        reason = request.query_params.get("reason") or (
+            request.data.get("reason", "") if hasattr(request.data, "get") else ""
+        )
+        access_services.grant_revoke(grant=grant, actor=request.user, reason=str(reason)[:2000])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- the policy simulator -----------------------------------------------------------------------
+
+
+class AuthzCheckSerializer(StrictSerializerMixin, serializers.Serializer):
+    user = serializers.CharField(max_length=150, required=False, help_text="username; default: you")
+    tool = serializers.CharField(max_length=50)
+    classification = serializers.ChoiceField(choices=DataClassification.choices, default=DataClassification.INTERNAL)
+    template = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+
+
+ReasonOut = inline_serializer("PolicyReason", {"code": serializers.CharField(), "message": serializers.CharField()})
+
+
+class AuthzCheckView(APIView):
+    """The policy simulator: what would `decide` answer for this user, tool and context?
+
+    Developers (and managers, for people outside their teams) may ask about themselves only (403);
+    platform engineers, auditors and admins about anyone. Nothing is written.
+    """
+
+    @extend_schema(
+        request=AuthzCheckSerializer,
+        responses={
+            200: inline_serializer(
+                "PolicyDecision",
+                {
+                    "allowed": serializers.BooleanField(),
+                    "reasons": ReasonOut,
+                    "user": serializers.CharField(),
+                    "tool": serializers.CharField(),
+                    "classification": serializers.CharField(),
+                    "template": serializers.CharField(allow_null=True),
+                },
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AuthzCheckSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        username = data.get("user") or request.user.username
+        subject = request.user if username == request.user.username else User.objects.filter(username=username).first()
+        if subject is None:
+            if not perms.can_read_everything(request.user):
+                raise NotPermitted("You may ask about yourself only.")
+            raise InvalidInput("Unknown user.", errors={"user": ["No user with this username."]})
+        if not perms.can_simulate_for(request.user, subject):
+            raise NotPermitted("You may ask about yourself only.")
+        tool = AITool.objects.filter(slug=data["tool"]).first()
+        if tool is None:
+            raise InvalidInput("Unknown tool.", errors={"tool": ["No tool with this slug."]})
+        template = None
+        if data.get("template"):
+            template = resolve_template(data["template"])
+            if template is None:
+                raise InvalidInput("Unknown template.", errors={"template": ["No template with this slug."]})
+        decision = decide(subject, tool, PolicyContext(classification=data["classification"], template=template))
+        return Response(
+            {
+                **decision.as_dict(),
+                "user": subject.username,
+                "tool": tool.slug,
+                "classification": data["classification"],
+                "template": data.get("template") or None,
+            }
+        )
+
+
+# --- out of policy ----------------------------------------------------------------------------
+
+
+class BulkItemSerializer(serializers.Serializer):
+    kind = serializers.CharField(max_length=50)
+    id = serializers.CharField(max_length=64)
+
+
+class OutOfPolicyBulkSerializer(StrictSerializerMixin, serializers.Serializer):
+    action = serializers.CharField(max_length=50)
+    items = BulkItemSerializer(many=True, allow_empty=False, max_length=500)
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class OutOfPolicyView(APIView):
+    """Objects that use a tool nobody may use now (grants today; workspaces and runs once they plug in)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        kind = request.query_params.get("kind")
+        rows = []
+        for provider_kind, provider in sorted(out_of_policy_providers().items()):
+            if kind and kind != provider_kind:
+                continue
+            rows.extend(item.as_dict() for item in provider.items(request.user))
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(page)
+
+
+class OutOfPolicyBulkView(APIView):
+    """Act on many out-of-policy objects at once (platform engineers): e.g. revoke grants."""
+
+    @extend_schema(request=OutOfPolicyBulkSerializer, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        if not perms.can_act_out_of_policy(request.user):
+            raise NotPermitted("Only platform engineers act on out-of-policy objects.")
+        serializer = OutOfPolicyBulkSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        providers = out_of_policy_providers()
+        by_kind: dict[str, list[str]] = {}
+        for item in data["items"]:
+            if item["kind"] not in providers:
+                raise InvalidInput("Unknown kind.", errors={"items": [f"Unknown kind {item['kind']!r}."]})
+            by_kind.setdefault(item["kind"], []).append(item["id"])
+        for kind in by_kind:
+            if data["action"] not in providers[kind].actions:
+                raise InvalidInput(
+                    "Unknown action.",
+                    errors={"action": [f"{kind}: choose one of {', '.join(providers[kind].actions)}."]},
+                )
+        results = {}
+        with transaction.atomic():
+            for kind, ids in by_kind.items():
+                results[kind] = providers[kind].act(
+                    actor=request.user, action=data["action"], ids=ids, reason=data["reason"]
+                )
+        return Response({"action": data["action"], "results": results})

@@ -1,0 +1,80 @@
+"""Reads, always restricted to what the user may see (NetBox's `restrict`): the API, pages and
+tasks share these, so a detail route answers 404 for what the caller may not read.
+
+Visibility rules (issue 3):
+- platform engineers, auditors, admins: everything;
+- managers: objects of the teams they manage (and of teams they belong to);
+- developers: their own requests, and read access to their teams' requests and grants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from . import permissions as perms
+from .models import AccessGrant, AccessRequest, AITool, GrantState, Team, ToolStatus
+
+
+def team_ids_of(user: Any) -> set[int]:
+    """Teams the user belongs to (by the team group, which is what guardian grants to), cached per user object."""
+    cached = getattr(user, "_goldpath_team_ids", None)
+    if cached is None:
+        cached = set(Team.objects.filter(group__user=user).values_list("pk", flat=True))
+        user._goldpath_team_ids = cached
+    return cached
+
+
+def readable_team_ids(user: Any) -> set[int] | None:
+    """Team ids whose objects the user may read; None means every team."""
+    if perms.can_read_everything(user):
+        return None
+    ids = set(team_ids_of(user))
+    if perms.is_manager(user):
+        ids |= set(Team.objects.filter(managers=user).values_list("pk", flat=True))
+    return ids
+
+
+def visible_access_requests(user: Any) -> QuerySet[AccessRequest]:
+    qs = AccessRequest.objects.select_related("tool", "team", "requester", "decided_by")
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    if teams is None:
+        return qs
+    return qs.filter(Q(requester=user) | Q(team_id__in=teams))
+
+
+def visible_grants(user: Any) -> QuerySet[AccessGrant]:
+    qs = AccessGrant.objects.select_related("team", "tool", "granted_by", "ended_by", "request")
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    return qs if teams is None else qs.filter(team_id__in=teams)
+
+
+def visible_teams(user: Any) -> QuerySet[Team]:
+    """Every signed-in user may look teams up (the teams API is readable by all)."""
+    return Team.objects.all() if perms.role_of(user) is not None else Team.objects.none()
+
+
+def usable_tools(user: Any, queryset: QuerySet[AITool] | None = None) -> QuerySet[AITool]:
+    """Tools the user may use now (default context): approved, review not expired, granted to one of
+    their teams by an active, unexpired grant backed by its guardian row. One SQL query (EXISTS),
+    whatever the page size."""
+    queryset = AITool.objects.all() if queryset is None else queryset
+    if perms.role_of(user) is None or not user.is_active:
+        return queryset.none()
+    now = timezone.now()
+    grants = AccessGrant.objects.in_force(now).filter(
+        tool=OuterRef("pk"), permission__group__user=user, permission__content_object=OuterRef("pk")
+    )
+    return queryset.filter(status=ToolStatus.APPROVED).filter(
+        Q(review_due__isnull=True) | Q(review_due__gte=timezone.localdate(now)), Exists(grants)
+    )
+
+
+def team_tools(team: Team) -> QuerySet[AccessGrant]:
+    return AccessGrant.objects.filter(team=team, state=GrantState.ACTIVE).select_related("tool", "granted_by")
