@@ -10,4 +10,5 @@ def goldpath(request):
         "gp_is_platform": perms.is_platform(user),
         "gp_is_admin": perms.is_admin(user),
         "gp_can_read_audit": perms.can_read_audit(user),
+        "gp_can_read_reports": perms.can_read_reports(user),
     }

@@ -134,3 +134,19 @@ def can_simulate_for(user: Any, subject: Any) -> bool:
 
 def can_act_out_of_policy(user: Any) -> bool:
     return is_platform(user)
+
+
+# --- adoption reports and usage (issue 6) -------------------------------------------------------
+
+
+def can_read_reports(user: Any) -> bool:
+    """Managers (for the teams they manage), auditors, platform engineers and admins; not developers."""
+    return role_of(user) in (Role.MANAGER, Role.AUDITOR, Role.PLATFORM_ENGINEER, Role.ADMIN)
+
+
+def can_read_usage_events(user: Any) -> bool:
+    return role_of(user) in (Role.AUDITOR, Role.PLATFORM_ENGINEER, Role.ADMIN)
+
+
+def can_import_usage(user: Any) -> bool:
+    return is_platform(user)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import access, tools
+from .views import access, reports, tools
 
 app_name = "catalog"
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("access-requests/<int:pk>/<str:verdict>/", access.access_request_decide, name="access-request-decide"),
     path("authz/simulator/", access.simulator, name="simulator"),
     path("out-of-policy/", access.out_of_policy, name="out-of-policy"),
+    path("reports/adoption/", reports.adoption, name="adoption-report"),
 ]

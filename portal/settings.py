@@ -163,7 +163,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"DataClassificationEnum": "catalog.models.tools.DataClassification"},
+    "ENUM_NAME_OVERRIDES": {
+        "DataClassificationEnum": "catalog.models.tools.DataClassification",
+        "ToolKindEnum": "catalog.models.tools.ToolKind",
+        "UsageKindEnum": "catalog.models.usage.UsageKind",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -201,6 +205,12 @@ CELERY_BEAT_SCHEDULE = {
     "tools-review-due": {"task": "catalog.tasks.catalog.tools_review_due", "schedule": timedelta(hours=1)},
     "notifications-retry": {"task": "catalog.tasks.notify.retry_pending", "schedule": timedelta(minutes=5)},
     "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
+    # real activity shows up in the adoption report within a minute
+    "usage-rollup": {
+        "task": "catalog.tasks.reports.rollup_usage",
+        "schedule": timedelta(seconds=int(os.environ.get("GOLDPATH_ROLLUP_SECONDS", "30"))),
+        "options": {"expires": 60},
+    },
 }
 
 # --- Goldpath app settings (read through catalog.conf.goldpath_settings) ----------------------

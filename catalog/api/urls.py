@@ -9,6 +9,7 @@ from .auth import TokenView
 from .backstage import BackstageEntitiesView
 from .teams import TeamViewSet, UserViewSet
 from .tools import ToolViewSet
+from .usage import AdoptionReportView, UsageEventViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -18,6 +19,7 @@ router.register("users", UserViewSet, basename="user")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("access-requests", AccessRequestViewSet, basename="accessrequest")
 router.register("grants", GrantViewSet, basename="grant")
+router.register("usage-events", UsageEventViewSet, basename="usageevent")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
@@ -25,5 +27,6 @@ urlpatterns = [
     path("authz/check/", AuthzCheckView.as_view(), name="authz-check"),
     path("out-of-policy/", OutOfPolicyView.as_view(), name="out-of-policy"),
     path("out-of-policy/bulk/", OutOfPolicyBulkView.as_view(), name="out-of-policy-bulk"),
+    path("reports/adoption/", AdoptionReportView.as_view(), name="report-adoption"),
     *router.urls,
 ]

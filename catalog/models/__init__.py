@@ -21,6 +21,16 @@ from .tools import (
     ToolStatus,
     ToolVersion,
 )
+from .usage import (
+    ACTIVE_KINDS,
+    RollupState,
+    UsageDaily,
+    UsageEvent,
+    UsageFirstUse,
+    UsageKind,
+    UsageReadyBucket,
+    UsageUserDay,
+)
 
 __all__ = [
     "AccessGrant",
@@ -42,4 +52,12 @@ __all__ = [
     "ToolKind",
     "ToolStatus",
     "ToolVersion",
+    "ACTIVE_KINDS",
+    "RollupState",
+    "UsageDaily",
+    "UsageEvent",
+    "UsageFirstUse",
+    "UsageKind",
+    "UsageReadyBucket",
+    "UsageUserDay",
 ]

@@ -27,6 +27,7 @@ from ..models import (
 )
 from ..notifications import notify, platform_engineers, portal_link
 from ..policy import Decision, PolicyContext, decide
+from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
 
 EXPIRY_WARNING_DAYS = 7
@@ -70,6 +71,7 @@ def access_request_create(*, actor: Any, tool: AITool, team: Team, justification
     if AccessRequest.objects.filter(team=team, tool=tool, status=AccessRequestStatus.PENDING).exists():
         raise TransitionNotAllowed(f"A request for {team.slug} to use {tool.name} is already pending.")
     req = AccessRequest.objects.create(tool=tool, team=team, requester=actor, justification=justification)
+    record_usage("access_requested", user=actor, team=team, tool=tool, key=f"access_request:{req.pk}:requested")
     audit.record(
         actor=actor,
         verb="access_request.create",
@@ -219,6 +221,7 @@ def _grant_create(
         seats=seats,
     )
     audit.record(actor=actor, verb="grant.create", target=grant, payload=_grant_payload(grant))
+    record_usage("access_granted", user=actor, team=team, tool=tool, key=f"grant:{grant.pk}:granted")
     return grant
 
 
@@ -390,6 +393,14 @@ def tool_use_record(
             target=fresh,
             payload=payload,
         )
+        if not decision.allowed:
+            record_usage(
+                "policy_denied",
+                user=user,
+                tool=fresh,
+                template=getattr(context, "template", None),
+                outcome=(decision.reasons[0].code if decision.reasons else ""),
+            )
     return decision
 
 

@@ -20,6 +20,7 @@ from .. import audit, permissions
 from ..conf import goldpath_settings
 from ..models import AITool, RiskTier, Team, ToolApproval, ToolStatus, ToolVersion
 from ..notifications import notify, platform_engineers, portal_link
+from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
 
 S = ToolStatus
@@ -276,6 +277,7 @@ def tool_approve(*, tool: AITool, actor: Any, reason: str = "") -> ApprovalResul
     approvers = list(tool.approvals.values_list("reviewer__username", flat=True))
     tool.approvals.all().delete()
     _finish(tool, actor, "approve", old, reason, approvers=approvers, review_due=tool.review_due.isoformat())
+    record_usage("tool_approved", user=actor, team=tool.owner_team, tool=tool)
     _notify_decision(tool, "approve", actor, reason)
     return ApprovalResult(tool=tool, approvals=count, required=required)
 
@@ -299,6 +301,8 @@ def _simple(action: str, *, check, denial: str, clear_approvals: bool = False):
                 None if target_state in (S.IN_REVIEW, S.REJECTED, S.BANNED, S.RETIRED) else tool.review_due
             )
         _finish(tool, actor, action, old, reason, **extra)
+        if action == "ban":
+            record_usage("tool_banned", user=actor, team=tool.owner_team, tool=tool)
         _notify_decision(tool, action, actor, reason)
         return tool
 

@@ -7,9 +7,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ... import demo
+from ... import demo, demo_usage
 from ...conf import goldpath_settings
 from ...models import AccessGrant, AITool, GrantState, Team
+from ...reports.rollup import rollup_usage
 from ...services import access as access_services
 from ...services import teams as team_services
 from ...services import tools as tool_services
@@ -22,6 +23,10 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             raise CommandError("seed_demo creates users with a known password; it refuses to run with DEBUG off.")
         created = self.seed()
+        history = demo_usage.seed_usage_history(admin=get_user_model().objects.get(username="admin"))
+        rollup_usage()
+        if history:
+            self.stdout.write(f"Usage history: {history} demo events over the last {demo_usage.DAYS} days.")
         self.stdout.write(self.style.SUCCESS(f"Demo organisation ready ({created} objects created)."))
 
     @transaction.atomic

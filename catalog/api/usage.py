@@ -1,0 +1,206 @@
+"""Usage events API (read for platform/auditor/admin; import for platform/admin) and the adoption report."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import django_filters
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser, MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import permissions as perms
+from ..models import UsageEvent
+from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params
+from ..services.errors import InvalidInput
+from ..usage_import import usage_import
+from .renderers import CSVRenderer
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class CanReadUsage(BasePermission):
+    message = "Only auditors, platform engineers and admins read raw usage events."
+
+    def has_permission(self, request, view) -> bool:
+        if getattr(view, "action", None) == "import_events":
+            return perms.role_of(request.user) is not None  # the service decides (403 for others)
+        return perms.can_read_usage_events(request.user)
+
+
+class RawBodyParser(BaseParser):
+    """Any other content type: the body as bytes (a CSV or JSON file posted as is)."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
+
+
+class UsageEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = UsageEvent
+        fields = [
+            "id",
+            "at",
+            "kind",
+            "user_ref",
+            "team_slug",
+            "tool_slug",
+            "template_slug",
+            "outcome",
+            "duration_s",
+            "cost",
+            "reported_users",
+            "engaged_users",
+            "suggestions",
+            "acceptances",
+            "source",
+            "key",
+            "ingested_at",
+        ]
+        read_only_fields = fields
+
+
+class UsageEventFilter(django_filters.FilterSet):
+    kind = django_filters.CharFilter()
+    team = django_filters.CharFilter(field_name="team_slug")
+    tool = django_filters.CharFilter(field_name="tool_slug")
+    user = django_filters.CharFilter(field_name="user_ref")
+    source = django_filters.CharFilter(method="filter_source", label="source, or a prefix ending in ':' (import:)")
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = UsageEvent
+        fields: list[str] = []
+
+    def filter_source(self, queryset, name, value):
+        return queryset.filter(source__startswith=value) if value.endswith(":") else queryset.filter(source=value)
+
+
+class IdCursorPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-id",)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    format = serializers.CharField()
+    rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
+class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Append-only usage events: written by services and imports, never through this API."""
+
+    serializer_class = UsageEventSerializer
+    permission_classes = [CanReadUsage]
+    filterset_class = UsageEventFilter
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self):
+        return UsageEvent.objects.all().order_by("-id")
+
+    @extend_schema(
+        summary="Import vendor usage (CSV or GitHub Copilot metrics JSON)",
+        description=(
+            "Upload a file as multipart field `file` (or as the raw body). CSV header: "
+            "`occurred_at,kind,tool,team,user,template,duration_s,cost,outcome,key,reported_users,engaged_users,"
+            "suggestions,acceptances` (occurred_at and tool required). Copilot: the array the metrics API "
+            "returns; give `tool` (default github-copilot) and optionally `team`. Bad rows answer 400 with "
+            "`lines` and nothing is imported; the same file twice changes nothing."
+        ),
+        parameters=[
+            OpenApiParameter("format_hint", str, description="csv or copilot (detected when omitted)"),
+            OpenApiParameter("source", str, description="source name: events get source import:<name>"),
+            OpenApiParameter("tool", str, description="tool slug for Copilot metrics (default github-copilot)"),
+            OpenApiParameter("team", str, description="team slug for team-level Copilot metrics"),
+        ],
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses={201: ImportResultSerializer},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[MultiPartParser, RawBodyParser],
+    )
+    def import_events(self, request: Request) -> Response:
+        params = {**request.query_params.dict(), **{k: v for k, v in request.POST.items() if k != "file"}}
+        upload = request.FILES.get("file")
+        if upload is not None:
+            if upload.size > MAX_UPLOAD_BYTES:
+                raise InvalidInput("File too large.", errors={"file": ["At most 20 MB."]})
+            raw = upload.read()
+            declared = params.get("format_hint") or ("copilot" if upload.name.lower().endswith(".json") else "")
+        else:
+            raw = request.data if isinstance(request.data, bytes) else b""
+            if len(raw) > MAX_UPLOAD_BYTES:
+                raise InvalidInput("File too large.", errors={"file": ["At most 20 MB."]})
+            declared = params.get("format_hint") or request.content_type or ""
+        if not raw or not raw.strip():
+            raise InvalidInput("No file.", errors={"file": ["Upload a CSV or Copilot metrics JSON file."]})
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("Not UTF-8.", errors={"file": ["The file must be UTF-8 text."]}) from exc
+        result = usage_import(
+            actor=request.user,
+            text=text,
+            fmt=declared if declared in ("csv", "copilot") else ("copilot" if "json" in declared else ""),
+            name=params.get("source", ""),
+            tool=params.get("tool", ""),
+            team=params.get("team", ""),
+        )
+        return Response(result.as_dict(), status=201 if result.created else 200)
+
+
+def rows_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in ROW_FIELDS})
+    return buffer.getvalue()
+
+
+class AdoptionReportView(APIView):
+    """Adoption per period x team x tool, from the rollups; `?format=csv` gives the same rows."""
+
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    @extend_schema(
+        summary="Adoption report",
+        parameters=[
+            OpenApiParameter("from", str, description="first day, YYYY-MM-DD (default: 12 weeks ago)"),
+            OpenApiParameter("to", str, description="last day, YYYY-MM-DD (default: today)"),
+            OpenApiParameter("team", str),
+            OpenApiParameter("tool", str),
+            OpenApiParameter("granularity", str, enum=["day", "week", "month"]),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request: Request) -> Response:
+        params = parse_params(request.query_params)
+        report = adoption_report(request.user, params)
+        if getattr(request.accepted_renderer, "format", "") == "csv":
+            response = HttpResponse(rows_csv(report["rows"]), content_type="text/csv; charset=utf-8")
+            name = f"goldpath-adoption-{params.date_from}-{params.date_to}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{name}"'
+            return response
+        return Response(report)

@@ -1,0 +1,212 @@
+"""Usage events (append-only facts for reports) and the rollups the adoption report reads.
+
+Events name their team, tool and template by slug (so vendor usage imported for tools or teams the
+portal does not know still counts) and link the portal rows when they exist. Rollups are rebuilt per
+affected day by `catalog.reports.rollup` from a watermark; reports never read raw events.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class UsageKind(models.TextChoices):
+    WORKSPACE_CREATED = "workspace_created", "Workspace created"
+    WORKSPACE_STARTED = "workspace_started", "Workspace started"
+    WORKSPACE_STOPPED = "workspace_stopped", "Workspace stopped"
+    WORKSPACE_DELETED = "workspace_deleted", "Workspace deleted"
+    BUILD_SUCCEEDED = "build_succeeded", "Build succeeded"
+    BUILD_FAILED = "build_failed", "Build failed"
+    TOOL_ENABLED = "tool_enabled", "Tool enabled in a workspace"
+    AGENT_RUN_STARTED = "agent_run_started", "Agent run started"
+    AGENT_RUN_FINISHED = "agent_run_finished", "Agent run finished"
+    AGENT_RESULT_ACCEPTED = "agent_result_accepted", "Agent result accepted"
+    POLICY_DENIED = "policy_denied", "Policy denied"
+    ACCESS_REQUESTED = "access_requested", "Access requested"
+    ACCESS_GRANTED = "access_granted", "Access granted"
+    TOOL_APPROVED = "tool_approved", "Tool approved"
+    TOOL_BANNED = "tool_banned", "Tool banned"
+    TOOL_USED = "tool_used", "Tool used (vendor usage)"
+
+
+# kinds that make their user an "active user" of the tool that day
+ACTIVE_KINDS = frozenset(
+    {
+        UsageKind.WORKSPACE_CREATED,
+        UsageKind.WORKSPACE_STARTED,
+        UsageKind.WORKSPACE_STOPPED,
+        UsageKind.WORKSPACE_DELETED,
+        UsageKind.BUILD_SUCCEEDED,
+        UsageKind.BUILD_FAILED,
+        UsageKind.TOOL_ENABLED,
+        UsageKind.AGENT_RUN_STARTED,
+        UsageKind.AGENT_RUN_FINISHED,
+        UsageKind.AGENT_RESULT_ACCEPTED,
+        UsageKind.TOOL_USED,
+    }
+)
+
+
+class UsageEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[override]
+        raise PermissionError("usage events are append-only")
+
+    def delete(self):  # type: ignore[override]
+        raise PermissionError("usage events are append-only")
+
+
+class UsageEvent(models.Model):
+    """One fact: something happened with an AI tool, a workspace or an access decision."""
+
+    at = models.DateTimeField(help_text="when it happened")
+    day = models.DateField(db_index=True, help_text="UTC date of `at` (the rollup grain)")
+    ingested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=UsageKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user_ref = models.CharField(max_length=150, blank=True, help_text="username, or the vendor's user id for imports")
+    team = models.ForeignKey("catalog.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool = models.ForeignKey("catalog.AITool", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    tool_slug = models.CharField(max_length=50, blank=True)
+    template_slug = models.CharField(max_length=50, blank=True)
+    outcome = models.CharField(
+        max_length=32, blank=True, help_text="agent run outcome, build transition, or policy denial reason"
+    )
+    duration_s = models.FloatField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    reported_users = models.PositiveIntegerField(
+        null=True, blank=True, help_text="vendor-reported active users for the day (imports without user ids)"
+    )
+    engaged_users = models.PositiveIntegerField(null=True, blank=True)
+    suggestions = models.PositiveIntegerField(null=True, blank=True)
+    acceptances = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=64, default="portal", db_index=True)
+    key = models.CharField(max_length=200, unique=True, help_text="idempotency key: the same fact is stored once")
+
+    objects = UsageEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.kind} {self.team_slug}/{self.tool_slug} {self.user_ref}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise PermissionError("usage events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[override]
+        raise PermissionError("usage events are append-only")
+
+
+class UsageDaily(models.Model):
+    """Counts and sums per day x team x tool x template (one wide row; rebuilt per affected day)."""
+
+    day = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
+    template_slug = models.CharField(max_length=50, blank=True)
+    events = models.PositiveIntegerField(default=0)
+    active_events = models.PositiveIntegerField(default=0, help_text="events of kinds that count as use")
+    demo_events = models.PositiveIntegerField(default=0)
+    workspaces_created = models.PositiveIntegerField(default=0)
+    workspaces_started = models.PositiveIntegerField(default=0)
+    workspaces_stopped = models.PositiveIntegerField(default=0)
+    workspaces_deleted = models.PositiveIntegerField(default=0)
+    builds_succeeded = models.PositiveIntegerField(default=0)
+    builds_failed = models.PositiveIntegerField(default=0)
+    build_seconds = models.FloatField(default=0)
+    tools_enabled = models.PositiveIntegerField(default=0)
+    agent_runs = models.PositiveIntegerField(default=0)
+    agent_runs_finished = models.PositiveIntegerField(default=0)
+    agent_runs_succeeded = models.PositiveIntegerField(default=0)
+    agent_seconds = models.FloatField(default=0)
+    agent_results_accepted = models.PositiveIntegerField(default=0)
+    policy_denials = models.PositiveIntegerField(default=0)
+    access_requested = models.PositiveIntegerField(default=0)
+    access_granted = models.PositiveIntegerField(default=0)
+    tools_approved = models.PositiveIntegerField(default=0)
+    tools_banned = models.PositiveIntegerField(default=0)
+    tool_uses = models.PositiveIntegerField(default=0)
+    reported_users = models.PositiveIntegerField(default=0, help_text="max vendor-reported daily active users")
+    suggestions = models.PositiveBigIntegerField(default=0)
+    acceptances = models.PositiveBigIntegerField(default=0)
+    usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team_slug", "tool_slug", "template_slug"], name="uniq_usage_daily")
+        ]
+        indexes = [models.Index(fields=["team_slug", "day"], name="usage_daily_team_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.team_slug}/{self.tool_slug}/{self.template_slug}: {self.events} events"
+
+
+class UsageUserDay(models.Model):
+    """Who was active, per day x team x tool: distinct active users for any period come from here."""
+
+    day = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
+    user_ref = models.CharField(max_length=150)
+    events = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team_slug", "tool_slug", "user_ref"], name="uniq_usage_user_day")
+        ]
+        indexes = [models.Index(fields=["team_slug", "day"], name="usage_userday_team_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.team_slug}/{self.tool_slug}: {self.user_ref}"
+
+
+class UsageReadyBucket(models.Model):
+    """Histogram of time-to-ready (succeeded start builds) per day x team x tool, for medians over any period."""
+
+    day = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
+    bucket = models.PositiveSmallIntegerField(help_text="see catalog.reports.rollup.ready_bucket")
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team_slug", "tool_slug", "bucket"], name="uniq_usage_ready_bucket")
+        ]
+        indexes = [models.Index(fields=["team_slug", "day"], name="usage_ready_team_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.team_slug}/{self.tool_slug} bucket {self.bucket}: {self.count}"
+
+
+class UsageFirstUse(models.Model):
+    """The first day a team used a tool (for the request -> grant -> first use funnel)."""
+
+    team_slug = models.CharField(max_length=50)
+    tool_slug = models.CharField(max_length=50)
+    first_day = models.DateField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team_slug", "tool_slug"], name="uniq_usage_first_use")]
+
+    def __str__(self) -> str:
+        return f"{self.team_slug}/{self.tool_slug} first used {self.first_day}"
+
+
+class RollupState(models.Model):
+    """The rollup watermark: the highest event id and the ingest time already folded into rollups."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_event_id = models.BigIntegerField(default=0)
+    last_ingested_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_days = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: event {self.last_event_id}"

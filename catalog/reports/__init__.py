@@ -1,0 +1,1 @@
+"""Adoption reporting: rollups (incremental, watermarked) and the adoption report read from them."""

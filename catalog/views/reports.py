@@ -1,0 +1,66 @@
+"""The adoption dashboard: the same report the API returns, with charts (Chart.js, vendored) and filters."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+
+from .. import permissions as perms
+from ..models import AITool, Team
+from ..reports.adoption import adoption_report, parse_params
+from ..services.errors import InvalidInput, NotPermitted
+
+
+@login_required
+def adoption(request):
+    if not perms.can_read_reports(request.user):
+        raise PermissionDenied("Adoption reports are for managers, auditors, platform engineers and admins.")
+    errors = {}
+    try:
+        params = parse_params(request.GET)
+    except InvalidInput as exc:
+        errors = exc.errors
+        params = parse_params({})
+    try:
+        report = adoption_report(request.user, params)
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except InvalidInput as exc:
+        errors = exc.errors
+        params = parse_params({k: v for k, v in request.GET.items() if k not in exc.errors})
+        report = adoption_report(request.user, params)
+    if perms.can_read_everything(request.user):
+        teams = list(Team.objects.order_by("slug").values_list("slug", flat=True))
+    else:
+        teams = list(Team.objects.filter(managers=request.user).order_by("slug").values_list("slug", flat=True))
+    query = {
+        "from": params.date_from.isoformat(),
+        "to": params.date_to.isoformat(),
+        "granularity": params.granularity,
+        **({"team": params.team} if params.team else {}),
+        **({"tool": params.tool} if params.tool else {}),
+    }
+    chart = {
+        "periods": [p["period_start"] for p in report["periods"]],
+        "tool_series": report["tool_series"],
+        "team_series": report["team_series"],
+        "funnel": report["funnel"],
+    }
+    return render(
+        request,
+        "catalog/adoption_report.html",
+        {
+            "report": report,
+            "params": params,
+            "errors": errors,
+            "teams": teams,
+            "tools": list(AITool.objects.order_by("slug").values_list("slug", flat=True)),
+            "granularities": ["day", "week", "month"],
+            "csv_url": "/api/v1/reports/adoption/?" + urlencode({**query, "format": "csv"}),
+            "json_url": "/api/v1/reports/adoption/?" + urlencode(query),
+            "chart": chart,
+        },
+    )
