@@ -26,3 +26,6 @@ worker: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_policy.py

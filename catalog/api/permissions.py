@@ -16,6 +16,8 @@ class AdminWritesOthersRead(BasePermission):
     message = "Only admins manage teams, members and roles."
 
     def has_permission(self, request, view) -> bool:
-        if request.method in SAFE_METHODS:
-            return True
+        if not (request.user and request.user.is_authenticated):
+            return False  # anonymous callers read nothing (401)
+        if request.method in SAFE_METHODS or not hasattr(view, request.method.lower()):
+            return True  # reads; and a method the route does not answer gets its 405
         return perms.can_manage_teams(request.user)

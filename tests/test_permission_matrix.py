@@ -1,0 +1,278 @@
+"""The permission matrix: every API route x every role x every method has a written-down outcome.
+
+Routes are discovered from the URL configuration (django's resolver), so a new route without a row in
+MATRIX fails `test_route_has_a_row`. Every request runs in a savepoint that is rolled back, so each
+case starts from the same world; every denial (any non-2xx answer) asserts that nothing in the
+database changed (full contents of every catalog, guardian, auth and token table).
+
+Adding your routes: add a row to MATRIX keyed by the route as printed by the failing test
+(`tools/{slug}/approve/`), with `params` to fill the URL (strings, or callables taking the world) and
+one `expect(...)` per method the route answers; methods you leave out must answer 405 (401 for
+anonymous). If your rows need objects, append a builder to WORLD_BUILDERS: `fn(world) -> None` that
+adds attributes to the world (a SimpleNamespace with `people`, `teams`, `tools`, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.db import transaction
+from django.urls import URLResolver, get_resolver
+
+from catalog.services import access
+from catalog.services.tools import tool_ban
+from tests.factories import ToolFactory
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "developer", "platform_engineer", "manager", "auditor", "admin")
+ROLE_USERS = {"developer": "alice", "platform_engineer": "bob", "manager": "carol", "auditor": "erin", "admin": "admin"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+API_PREFIX = "api/v1/"
+
+
+@dataclass
+class Expect:
+    statuses: dict[str, int]
+    body: Any = None  # dict, or callable(world) -> dict
+
+
+def expect(default: int = 403, *, body: Any = None, anonymous: int = 401, **by_role: int) -> Expect:
+    """Expected status per role: `default` for roles not named; anonymous 401 unless said otherwise."""
+    unknown = set(by_role) - set(ROLES)
+    assert not unknown, f"unknown roles {unknown}"
+    statuses = {role: by_role.get(role, default) for role in ROLES}
+    statuses["anonymous"] = by_role.get("anonymous", anonymous)
+    return Expect(statuses, body)
+
+
+def read_all(status: int = 200) -> Expect:
+    return expect(status)
+
+
+PLATFORM = ("platform_engineer", "admin")
+
+
+def only(roles: tuple[str, ...], status: int, *, body: Any = None, default: int = 403, **others: int) -> Expect:
+    return expect(default, body=body, **{r: status for r in roles}, **others)
+
+
+@dataclass
+class Row:
+    params: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, Expect] = field(default_factory=dict)
+
+
+def row(params: dict[str, Any] | None = None, **methods: Expect) -> Row:
+    assert set(methods) <= set(METHODS), methods
+    return Row(params or {}, methods)
+
+
+# --- the world every case starts from -----------------------------------------------------------
+
+
+def build_core_world(w: SimpleNamespace) -> None:
+    p, t = w.people, w.teams
+    w.tools = {
+        "claude-code": ToolFactory(slug="claude-code", status="approved", risk_tier="high"),
+        "aider": ToolFactory(slug="aider", status="approved"),
+        "copilot": ToolFactory(slug="copilot", status="approved"),
+        "cursor": ToolFactory(slug="cursor", status="in_review", proposed_by=p["alice"]),
+        "gemini": ToolFactory(slug="gemini", status="proposed", proposed_by=p["alice"]),
+        "old-tool": ToolFactory(slug="old-tool", status="deprecated"),
+        "sketchy": ToolFactory(slug="sketchy", status="approved"),
+    }
+    w.grant_payments = access.grant_create(actor=p["bob"], team=t["payments"], tool=w.tools["claude-code"])
+    w.grant_search = access.grant_create(actor=p["bob"], team=t["search"], tool=w.tools["aider"])
+    w.grant_banned = access.grant_create(actor=p["bob"], team=t["payments"], tool=w.tools["sketchy"])
+    tool_ban(tool=w.tools["sketchy"], actor=p["frank"], reason="leak")
+    w.request_dave = access.access_request_create(
+        actor=p["dave"], tool=w.tools["copilot"], team=t["search"], justification="search needs it"
+    )
+    from catalog.models import AuditEvent
+
+    w.audit_event = AuditEvent.objects.order_by("id").first()
+
+
+WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world]
+
+NEW_TOOL = {
+    "slug": "brand-new",
+    "name": "Brand New",
+    "vendor": "Acme",
+    "kind": "cli",
+    "risk_tier": "low",
+    "max_data_classification": "internal",
+}
+
+AUDIT_CLOSED = {m: expect(405, developer=403, manager=403) for m in ("POST", "PUT", "PATCH", "DELETE")}
+
+# --- the table ---------------------------------------------------------------------------------
+
+MATRIX: dict[str, Row] = {
+    "auth/token/": row(
+        POST=expect(400, body={"username": "alice", "password": "wrong"}, anonymous=400),
+        DELETE=expect(204),
+    ),
+    "backstage/entities/": row(GET=read_all()),
+    "authz/check/": row(
+        POST=expect(200, body={"user": "dave", "tool": "aider"}, developer=403),
+    ),
+    "out-of-policy/": row(GET=read_all()),
+    "out-of-policy/bulk/": row(
+        POST=only(
+            PLATFORM, 200, body=lambda w: {"action": "revoke", "items": [{"kind": "grant", "id": w.grant_banned.pk}]}
+        )
+    ),
+    "tools/": row(GET=read_all(), POST=expect(201, body=NEW_TOOL, auditor=403)),
+    "tools/{slug}/": row({"slug": "claude-code"}, GET=read_all(), PATCH=only(PLATFORM, 200, body={"description": "x"})),
+    "tools/{slug}/approve/": row({"slug": "cursor"}, POST=only(PLATFORM, 200, body={"reason": "ok"})),
+    "tools/{slug}/ban/": row({"slug": "claude-code"}, POST=only(PLATFORM, 200, body={"reason": "leak"})),
+    "tools/{slug}/deprecate/": row({"slug": "claude-code"}, POST=only(PLATFORM, 200, body={})),
+    "tools/{slug}/reinstate/": row({"slug": "sketchy"}, POST=only(("admin",), 200, body={"reason": "fixed"})),
+    "tools/{slug}/reject/": row({"slug": "cursor"}, POST=only(PLATFORM, 200, body={"reason": "no"})),
+    "tools/{slug}/request-review/": row(
+        {"slug": "gemini"}, POST=only((*PLATFORM, "developer"), 200, body={"reason": ""})
+    ),
+    "tools/{slug}/retire/": row({"slug": "old-tool"}, POST=only(PLATFORM, 200, body={})),
+    "tools/{slug}/versions/": row(
+        {"slug": "claude-code"},
+        GET=read_all(),
+        POST=only(PLATFORM, 201, body={"version": "9.9.9", "launch_command": ["x", "{prompt}"]}),
+    ),
+    "teams/": row(GET=read_all(), POST=only(("admin",), 201, body={"slug": "new-team", "name": "New"})),
+    "teams/{slug}/": row(
+        {"slug": "search"},
+        GET=read_all(),
+        PATCH=only(("admin",), 200, body={"name": "Search!"}),
+        DELETE=only(("admin",), 204),
+    ),
+    "teams/{slug}/members/": row(
+        {"slug": "payments"}, GET=read_all(), POST=only(("admin",), 201, body={"username": "erin"})
+    ),
+    "teams/{slug}/members/{username}/": row({"slug": "payments", "username": "alice"}, DELETE=only(("admin",), 204)),
+    "users/": row(GET=read_all(), POST=only(("admin",), 201, body={"username": "newbie"})),
+    "users/{username}/": row(
+        {"username": "dave"}, GET=read_all(), PATCH=only(("admin",), 200, body={"role": "manager"})
+    ),
+    # roles that may not read the audit log get 403 for every method (the resource is closed to them)
+    "audit-events/": row(GET=only(("auditor", *PLATFORM), 200), **AUDIT_CLOSED),
+    "audit-events/{pk}/": row(
+        {"pk": lambda w: w.audit_event.pk}, GET=only(("auditor", *PLATFORM), 200), **AUDIT_CLOSED
+    ),
+    "access-requests/": row(
+        GET=read_all(),
+        POST=expect(201, body={"tool": "copilot", "team": "payments", "justification": "x"}, auditor=403),
+    ),
+    "access-requests/{pk}/": row({"pk": lambda w: w.request_dave.pk}, GET=expect(200, developer=404)),
+    "access-requests/{pk}/approve/": row(
+        {"pk": lambda w: w.request_dave.pk}, POST=only(PLATFORM, 200, body={}, developer=404)
+    ),
+    "access-requests/{pk}/reject/": row(
+        {"pk": lambda w: w.request_dave.pk}, POST=only(PLATFORM, 200, body={"reason": "no"}, developer=404)
+    ),
+    "grants/": row(GET=read_all(), POST=only(PLATFORM, 201, body={"team": "payments", "tool": "copilot"})),
+    "grants/{pk}/": row(
+        {"pk": lambda w: w.grant_search.pk}, GET=expect(200, developer=404), DELETE=only(PLATFORM, 204, developer=404)
+    ),
+}
+
+# --- route discovery ---------------------------------------------------------------------------
+
+
+def _normalise(route: str) -> str:
+    route = route.replace("^", "").replace("$", "")
+    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)
+    route = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+    return route
+
+
+def api_routes() -> list[str]:
+    found: list[str] = []
+
+    def walk(patterns, prefix: str) -> None:
+        for p in patterns:
+            text = str(p.pattern)
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, prefix + text)
+            elif (prefix + text).startswith(API_PREFIX) and "(?P<format>" not in text:
+                route = _normalise((prefix + text)[len(API_PREFIX) :])
+                if route not in found:
+                    found.append(route)
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+ROUTES = api_routes()
+
+SNAPSHOT_APPS = ("catalog", "guardian", "auth", "authtoken", "contenttypes")
+
+
+def snapshot() -> dict[str, list]:
+    out = {}
+    for label in SNAPSHOT_APPS:
+        for model in apps.get_app_config(label).get_models():
+            out[model._meta.label] = list(model.objects.order_by("pk").values_list())
+    return out
+
+
+class _Rollback(Exception):
+    pass
+
+
+@pytest.fixture
+def world(people, teams, api):
+    w = SimpleNamespace(people=people, teams=teams)
+    for builder in WORLD_BUILDERS:
+        builder(w)
+    w.clients = {role: api(people[ROLE_USERS[role]] if role != "anonymous" else None) for role in ROLES}
+    return w
+
+
+def test_every_row_names_a_real_route():
+    stale = sorted(set(MATRIX) - set(ROUTES))
+    assert not stale, f"rows for routes that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_route_has_a_row(route, world):
+    row_ = MATRIX.get(route)
+    if row_ is None:
+        pytest.fail(f"API route {route!r} has no row in tests/test_permission_matrix.py MATRIX: add one.")
+    params = {k: str(v(world) if callable(v) else v) for k, v in row_.params.items()}
+    path = "/" + API_PREFIX + route.format(**params)
+    baseline = snapshot()
+    failures = []
+    for method in METHODS:
+        exp = row_.methods.get(method) or expect(405)
+        body = exp.body(world) if callable(exp.body) else exp.body
+        for role in ROLES:
+            want = exp.statuses[role]
+            client = world.clients[role]
+            changed = None
+            try:
+                with transaction.atomic():
+                    kwargs = {"format": "json"} if method != "GET" else {}
+                    args = (body,) if (body is not None and method != "GET") else ()
+                    response = getattr(client, method.lower())(path, *args, **kwargs)
+                    got = response.status_code
+                    if not 200 <= got < 300:
+                        after = snapshot()
+                        changed = [label for label in baseline if baseline[label] != after[label]]
+                    raise _Rollback
+            except _Rollback:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a crash is a failure of this case, reported with the rest
+                got, changed = f"exception {exc!r}", None
+            if got != want:
+                failures.append(f"{method} {path} as {role}: expected {want}, got {got}")
+            if changed:
+                failures.append(f"{method} {path} as {role}: denied ({got}) but changed {changed}")
+    assert not failures, "\n".join(failures)
