@@ -100,7 +100,13 @@ def build_core_world(w: SimpleNamespace) -> None:
     w.audit_event = AuditEvent.objects.order_by("id").first()
 
 
-WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world]
+def build_usage_world(w: SimpleNamespace) -> None:
+    from catalog.models import UsageEvent
+
+    w.usage_event = UsageEvent.objects.order_by("id").first()
+
+
+WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world, build_usage_world]
 
 NEW_TOOL = {
     "slug": "brand-new",
@@ -180,6 +186,16 @@ MATRIX: dict[str, Row] = {
     "grants/": row(GET=read_all(), POST=only(PLATFORM, 201, body={"team": "payments", "tool": "copilot"})),
     "grants/{pk}/": row(
         {"pk": lambda w: w.grant_search.pk}, GET=expect(200, developer=404), DELETE=only(PLATFORM, 204, developer=404)
+    ),
+    # adoption reports (issue 6): developers 403; raw usage events for auditors and platform; imports for platform
+    "reports/adoption/": row(GET=expect(200, developer=403)),
+    "usage-events/": row(GET=only(("auditor", *PLATFORM), 200), **AUDIT_CLOSED),
+    "usage-events/{pk}/": row(
+        {"pk": lambda w: w.usage_event.pk}, GET=only(("auditor", *PLATFORM), 200), **AUDIT_CLOSED
+    ),
+    "usage-events/import/": row(
+        POST=only(PLATFORM, 201, body=[{"date": "2026-01-05", "total_active_users": 3, "total_engaged_users": 2}]),
+        **{m: expect(405, developer=403, manager=403) for m in ("GET", "PUT", "PATCH", "DELETE")},
     ),
 }
 
