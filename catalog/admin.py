@@ -2,7 +2,17 @@
 
 from django.contrib import admin
 
-from .models import AITool, AuditEvent, Notification, Profile, Team, ToolApproval, ToolVersion
+from .models import (
+    AccessGrant,
+    AccessRequest,
+    AITool,
+    AuditEvent,
+    Notification,
+    Profile,
+    Team,
+    ToolApproval,
+    ToolVersion,
+)
 
 
 class ToolVersionInline(admin.TabularInline):
@@ -44,3 +54,28 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Changed only through services (audited, guardian row kept in step): the admin reads."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyAdmin):
+    list_display = ("id", "tool", "team", "requester", "status", "decided_by", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(AccessGrant)
+class AccessGrantAdmin(ReadOnlyAdmin):
+    list_display = ("id", "team", "tool", "state", "expires_at", "max_data_classification", "seats", "created_at")
+    list_filter = ("state",)

@@ -295,3 +295,76 @@ def test_tool_use_record_audits_allow_and_deny(people, tools, teams):
     denied = AuditEvent.objects.get(verb="tool.use_denied")
     assert allowed.payload["action"] == "workspace.start" and allowed.payload["allowed"] is True
     assert denied.actor_repr == "dave" and denied.payload["reasons"][0]["code"] == "no_grant"
+
+
+@pytest.fixture
+def template_resolver():
+    from catalog import policy_hooks
+
+    class Template:
+        def __init__(self, slug, offers):
+            self.slug, self.offers = slug, set(offers)
+
+        def offers_tool(self, tool):
+            return tool.slug in self.offers
+
+    templates = {
+        "python-service": Template("python-service", ["claude-code"]),
+        "go-service": Template("go-service", []),
+    }
+
+    def resolve(slug):
+        return templates.get(slug)
+
+    policy_hooks.register_template_resolver(resolve)
+    yield
+    policy_hooks._template_resolvers.remove(resolve)
+
+
+@pytest.mark.parametrize(
+    "setup, body, codes",
+    [
+        ("banned", {"tool": "claude-code"}, ["tool_banned"]),
+        ("deprecated", {"tool": "claude-code"}, ["tool_not_approved"]),
+        ("review_past", {"tool": "claude-code"}, ["review_expired"]),
+        ("none", {"tool": "aider"}, ["no_grant"]),
+        ("grant_past", {"tool": "claude-code"}, ["grant_expired"]),
+        ("none", {"tool": "claude-code", "classification": "restricted"}, ["classification_above_tool"]),
+        ("narrow", {"tool": "claude-code", "classification": "confidential"}, ["classification_above_grant"]),
+        ("none", {"tool": "claude-code", "template": "go-service"}, ["template_does_not_offer_tool"]),
+        ("inactive", {"tool": "claude-code"}, ["user_inactive"]),
+    ],
+)
+def test_simulator_explains_each_deny_cause(api, people, tools, teams, template_resolver, setup, body, codes):
+    from catalog.models import AITool
+
+    tool = tools["claude-code"]
+    grant = access.grant_create(
+        actor=people["bob"],
+        team=teams["payments"],
+        tool=tool,
+        max_data_classification="internal" if setup == "narrow" else "",
+        expires_at=timezone.now() + dt.timedelta(days=1),
+    )
+    if setup in ("banned", "deprecated"):
+        AITool.objects.filter(pk=tool.pk).update(status=setup)
+    elif setup == "review_past":
+        AITool.objects.filter(pk=tool.pk).update(review_due=timezone.localdate() - dt.timedelta(days=1))
+    elif setup == "grant_past":
+        AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - dt.timedelta(minutes=1))
+    elif setup == "inactive":
+        people["alice"].is_active = False
+        people["alice"].save()
+    r = api(people["bob"]).post("/api/v1/authz/check/", {"user": "alice", **body}, format="json")
+    assert r.status_code == 200, r.content
+    assert r.json()["allowed"] is False
+    assert [x["code"] for x in r.json()["reasons"]] == codes
+    assert all(len(x["message"]) > 10 for x in r.json()["reasons"])
+    # and the allowed case with the template that offers the tool
+    if setup == "none" and body.get("template"):
+        ok = api(people["bob"]).post(
+            "/api/v1/authz/check/",
+            {"user": "alice", "tool": "claude-code", "template": "python-service"},
+            format="json",
+        )
+        assert ok.json()["allowed"] is True and ok.json()["template"] == "python-service"
