@@ -262,7 +262,14 @@ def main() -> None:
         rollup_usage(full=True)
         build_s = time.perf_counter() - t0
         with connection.cursor() as cur:
-            for model in ("usagedaily", "usageuserday", "usagereadybucket", "usagefirstuse"):
+            for model in (
+                "usagedaily",
+                "usageuserday",
+                "usagereadybucket",
+                "usagefirstuse",
+                "usageperiod",
+                "usageuseryear",
+            ):
                 cur.execute(f"VACUUM ANALYZE catalog_{model}")
         print(
             f"built rollups in {build_s:.0f} s: {UsageDaily.objects.count():,} day x team x tool x template rows, "
