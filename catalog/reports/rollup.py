@@ -31,7 +31,7 @@ from ..models import (
     UsageUserDay,
 )
 
-LOOKBACK = dt.timedelta(minutes=10)
+LOOKBACK = dt.timedelta(minutes=2)
 DAY_CHUNK = 31
 
 # time-to-ready histogram: 1 s buckets below 60 s, 5 s to 300 s, 30 s to 30 min, 5 min to 2 h, then one bucket
