@@ -28,6 +28,7 @@ from .usage import (
     UsageEvent,
     UsageFirstUse,
     UsageKind,
+    UsagePeriod,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "UsageEvent",
     "UsageFirstUse",
     "UsageKind",
+    "UsagePeriod",
     "UsageReadyBucket",
     "UsageUserDay",
 ]
