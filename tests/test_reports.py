@@ -484,3 +484,11 @@ def test_rollup_task_runs_on_the_reports_queue_of_a_real_worker(people, claude, 
     rollup_task.delay()
     row = wait_for(lambda: UsageDaily.objects.filter(tool_slug="claude-code").first(), timeout=30, message="the rollup")
     assert row.agent_runs == 1 and row.team_slug == "payments"
+
+
+def test_report_defaults_to_the_last_twelve_whole_weeks(people, api):
+    report = api(people["erin"]).get(REPORT).json()
+    today = timezone.now().date()
+    start = dt.date.fromisoformat(report["from"])
+    assert report["to"] == today.isoformat() and report["granularity"] == "week"
+    assert start.weekday() == 0 and (today - start).days // 7 == 11 and len(report["periods"]) == 12

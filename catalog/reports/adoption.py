@@ -124,7 +124,9 @@ def parse_params(query: Any, *, today: dt.date | None = None) -> ReportParams:
     if query.get("from"):
         date_from = _parse_date(query["from"], "from", errors)
     else:
-        date_from = (date_to or today) - dt.timedelta(weeks=DEFAULT_WEEKS) + dt.timedelta(days=1)
+        # the last 12 whole weeks, this week to date included
+        end = date_to or today
+        date_from = end - dt.timedelta(days=end.weekday()) - dt.timedelta(weeks=DEFAULT_WEEKS - 1)
     if date_from and date_to:
         if date_from > date_to:
             errors["from"] = ["`from` must not be after `to`."]
