@@ -29,6 +29,8 @@ from .usage import (
     UsageFirstUse,
     UsageKind,
     UsagePeriod,
+    UsagePeriodBucket,
+    UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -86,6 +88,8 @@ __all__ = [
     "UsageFirstUse",
     "UsageKind",
     "UsagePeriod",
+    "UsagePeriodBucket",
+    "UsagePeriodUsers",
     "UsageReadyBucket",
     "UsageUserDay",
 ]
