@@ -111,6 +111,9 @@ def test_propose_review_approve_audit(transactional_db, live_server, people, pag
     row = page.locator("#review-zed-ai")
     expect(row).to_contain_text("alice")
     row.get_by_role("button", name="Approve").click()  # no reason: the browser asks for one, nothing is sent
+    assert row.get_by_label("Reason for Zed AI").evaluate("e => !e.validity.valid")
+    page.wait_for_timeout(300)
+    expect(row).not_to_contain_text("Give a reason")
     assert AITool.objects.get(slug="zed-ai").status == "in_review"
     row.get_by_label("Reason for Zed AI").fill("Local-first editor; DPA signed.")
     row.get_by_role("button", name="Approve").click()
