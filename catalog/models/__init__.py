@@ -29,6 +29,8 @@ from .usage import (
     UsageFirstUse,
     UsageKind,
     UsagePeriod,
+    UsagePeriodBucket,
+    UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "UsageFirstUse",
     "UsageKind",
     "UsagePeriod",
+    "UsagePeriodBucket",
+    "UsagePeriodUsers",
     "UsageReadyBucket",
     "UsageUserDay",
 ]
