@@ -13,6 +13,14 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_URL": "http://localhost:8000",
     "DEMO_PASSWORD": "goldpath",
     "WEBHOOK_TIMEOUT_S": 5,
+    # workspaces and builds
+    "BUILD_HEARTBEAT_TIMEOUT_S": 60,
+    "BUILD_HEARTBEAT_INTERVAL_S": 2,
+    "DEFAULT_MAX_WORKSPACES": 10,
+    "DEFAULT_MAX_CONCURRENT_BUILDS": 5,
+    "TEMPLATE_UPLOAD_MAX_BYTES": 5 * 1024 * 1024,
+    "TERRAFORM_LOCK_TIMEOUT_S": 30,
+    "WORKSPACE_DEFAULT_TTL_HOURS": 0,
 }
 
 

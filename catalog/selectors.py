@@ -80,3 +80,26 @@ def usable_tools(user: Any, queryset: QuerySet[AITool] | None = None) -> QuerySe
 
 def team_tools(team: Team) -> QuerySet[AccessGrant]:
     return AccessGrant.objects.filter(team=team, state=GrantState.ACTIVE).select_related("tool", "granted_by")
+
+
+def visible_workspaces(user: Any):
+    """Owners see theirs; platform engineers, auditors and admins everything; managers their teams'."""
+    from .models import Workspace
+
+    qs = Workspace.objects.select_related("owner", "team", "template", "template_version", "template__active_version")
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
+    teams = readable_team_ids(user)
+    if teams is None:
+        return qs
+    if perms.is_manager(user):
+        return qs.filter(Q(owner=user) | Q(team_id__in=teams))
+    return qs.filter(owner=user)
+
+
+def visible_builds(user: Any):
+    from .models import WorkspaceBuild
+
+    return WorkspaceBuild.objects.filter(workspace__in=visible_workspaces(user).values("pk")).select_related(
+        "workspace", "template_version__template"
+    )

@@ -205,6 +205,16 @@ CELERY_BEAT_SCHEDULE = {
     "tools-review-due": {"task": "catalog.tasks.catalog.tools_review_due", "schedule": timedelta(hours=1)},
     "notifications-retry": {"task": "catalog.tasks.notify.retry_pending", "schedule": timedelta(minutes=5)},
     "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
+    "builds-reap": {
+        "task": "catalog.tasks.provisioning.reap_stale_builds",
+        "schedule": timedelta(seconds=int(os.environ.get("GOLDPATH_REAPER_SECONDS", "15"))),
+        "options": {"expires": 30},
+    },
+    "workspaces-autostop": {
+        "task": "catalog.tasks.provisioning.autostop_workspaces",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 240},
+    },
     # real activity shows up in the adoption report within a minute
     "usage-rollup": {
         "task": "catalog.tasks.reports.rollup_usage",
@@ -220,6 +230,10 @@ GOLDPATH = {
     "WEBHOOK_URL": os.environ.get("GOLDPATH_WEBHOOK_URL", ""),
     "PORTAL_URL": os.environ.get("GOLDPATH_PORTAL_URL", "http://localhost:8000"),
     "DEMO_PASSWORD": os.environ.get("GOLDPATH_DEMO_PASSWORD", "goldpath"),
+    "BUILD_HEARTBEAT_TIMEOUT_S": int(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_TIMEOUT_S", "60")),
+    "BUILD_HEARTBEAT_INTERVAL_S": float(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_INTERVAL_S", "2")),
+    "DEFAULT_MAX_WORKSPACES": int(os.environ.get("GOLDPATH_MAX_WORKSPACES", "10")),
+    "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
 }
 
 LOGGING = {

@@ -10,6 +10,7 @@ from .backstage import BackstageEntitiesView
 from .teams import TeamViewSet, UserViewSet
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
+from .workspaces import BuildViewSet, TemplateViewSet, WorkspaceViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -20,6 +21,9 @@ router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("access-requests", AccessRequestViewSet, basename="accessrequest")
 router.register("grants", GrantViewSet, basename="grant")
 router.register("usage-events", UsageEventViewSet, basename="usageevent")
+router.register("templates", TemplateViewSet, basename="template")
+router.register("workspaces", WorkspaceViewSet, basename="workspace")
+router.register("builds", BuildViewSet, basename="build")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
