@@ -87,3 +87,24 @@ def test_policy_is_taken_again_in_the_worker(celery_worker, people, teams):
     assert AuditEvent.objects.filter(verb="tool.use_denied", payload__action="workspace.start").exists()
     ws.refresh_from_db()
     assert ws.status == "failed"
+
+
+@pytest.mark.django_db
+def test_autostop_stops_running_workspaces_past_their_ttl(people, teams):
+    from catalog.models import Workspace
+    from catalog.tasks.provisioning import autostop_workspaces
+
+    template = published_template()
+    idle, busy = (
+        make_ws(people, template, name="idle", ttl_hours=1),
+        make_ws(people, template, name="busy", ttl_hours=1),
+    )
+    WorkspaceBuild.objects.update(status="succeeded")
+    Workspace.objects.update(status="running")
+    Workspace.objects.filter(pk=idle.pk).update(last_activity_at=timezone.now() - dt.timedelta(hours=2))
+    assert autostop_workspaces() == [str(idle.pk)]
+    idle.refresh_from_db()
+    busy.refresh_from_db()
+    assert idle.status == "stopping" and idle.builds.filter(transition="stop", status="pending").exists()
+    assert busy.status == "running"
+    assert autostop_workspaces() == []  # idempotent: the stop is already queued

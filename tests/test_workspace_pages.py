@@ -78,3 +78,35 @@ def test_other_developer_gets_404_and_actions_need_the_owner(world, people, clie
     assert client.post(f"/workspaces/{ws.pk}/delete/").status_code == 404
     ws.refresh_from_db()
     assert ws.status == "pending"
+
+
+def test_update_available_and_draft_diagnostics_are_shown(world, people, client):
+    from catalog.models import TemplateVersion
+    from catalog.services import workspaces as ws_services
+
+    ws = ws_services.workspace_create(
+        actor=people["alice"], name="dev", template=world["template"], parameters={"repository": "/r"}
+    )
+    ws.builds.update(status="succeeded")
+    type(ws).objects.filter(pk=ws.pk).update(status="running")
+    template = world["template"]
+    v2 = TemplateVersion.objects.create(
+        template=template, number=2, files={"main.tf": "#2"}, content_hash="h2", status="published", parameters=[]
+    )
+    TemplateVersion.objects.create(
+        template=template,
+        number=3,
+        files={"main.tf": "#3"},
+        content_hash="h3",
+        diagnostics="provider registry unreachable",
+    )
+    template.active_version = v2
+    template.save()
+    login(client, people["alice"])
+    page = client.get(f"/workspaces/{ws.pk}/").content.decode()
+    assert "Update available" in page and "/update/" in page
+    assert "provider registry unreachable" in client.get("/golden-paths/sandbox/").content.decode()
+    r = client.post(f"/workspaces/{ws.pk}/update/")
+    assert r.status_code == 302
+    ws.refresh_from_db()
+    assert ws.template_version_id == v2.pk and ws.status == "starting"

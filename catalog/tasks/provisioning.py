@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import threading
 import time
@@ -125,6 +126,49 @@ class _Sink:
         return self.cancel
 
 
+class _Beat(threading.Thread):
+    """Heartbeat from the worker while terraform runs, whether or not terraform prints anything: records
+    terraform's process group and asks the runner to cancel when a cancel was requested."""
+
+    def __init__(self, sink: _Sink, runner: Any = None):
+        super().__init__(daemon=True, name=f"heartbeat-{sink.build_id}")
+        self.sink, self.runner, self.stopped = sink, runner, threading.Event()
+
+    def run(self) -> None:
+        interval = float(goldpath_settings.BUILD_HEARTBEAT_INTERVAL_S)
+        canceled = False
+        try:
+            while not self.stopped.wait(interval):
+                pgid = _runner_pgid(self.runner)
+                if self.sink.heartbeat(pgid if pgid != self.sink.pgid else None) and not canceled and self.runner:
+                    canceled = True
+                    self.runner.cancel()
+        finally:
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+
+
+def _runner_pgid(runner: Any) -> int | None:
+    for attr in ("pgid", "process_group"):
+        value = getattr(runner, attr, None)
+        if isinstance(value, int):
+            return value
+    proc = getattr(runner, "process", None) or getattr(runner, "proc", None)
+    pid = getattr(proc, "pid", None)
+    if pid and getattr(proc, "returncode", 0) is None:
+        try:
+            return os.getpgid(pid)
+        except ProcessLookupError:
+            return None
+    return None
+
+
 def _policy_recheck(build: WorkspaceBuild, ws: Workspace) -> list[dict]:
     """Decide each tool again at the moment of use (audited); returns the denials."""
     denied = []
@@ -216,15 +260,20 @@ def _execute(build: WorkspaceBuild) -> str:
         heartbeat=sink.heartbeat,
         lock_timeout_s=goldpath_settings.TERRAFORM_LOCK_TIMEOUT_S,
     )
-    result = runner.init()
-    if result.ok:
-        if build.transition == Transition.DELETE:
-            result = runner.destroy()
-        else:
-            result = runner.apply()
-    outputs = None
-    if result.ok and build.transition != Transition.DELETE:
-        outputs = build_services.mask_outputs(runner.outputs())
+    beat = _Beat(sink, runner)
+    beat.start()
+    try:
+        result = runner.init()
+        if result.ok:
+            if build.transition == Transition.DELETE:
+                result = runner.destroy()
+            else:
+                result = runner.apply()
+        outputs = None
+        if result.ok and build.transition != Transition.DELETE:
+            outputs = build_services.mask_outputs(runner.outputs())
+    finally:
+        beat.stop()
     sink.flush()
     if sink.cancel and not result.ok:
         build_services.build_finish(build.pk, status=BuildStatus.CANCELED, error="Canceled while running.")
