@@ -150,3 +150,15 @@ def can_read_usage_events(user: Any) -> bool:
 
 def can_import_usage(user: Any) -> bool:
     return is_platform(user)
+
+
+# --- agent runs and provenance (issue 5) --------------------------------------------------------
+
+
+def can_launch_agents(user: Any) -> bool:
+    """Developers, platform engineers, managers and admins launch agent groups for their team; auditors never."""
+    return role_of(user) in (Role.DEVELOPER, Role.PLATFORM_ENGINEER, Role.MANAGER, Role.ADMIN)
+
+
+def can_manage_vendor_keys(user: Any) -> bool:
+    return is_platform(user)

@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
+from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView
 from .audit import AuditEventViewSet
 from .auth import TokenView
 from .backstage import BackstageEntitiesView
@@ -19,6 +20,8 @@ router.register("users", UserViewSet, basename="user")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("access-requests", AccessRequestViewSet, basename="accessrequest")
 router.register("grants", GrantViewSet, basename="grant")
+router.register("agent-groups", AgentGroupViewSet, basename="agentgroup")
+router.register("agent-runs", AgentRunViewSet, basename="agentrun")
 router.register("usage-events", UsageEventViewSet, basename="usageevent")
 
 urlpatterns = [
@@ -28,5 +31,7 @@ urlpatterns = [
     path("out-of-policy/", OutOfPolicyView.as_view(), name="out-of-policy"),
     path("out-of-policy/bulk/", OutOfPolicyBulkView.as_view(), name="out-of-policy-bulk"),
     path("reports/adoption/", AdoptionReportView.as_view(), name="report-adoption"),
+    path("provenance/", ProvenanceView.as_view(), name="provenance"),
+    path("provenance/key/", ProvenanceKeyView.as_view(), name="provenance-key"),
     *router.urls,
 ]

@@ -8,6 +8,21 @@ from .access import (
     AIToolUserObjectPermission,
     GrantState,
 )
+from .agents import (
+    RUN_ACTIVE,
+    RUN_FINAL,
+    RUN_IN_FLIGHT,
+    AcceptStatus,
+    AgentGroup,
+    AgentGroupStatus,
+    AgentIdentityToken,
+    AgentRun,
+    AgentRunLogLine,
+    AgentRunStatus,
+    NetworkPolicy,
+    ProvenanceRecord,
+    VendorApiKey,
+)
 from .audit import AuditEvent
 from .notifications import Notification
 from .teams import Profile, Role, Team
@@ -33,6 +48,19 @@ from .usage import (
 )
 
 __all__ = [
+    "RUN_ACTIVE",
+    "RUN_FINAL",
+    "RUN_IN_FLIGHT",
+    "AcceptStatus",
+    "AgentGroup",
+    "AgentGroupStatus",
+    "AgentIdentityToken",
+    "AgentRun",
+    "AgentRunLogLine",
+    "AgentRunStatus",
+    "NetworkPolicy",
+    "ProvenanceRecord",
+    "VendorApiKey",
     "AccessGrant",
     "AccessRequest",
     "AccessRequestStatus",
