@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import access, reports, tools
+from .views import access, agents, reports, tools
 
 app_name = "catalog"
 
@@ -19,4 +19,10 @@ urlpatterns = [
     path("authz/simulator/", access.simulator, name="simulator"),
     path("out-of-policy/", access.out_of_policy, name="out-of-policy"),
     path("reports/adoption/", reports.adoption, name="adoption-report"),
+    path("agents/", agents.agent_groups, name="agent-groups"),
+    path("agents/<int:pk>/", agents.agent_group, name="agent-group"),
+    path("agents/<int:pk>/grid/", agents.agent_group_grid, name="agent-group-grid"),
+    path("agents/<int:pk>/cancel/", agents.agent_group_cancel, name="agent-group-cancel"),
+    path("agents/<int:pk>/accept/", agents.agent_group_accept, name="agent-group-accept"),
+    path("provenance/", agents.provenance_lookup, name="provenance"),
 ]

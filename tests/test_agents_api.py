@@ -174,3 +174,23 @@ def test_agent_identity_only_for_its_own_run(api, people, demo, repo):
 def test_provenance_key_is_public(api):
     data = api().get("/api/v1/provenance/key/").json()
     assert data["algorithm"] == "ed25519" and "BEGIN PUBLIC KEY" in data["pem"] and len(data["key_id"]) == 64
+
+
+def test_vendor_api_keys_are_encrypted_and_masked(api, people, teams, demo):
+    from catalog.agents import crypto
+    from catalog.models import VendorApiKey
+
+    secret = "sk-live-abcdef0123456789"
+    body = {"team": "payments", "tool": "demo-agent", "env_var": "DEMO_API_KEY", "value": secret}
+    assert api(people["alice"]).post("/api/v1/vendor-keys/", body, format="json").status_code == 403
+    response = api(people["bob"]).post("/api/v1/vendor-keys/", body, format="json")
+    assert response.status_code == 201
+    assert secret not in response.content.decode() and response.json()["value"] == "********6789"
+    key = VendorApiKey.objects.get()
+    assert secret not in key.ciphertext and crypto.decrypt(key.ciphertext) == secret
+    event = AuditEvent.objects.get(verb="vendor_api_key.create")
+    assert secret not in str(event.payload)
+    listed = api(people["bob"]).get("/api/v1/vendor-keys/").content.decode()
+    assert secret not in listed and "DEMO_API_KEY" in listed
+    bad = api(people["bob"]).post("/api/v1/vendor-keys/", {**body, "env_var": "PATH"}, format="json")
+    assert bad.status_code == 400

@@ -89,6 +89,14 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
     logs = api(people["alice"]).get(f"/api/v1/agent-runs/{runs[0].pk}/logs/?after=1").json()
     assert logs["lines"] and logs["lines"][0]["seq"] == 2
 
+    # the group page shows the diffs side by side with their tests and accept buttons
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(people["alice"])
+    page = browser.get(f"/agents/{gid}/").content.decode()
+    assert page.count("Accept this result") == 10 and page.count('id="diff-') == 10 and "passed" in page
+
     # accept run 3 -> commit with trailers on a new branch
     chosen = runs[2]
     response = api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/accept/", {"run": chosen.pk}, format="json")
@@ -141,6 +149,8 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
     key.verify(base64.b64decode(by_commit["signature"]), canonical(by_commit["statement"]))
     call_command("provenance_verify", commit)
     assert "OK" in capsys.readouterr().out
+    page = browser.get(f"/provenance/?commit={commit}").content.decode()
+    assert "verified" in page and f"agent:{chosen.pk}" in page
 
     # tampering: a rewritten branch, then an altered record, both fail with a readable message
     git(repo, "branch", "-f", branch, head_before)
@@ -221,3 +231,23 @@ def test_worker_killed_mid_run_is_reaped(api, people, setup, celery_worker):
     assert AgentGroup.objects.get(pk=data["id"]).status == "finished"
     assert not AgentIdentityToken.objects.filter(run_id=run_id, revoked_at__isnull=True).exists()
     assert os.path.exists(repo)
+
+
+def test_vendor_key_reaches_the_sandbox_masked_in_logs(api, people, teams, setup, celery_worker):
+    from catalog.models import AITool, ToolVersion
+    from catalog.services.agents import vendor_api_key_set
+
+    repo = setup
+    tool = AITool.objects.get(slug="demo-agent")
+    argv = ["python3", "-c", "import os,sys; print('key is', os.environ['DEMO_API_KEY'], sys.argv[1])", "{prompt}"]
+    ToolVersion.objects.create(tool=tool, version="2.0.0-keyprint", launch_command=argv)
+    secret = "sk-live-" + uuid.uuid4().hex
+    vendor_api_key_set(team=teams["payments"], tool=tool, actor=people["bob"], env_var="DEMO_API_KEY", value=secret)
+    data = launch(api, people["alice"], repo, "print the key")
+    wait_for(lambda: group_done(data["id"]), timeout=30, message="run to finish")
+    run = AgentRun.objects.get(group_id=data["id"])
+    assert run.status == "succeeded", run.error
+    text = log_text(run)
+    assert "key is ******** print the key" in text and secret not in text
+    body = api(people["alice"]).get(f"/api/v1/agent-runs/{run.pk}/logs/").content.decode()
+    assert secret not in body

@@ -119,6 +119,16 @@ def build_agents_world(w: SimpleNamespace) -> None:
         actor=w.people["alice"], prompt="hello", repository=str(w.repo), agents=[{"tool": "demo-agent", "count": 1}]
     )
     w.agent_run = w.agent_group.runs.first()
+    from catalog.models import AITool
+    from catalog.services.agents import vendor_api_key_set
+
+    w.vendor_key = vendor_api_key_set(
+        team=w.teams["search"],
+        tool=AITool.objects.get(slug="demo-agent"),
+        actor=w.people["bob"],
+        env_var="DEMO_API_KEY",
+        value="sk-demo-123456789",
+    )
 
 
 WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world, build_usage_world, build_agents_world]
@@ -236,6 +246,15 @@ MATRIX: dict[str, Row] = {
     "agent-runs/{pk}/progress/": row({"pk": lambda w: w.agent_run.pk}, POST=expect(403, body={"progress": "x"})),
     "agent-runs/{pk}/result/": row({"pk": lambda w: w.agent_run.pk}, POST=expect(403, body={"result": {}})),
     "provenance/": row(GET=expect(400)),
+    "vendor-keys/": row(
+        GET=only(PLATFORM, 200),
+        POST=only(
+            PLATFORM,
+            201,
+            body={"team": "payments", "tool": "demo-agent", "env_var": "DEMO_API_KEY", "value": "sk-987654321"},
+        ),
+    ),
+    "vendor-keys/{pk}/": row({"pk": lambda w: w.vendor_key.pk}, DELETE=only(PLATFORM, 204)),
     "provenance/key/": row(
         GET=expect(200, anonymous=200), **{m: expect(405, anonymous=405) for m in ("POST", "PUT", "PATCH", "DELETE")}
     ),

@@ -15,7 +15,16 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..agents import crypto
 from ..agents import provenance as prov
-from ..models import AgentGroup, AgentRun, AgentRunLogLine, DataClassification, NetworkPolicy, Team
+from ..models import (
+    AgentGroup,
+    AgentRun,
+    AgentRunLogLine,
+    AITool,
+    DataClassification,
+    NetworkPolicy,
+    Team,
+    VendorApiKey,
+)
 from ..services import agents as agent_services
 from ..services.errors import InvalidInput
 from .agent_auth import AgentTokenAuthentication, IsOwnRunAgent
@@ -391,3 +400,67 @@ class ProvenanceKeyView(APIView):
                 "pem": crypto.public_key_pem(),
             }
         )
+
+
+# --- vendor API keys ----------------------------------------------------------------------------
+
+
+class VendorApiKeySerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tool = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    value = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VendorApiKey
+        fields = ["id", "team", "tool", "env_var", "value", "last4", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_value(self, key) -> str:
+        return f"********{key.last4}"
+
+
+class VendorApiKeyInputSerializer(StrictSerializerMixin, serializers.Serializer):
+    team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all())
+    tool = serializers.SlugRelatedField(slug_field="slug", queryset=AITool.objects.all())
+    env_var = serializers.CharField(max_length=100)
+    value = serializers.CharField(max_length=4000, write_only=True)
+
+
+class VendorApiKeyViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Vendor API keys per team x tool (platform engineers): stored encrypted, never shown again."""
+
+    serializer_class = VendorApiKeySerializer
+
+    def get_queryset(self):
+        from .. import permissions as perms
+
+        qs = VendorApiKey.objects.select_related("team", "tool").order_by("team__slug", "tool__slug")
+        return qs if perms.can_manage_vendor_keys(self.request.user) else qs.none()
+
+    def list(self, request, *args, **kwargs):
+        from .. import permissions as perms
+
+        if not perms.can_manage_vendor_keys(request.user):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("Only platform engineers manage vendor API keys.")
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=VendorApiKeyInputSerializer, responses={201: VendorApiKeySerializer})
+    def create(self, request: Request) -> Response:
+        serializer = VendorApiKeyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = agent_services.vendor_api_key_set(actor=request.user, **serializer.validated_data)
+        return Response(VendorApiKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        from .. import permissions as perms
+
+        if not perms.can_manage_vendor_keys(request.user):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("Only platform engineers manage vendor API keys.")
+        agent_services.vendor_api_key_delete(key=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

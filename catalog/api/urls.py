@@ -4,7 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
-from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView
+from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView, VendorApiKeyViewSet
 from .audit import AuditEventViewSet
 from .auth import TokenView
 from .backstage import BackstageEntitiesView
@@ -22,6 +22,7 @@ router.register("access-requests", AccessRequestViewSet, basename="accessrequest
 router.register("grants", GrantViewSet, basename="grant")
 router.register("agent-groups", AgentGroupViewSet, basename="agentgroup")
 router.register("agent-runs", AgentRunViewSet, basename="agentrun")
+router.register("vendor-keys", VendorApiKeyViewSet, basename="vendorapikey")
 router.register("usage-events", UsageEventViewSet, basename="usageevent")
 
 urlpatterns = [

@@ -553,3 +553,56 @@ def agent_group_accept_done(
             key=f"agent_group:{group.pk}:accepted",
         )
     return group
+
+
+# --- vendor API keys ----------------------------------------------------------------------------
+
+ENV_VAR_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
+RESERVED_ENV = {"PATH", "HOME", "PYTHONPATH", "LANG", "LD_PRELOAD", "LD_LIBRARY_PATH"}
+
+
+@transaction.atomic
+def vendor_api_key_set(*, team: Team, tool: AITool, actor: Any, env_var: str, value: str):
+    """Store (or replace) a team's key for a tool, Fernet-encrypted; only the last 4 characters stay readable."""
+    from ..agents import crypto
+    from ..models import VendorApiKey
+
+    if not permissions.can_manage_vendor_keys(actor):
+        raise NotPermitted("Only platform engineers manage vendor API keys.")
+    errors = {}
+    env_var = (env_var or "").strip()
+    if not ENV_VAR_RE.match(env_var) or env_var in RESERVED_ENV or env_var.startswith("GOLDPATH_"):
+        errors["env_var"] = ["Give an upper-case environment variable name (not PATH, HOME or GOLDPATH_*)."]
+    value = (value or "").strip()
+    if len(value) < 8:
+        errors["value"] = ["Give the whole key (8 characters or more)."]
+    if errors:
+        raise InvalidInput("The vendor API key is not valid.", errors=errors)
+    key, created = VendorApiKey.objects.select_for_update().get_or_create(
+        team=team, tool=tool, defaults={"env_var": env_var, "ciphertext": "", "created_by": actor}
+    )
+    key.env_var = env_var
+    key.ciphertext = crypto.encrypt(value)
+    key.last4 = value[-4:]
+    key.created_by = actor
+    key.save()
+    audit.record(
+        actor=actor,
+        verb="vendor_api_key.create" if created else "vendor_api_key.replace",
+        target=key,
+        payload={"team": team.slug, "tool": tool.slug, "env_var": env_var, "api_key": value, "last4": key.last4},
+    )
+    return key
+
+
+@transaction.atomic
+def vendor_api_key_delete(*, key, actor: Any) -> None:
+    if not permissions.can_manage_vendor_keys(actor):
+        raise NotPermitted("Only platform engineers manage vendor API keys.")
+    audit.record(
+        actor=actor,
+        verb="vendor_api_key.delete",
+        target=key,
+        payload={"team": key.team.slug, "tool": key.tool.slug, "env_var": key.env_var, "last4": key.last4},
+    )
+    key.delete()
