@@ -470,3 +470,17 @@ def test_seed_demo_adds_history_once_and_the_page_marks_it(settings, client):
     rollup_usage()
     after = UsageDaily.objects.filter(day=timezone.now().date(), team_slug="payments", tool_slug="claude-code")
     assert after.get().agent_runs >= 1 and UsageDaily.objects.filter(day=timezone.now().date()).count() >= before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rollup_task_runs_on_the_reports_queue_of_a_real_worker(people, claude, celery_worker, settings):
+    from catalog.tasks.reports import rollup_usage as rollup_task
+    from tests.conftest import wait_for
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["usage-rollup"]
+    assert schedule["task"] == "catalog.tasks.reports.rollup_usage"
+    assert 30 <= schedule["schedule"].total_seconds() <= 60
+    record_usage("agent_run_started", user=people["alice"], tool=claude, key="worker-1")
+    rollup_task.delay()
+    row = wait_for(lambda: UsageDaily.objects.filter(tool_slug="claude-code").first(), timeout=30, message="the rollup")
+    assert row.agent_runs == 1 and row.team_slug == "payments"

@@ -43,6 +43,7 @@ from .usage import (
     UsageEvent,
     UsageFirstUse,
     UsageKind,
+    UsagePeriod,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "UsageEvent",
     "UsageFirstUse",
     "UsageKind",
+    "UsagePeriod",
     "UsageReadyBucket",
     "UsageUserDay",
 ]

@@ -147,6 +147,41 @@ class UsageDaily(models.Model):
         return f"{self.day} {self.team_slug}/{self.tool_slug}/{self.template_slug}: {self.events} events"
 
 
+class UsagePeriod(models.Model):
+    """UsageDaily summed per whole week or month x team x tool (templates folded), so a report over whole
+    periods reads a few rows per team and tool instead of every day. Rebuilt for the periods of affected days."""
+
+    kind = models.CharField(max_length=5, choices=[("week", "week"), ("month", "month")])
+    start = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
+    events = models.PositiveIntegerField(default=0)
+    active_events = models.PositiveIntegerField(default=0)
+    demo_events = models.PositiveIntegerField(default=0)
+    workspaces_created = models.PositiveIntegerField(default=0)
+    builds_succeeded = models.PositiveIntegerField(default=0)
+    builds_failed = models.PositiveIntegerField(default=0)
+    agent_runs = models.PositiveIntegerField(default=0)
+    agent_runs_finished = models.PositiveIntegerField(default=0)
+    agent_results_accepted = models.PositiveIntegerField(default=0)
+    policy_denials = models.PositiveIntegerField(default=0)
+    access_requested = models.PositiveIntegerField(default=0)
+    access_granted = models.PositiveIntegerField(default=0)
+    suggestions = models.PositiveBigIntegerField(default=0)
+    acceptances = models.PositiveBigIntegerField(default=0)
+    usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    reported_users = models.PositiveIntegerField(default=0, help_text="peak vendor-reported daily active users")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "start", "team_slug", "tool_slug"], name="uniq_usage_period")
+        ]
+        indexes = [models.Index(fields=["kind", "team_slug", "start"], name="usage_period_team")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.events} events"
+
+
 class UsageUserDay(models.Model):
     """Who was active, per day x team x tool: distinct active users for any period come from here."""
 

@@ -37,6 +37,7 @@ from ..models import (
     Team,
     UsageDaily,
     UsageFirstUse,
+    UsagePeriod,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -224,21 +225,137 @@ def _fetch(sql: str, args: list[Any]) -> list[tuple]:
 # --- queries over the rollups -------------------------------------------------------------------
 
 
-def _daily_sums(params: ReportParams, scope: list[str] | None) -> dict[tuple, dict[str, Any]]:
-    where, args = _where(params, scope)
-    period = _period_sql(params.granularity)
-    sums = ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
+def _sums_sql() -> str:
+    """SUM of each rollup column, cast so every driver returns ints (and the cost a decimal)."""
+    return ", ".join(
+        f"SUM({c})" if c == "usage_cost" else f"CAST(COALESCE(SUM({c}), 0) AS bigint)" for c in SUM_COLUMNS
+    )
+
+
+def _sum_rows(rows: list[tuple], out: dict[tuple, dict[str, Any]], key_of) -> None:
+    for row in rows:
+        values = dict(zip(SUM_COLUMNS, row[3:-1], strict=True))
+        cost = values["usage_cost"]
+        if not isinstance(cost, Decimal):
+            values["usage_cost"] = Decimal(str(cost or 0))
+        values["reported_users"] = row[-1] or 0
+        out[key_of(row)] = values
+
+
+def whole_periods(params: ReportParams, plist, today: dt.date) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
+    """Split periods into whole ones (read from the week/month rollup) and clipped ones (summed from days).
+    A period cut only by `to` on or after today is whole: no day after today has events yet."""
+    if params.granularity == "day":
+        return [], []
+    whole, clipped = [], []
+    for key, first, last in plist:
+        full_end = _next_period(key, params.granularity) - dt.timedelta(days=1)
+        if first == key and (last == full_end or last >= today):
+            whole.append(key)
+        else:
+            clipped.append((first, last))
+    return whole, clipped
+
+
+def _daily_sums(params: ReportParams, scope: list[str] | None, plist=None, today=None) -> dict[tuple, dict[str, Any]]:
+    plist = plist if plist is not None else periods(params)
+    today = today or timezone.now().date()
+    whole, clipped = whole_periods(params, plist, today)
+    sums = _sums_sql()
+    out: dict[tuple, dict[str, Any]] = {}
+    if whole:
+        where, args = _where(params, scope)
+        where = where.replace("day >= %s AND day <= %s", "kind = %s AND start >= %s AND start <= %s", 1)
+        args = [params.granularity, whole[0], whole[-1], *args[2:]]
+        rows = _fetch(
+            f"SELECT start, team_slug, tool_slug, {sums}, MAX(reported_users) FROM {UsagePeriod._meta.db_table} "
+            f"WHERE {where} GROUP BY start, team_slug, tool_slug",
+            args,
+        )
+        _sum_rows(rows, out, lambda r: (_as_date(r[0]), r[1], r[2]))
+    ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
+    if ranges:
+        where, args = _where(params, scope)
+        days_sql = " OR ".join(["(day >= %s AND day <= %s)"] * len(ranges))
+        where = where.replace("day >= %s AND day <= %s", f"({days_sql})", 1)
+        args = [d for r in ranges for d in r] + args[2:]
+        period = _period_sql(params.granularity)
+        rows = _fetch(
+            f"SELECT {period} AS p, team_slug, tool_slug, {sums}, MAX(reported_users) "
+            f"FROM {UsageDaily._meta.db_table} WHERE {where} GROUP BY p, team_slug, tool_slug",
+            args,
+        )
+        _sum_rows(rows, out, lambda r: (_as_date(r[0]), r[1], r[2]))
+    return out
+
+
+def _year_masks(plist, params: ReportParams) -> list[tuple[str, int, str]]:
+    """(period key, year, bit(366) mask text) for each period and for the whole range ('range')."""
+    spans = [(key.isoformat(), first, last) for key, first, last in plist]
+    spans.append(("range", params.date_from, params.date_to))
+    out = []
+    for label, first, last in spans:
+        by_year: dict[int, list[str]] = {}
+        day = first
+        while day <= last:
+            bits = by_year.setdefault(day.year, ["0"] * 366)
+            bits[day.timetuple().tm_yday - 1] = "1"
+            day += dt.timedelta(days=1)
+        out.extend((label, year, "".join(bits)) for year, bits in by_year.items())
+    return out
+
+
+def _distinct_users_bitmaps(params: ReportParams, plist) -> dict[str, dict[tuple, int]]:
+    """PostgreSQL, every team: distinct users from the per user x year day bitmaps, one scan.
+    '*' rows fold tools (a team's users) or teams (a tool's users), so no DISTINCT is needed unless the
+    range spans two years (a user then has a row per year)."""
+    from .rollup import USER_YEAR_TABLE
+
+    masks = _year_masks(plist, params)
+    multi_year = params.date_from.year != params.date_to.year
+    count = "COUNT(DISTINCT a.user_ref)" if multi_year else "COUNT(*)"
+    values = ", ".join(["(%s, %s, CAST(%s AS bit(366)))"] * len(masks))
+    args: list[Any] = [v for m in masks for v in m]
+    tool_sql = ""
+    if params.tool:
+        tool_sql = " AND a.tool_slug IN (%s, '*')"
+        args.append(params.tool)
     rows = _fetch(
-        f"SELECT {period} AS p, team_slug, tool_slug, {sums}, MAX(reported_users) "
-        f"FROM {UsageDaily._meta.db_table} WHERE {where} GROUP BY p, team_slug, tool_slug",
+        f"WITH m(p, yr, mask) AS (VALUES {values}) "
+        f"SELECT m.p, a.team_slug, a.tool_slug, {count} FROM {USER_YEAR_TABLE} a "
+        f"JOIN m ON a.year = m.yr AND (a.days & m.mask) <> CAST(REPEAT('0', 366) AS bit(366)){tool_sql} "
+        "GROUP BY m.p, a.team_slug, a.tool_slug",
         args,
     )
-    out = {}
-    for row in rows:
-        values = {c: int(v or 0) for c, v in zip(SUM_COLUMNS, row[3:-1], strict=True) if c != "usage_cost"}
-        values["usage_cost"] = Decimal(str(row[3 + SUM_COLUMNS.index("usage_cost")] or 0))
-        values["reported_users"] = int(row[-1] or 0)
-        out[(_as_date(row[0]), row[1], row[2])] = values
+    out: dict[str, dict[tuple, int]] = {name: {} for name in GROUPINGS}
+    tool = params.tool
+    for p, team, tl, n in rows:
+        if p == "range":
+            if team == "*" and tl == "*":
+                if not tool:
+                    out["total"][()] = n
+            elif team == "*":
+                out["tool_total"][(tl,)] = n
+                if tool:
+                    out["total"][()] = n
+            elif tl == "*":
+                if not tool:
+                    out["team_total"][(team,)] = n
+            elif tool:
+                out["team_total"][(team,)] = n
+            continue
+        key = dt.date.fromisoformat(p)
+        if team == "*" and tl == "*":
+            continue
+        if team == "*":
+            out["tool_series"][(key, tl)] = n
+        elif tl == "*":
+            if not tool:
+                out["team_series"][(key, team)] = n
+        else:
+            out["row"][(key, team, tl)] = n
+            if tool:
+                out["team_series"][(key, team)] = n
     return out
 
 
@@ -263,11 +380,13 @@ def _key(cols: tuple[str, ...], p: Any, team: str, tool: str) -> tuple:
     return tuple(key)
 
 
-def _distinct_users(params: ReportParams, scope: list[str] | None) -> dict[str, dict[tuple, int]]:
+def _distinct_users(params: ReportParams, scope: list[str] | None, plist=None) -> dict[str, dict[tuple, int]]:
     """Distinct active users for every grouping the report needs, in one statement.
 
     PostgreSQL: one scan with GROUPING SETS; elsewhere a UNION ALL of the same GROUP BYs.
     """
+    if connection.vendor == "postgresql" and scope is None and _has_user_years():
+        return _distinct_users_bitmaps(params, plist if plist is not None else periods(params))
     where, args = _where(params, scope)
     period = _period_sql(params.granularity)
     table = UsageUserDay._meta.db_table
@@ -307,6 +426,18 @@ def _distinct_users(params: ReportParams, scope: list[str] | None) -> dict[str, 
     for idx, p, team, tool, n in _fetch(" UNION ALL ".join(parts), all_args):
         out[names[idx]][_key(GROUPINGS[names[idx]], p, team, tool)] = n
     return out
+
+
+_user_years_seen: set[str] = set()
+
+
+def _has_user_years() -> bool:
+    from .rollup import USER_YEAR_TABLE
+
+    alias = connection.settings_dict["NAME"]
+    if alias not in _user_years_seen and USER_YEAR_TABLE in connection.introspection.table_names():
+        _user_years_seen.add(alias)
+    return alias in _user_years_seen
 
 
 def _ready_histograms(params: ReportParams, scope: list[str] | None) -> dict[tuple, dict[int, int]]:
@@ -390,54 +521,42 @@ def _seat_cost(grant: dict[str, Any], first: dt.date, last: dt.date) -> Decimal:
     return grant["price"] * grant["seats"] * days / MONTH_DAYS
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return round(num / den, 3) if den else None
-
-
 def _money(value: Decimal) -> float:
-    return float(value.quantize(Decimal("0.01")))
+    return round(float(value), 2)
+
+
+EMPTY_SUMS: dict[str, Any] = {**{c: 0 for c in SUM_COLUMNS}, "usage_cost": Decimal(0), "reported_users": 0}
+EMPTY_HIST: dict[int, int] = {}
 
 
 def _metrics(s: dict[str, Any], users: int, members: int | None, hist: dict[int, int], seat: Decimal) -> dict:
-    active = max(users, s.get("reported_users", 0))
-    usage = s.get("usage_cost", Decimal(0))
+    active = max(users, s["reported_users"])
+    usage = s["usage_cost"]
+    ok, failed, finished = s["builds_succeeded"], s["builds_failed"], s["agent_runs_finished"]
+    accepted = s["agent_results_accepted"]
     return {
         "active_users": active,
         "team_members": members,
-        "adoption_rate": _ratio(active, members) if members else None,
-        "workspaces_created": s.get("workspaces_created", 0),
-        "build_success_rate": _ratio(
-            s.get("builds_succeeded", 0), s.get("builds_succeeded", 0) + s.get("builds_failed", 0)
-        ),
-        "median_time_to_ready_s": _median(hist),
-        "agent_runs": s.get("agent_runs", 0),
-        "agent_acceptance_rate": (
-            min(1.0, _ratio(s.get("agent_results_accepted", 0), s.get("agent_runs_finished", 0)))
-            if s.get("agent_runs_finished")
-            else None
-        ),
-        "policy_denials": s.get("policy_denials", 0),
+        "adoption_rate": round(active / members, 3) if members else None,
+        "workspaces_created": s["workspaces_created"],
+        "build_success_rate": round(ok / (ok + failed), 3) if ok + failed else None,
+        "median_time_to_ready_s": _median(hist) if hist else None,
+        "agent_runs": s["agent_runs"],
+        "agent_acceptance_rate": min(1.0, round(accepted / finished, 3)) if finished else None,
+        "policy_denials": s["policy_denials"],
         "estimated_cost": _money(seat + usage),
         "seat_cost": _money(seat),
         "usage_cost": _money(usage),
-        "builds_succeeded": s.get("builds_succeeded", 0),
-        "builds_failed": s.get("builds_failed", 0),
-        "agent_runs_finished": s.get("agent_runs_finished", 0),
-        "agent_results_accepted": s.get("agent_results_accepted", 0),
-        "access_requested": s.get("access_requested", 0),
-        "access_granted": s.get("access_granted", 0),
-        "code_suggestions": s.get("suggestions", 0),
-        "code_acceptances": s.get("acceptances", 0),
-        "demo_events": s.get("demo_events", 0),
+        "builds_succeeded": ok,
+        "builds_failed": failed,
+        "agent_runs_finished": finished,
+        "agent_results_accepted": accepted,
+        "access_requested": s["access_requested"],
+        "access_granted": s["access_granted"],
+        "code_suggestions": s["suggestions"],
+        "code_acceptances": s["acceptances"],
+        "demo_events": s["demo_events"],
     }
-
-
-def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
-    for k, v in source.items():
-        if k == "reported_users":
-            target[k] = target.get(k, 0) + v  # different team x tool pairs: their peaks add up
-        else:
-            target[k] = target.get(k, 0) + v
 
 
 def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -446,8 +565,8 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
     scope = report_scope(user, params.team)
     plist = periods(params)
     bounds = {key: (first, last) for key, first, last in plist}
-    sums = _daily_sums(params, scope)
-    users = _distinct_users(params, scope)
+    sums = _daily_sums(params, scope, plist, now.date())
+    users = _distinct_users(params, scope, plist)
     hists = _ready_histograms(params, scope)
     grants = _paid_grants(params, scope)
     team_qs = Team.objects.all() if scope is None else Team.objects.filter(slug__in=scope)
@@ -460,64 +579,77 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
             if cost:
                 seat_costs[(key, grant["team"], grant["tool"])] += cost
 
-    keys = sorted(set(sums) | set(seat_costs), key=lambda k: (k[0], k[1], k[2]))
+    keys = sorted(set(sums) | set(seat_costs))
+    zero = Decimal(0)
     rows = []
-    pair_sums: dict[tuple, dict[str, Any]] = defaultdict(dict)
-    tool_sums: dict[str, dict[str, Any]] = defaultdict(dict)
+    row_users = users["row"]
+    pair_active: dict[tuple, int] = defaultdict(int)
+    pair_peak: dict[tuple, int] = defaultdict(int)
+    tool_runs: dict[str, int] = defaultdict(int)
+    tool_active: dict[str, int] = defaultdict(int)
     tool_cost: dict[str, Decimal] = defaultdict(Decimal)
-    team_period: dict[tuple, dict[str, Any]] = defaultdict(dict)
-    total_sums: dict[str, Any] = {}
+    team_period: dict[tuple, list] = {}
+    total_seat = zero
     total_hist: dict[int, int] = {}
     for key in keys:
         period, team, tool = key
-        s = sums.get(key, {})
-        seat = seat_costs.get(key, Decimal(0))
-        metrics = _metrics(s, users["row"].get(key, 0), members.get(team), hists.get(key, {}), seat)
+        s = sums.get(key) or EMPTY_SUMS
+        seat = seat_costs.get(key, zero)
+        hist = hists.get(key) or EMPTY_HIST
         first, last = bounds[period]
         rows.append(
-            {"period_start": first.isoformat(), "period_end": last.isoformat(), "team": team, "tool": tool, **metrics}
+            {
+                "period_start": first.isoformat(),
+                "period_end": last.isoformat(),
+                "team": team,
+                "tool": tool,
+                **_metrics(s, row_users.get(key, 0), members.get(team), hist, seat),
+            }
         )
-        s_no_peak = {k: v for k, v in s.items() if k != "reported_users"}
-        _add(pair_sums[(team, tool)], s_no_peak)
-        pair_sums[(team, tool)]["reported_users"] = max(
-            pair_sums[(team, tool)].get("reported_users", 0), s.get("reported_users", 0)
-        )
-        _add(tool_sums[tool], s_no_peak)
-        tool_cost[tool] += seat + s.get("usage_cost", Decimal(0))
-        tp = team_period[(period, team)]
-        _add(tp, s_no_peak)
-        tp["seat"] = tp.get("seat", Decimal(0)) + seat
-        tp["reported_users"] = tp.get("reported_users", 0) + s.get("reported_users", 0)
-        _add(total_sums, s_no_peak)
-        total_sums["seat"] = total_sums.get("seat", Decimal(0)) + seat
-        _merge_hist(total_hist, hists.get(key, {}))
+        active, peak, runs, cost = s["active_events"], s["reported_users"], s["agent_runs"], seat + s["usage_cost"]
+        pair = (team, tool)
+        pair_active[pair] += active
+        if peak > pair_peak[pair]:
+            pair_peak[pair] = peak
+        tool_runs[tool] += runs
+        tool_active[tool] += active
+        tool_cost[tool] += cost
+        tp = team_period.get((period, team))
+        if tp is None:
+            tp = team_period[(period, team)] = [0, 0, zero, 0]
+        tp[0] += s["workspaces_created"]
+        tp[1] += runs
+        tp[2] += cost
+        tp[3] += peak
+        total_seat += seat
+        if hist:
+            _merge_hist(total_hist, hist)
 
+    total_sums = {c: sum((v[c] for v in sums.values()), zero if c == "usage_cost" else 0) for c in SUM_COLUMNS}
+    total_sums["reported_users"] = sum(pair_peak.values())
     total_members = sum(members.values())
-    peak_reported = sum(v.get("reported_users", 0) for v in pair_sums.values())
-    total_seat = total_sums.pop("seat", Decimal(0))
-    total_sums["reported_users"] = peak_reported
     totals = _metrics(total_sums, users["total"].get((), 0), total_members or None, total_hist, total_seat)
     totals.update({"period_start": params.date_from.isoformat(), "period_end": params.date_to.isoformat()})
 
+    tool_peak: dict[str, int] = defaultdict(int)
+    for (_team, tool), peak in pair_peak.items():
+        tool_peak[tool] += peak
     top_tools = sorted(
         (
             {
                 "tool": tool,
-                "active_users": max(
-                    users["tool_total"].get((tool,), 0),
-                    sum(v.get("reported_users", 0) for (tm, tl), v in pair_sums.items() if tl == tool),
-                ),
-                "agent_runs": s.get("agent_runs", 0),
-                "active_events": s.get("active_events", 0),
+                "active_users": max(users["tool_total"].get((tool,), 0), tool_peak[tool]),
+                "agent_runs": tool_runs[tool],
+                "active_events": tool_active[tool],
                 "estimated_cost": _money(tool_cost[tool]),
             }
-            for tool, s in tool_sums.items()
-            if tool and (s.get("active_events", 0) or users["tool_total"].get((tool,), 0))
+            for tool in tool_runs
+            if tool and (tool_active[tool] or users["tool_total"].get((tool,), 0))
         ),
         key=lambda r: (-r["active_users"], -r["active_events"], r["tool"]),
     )[:5]
 
-    used_pairs = {pair for pair, s in pair_sums.items() if s.get("active_events", 0) or s.get("reported_users", 0)}
+    used_pairs = {pair for pair in pair_active if pair_active[pair] or pair_peak[pair]}
     unused = []
     for grant in grants:
         if (grant["team"], grant["tool"]) in used_pairs or not grant["active"]:
@@ -569,18 +701,17 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
         for (p, tool), n in sorted(users["tool_series"].items())
         if tool and p in bounds
     ]
-    team_series = []
-    for (p, team), s in sorted(team_period.items()):
-        team_series.append(
-            {
-                "period_start": bounds[p][0].isoformat(),
-                "team": team,
-                "active_users": max(users["team_series"].get((p, team), 0), s.get("reported_users", 0)),
-                "workspaces_created": s.get("workspaces_created", 0),
-                "agent_runs": s.get("agent_runs", 0),
-                "estimated_cost": _money(s.get("seat", Decimal(0)) + s.get("usage_cost", Decimal(0))),
-            }
-        )
+    team_series = [
+        {
+            "period_start": bounds[p][0].isoformat(),
+            "team": team,
+            "active_users": max(users["team_series"].get((p, team), 0), tp[3]),
+            "workspaces_created": tp[0],
+            "agent_runs": tp[1],
+            "estimated_cost": _money(tp[2]),
+        }
+        for (p, team), tp in sorted(team_period.items())
+    ]
 
     return {
         "from": params.date_from.isoformat(),

@@ -20,9 +20,18 @@ from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from ..models import ACTIVE_KINDS, RollupState, UsageDaily, UsageEvent, UsageFirstUse, UsageReadyBucket, UsageUserDay
+from ..models import (
+    ACTIVE_KINDS,
+    RollupState,
+    UsageDaily,
+    UsageEvent,
+    UsageFirstUse,
+    UsagePeriod,
+    UsageReadyBucket,
+    UsageUserDay,
+)
 
-LOOKBACK = dt.timedelta(minutes=10)
+LOOKBACK = dt.timedelta(minutes=2)
 DAY_CHUNK = 31
 
 # time-to-ready histogram: 1 s buckets below 60 s, 5 s to 300 s, 30 s to 30 min, 5 min to 2 h, then one bucket
@@ -141,6 +150,79 @@ def _rebuild_days(days: list[dt.date]) -> None:
                 chunk,
             )
         _merge_first_use(chunk)
+        _rebuild_periods(chunk)
+        if connection.vendor == "postgresql":
+            _merge_user_years(chunk)
+
+
+PERIOD_COLUMNS = [
+    "events",
+    "active_events",
+    "demo_events",
+    "workspaces_created",
+    "builds_succeeded",
+    "builds_failed",
+    "agent_runs",
+    "agent_runs_finished",
+    "agent_results_accepted",
+    "policy_denials",
+    "access_requested",
+    "access_granted",
+    "suggestions",
+    "acceptances",
+    "usage_cost",
+]
+
+
+def week_start(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
+    first = day.replace(day=1)
+    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return first, nxt - dt.timedelta(days=1)
+
+
+def _rebuild_periods(days: list[dt.date]) -> None:
+    """Re-sum the whole weeks and months that contain the given days from the daily rows."""
+    periods = {("week", week_start(d), week_start(d) + dt.timedelta(days=6)) for d in days}
+    periods |= {("month", *month_bounds(d)) for d in days}
+    table = UsagePeriod._meta.db_table
+    cols = ", ".join(PERIOD_COLUMNS)
+    sums = ", ".join(f"SUM({c})" for c in PERIOD_COLUMNS)
+    with connection.cursor() as cur:
+        for kind, first, last in sorted(periods):
+            cur.execute(f"DELETE FROM {table} WHERE kind = %s AND start = %s", [kind, first])
+            cur.execute(
+                f"INSERT INTO {table} (kind, start, team_slug, tool_slug, {cols}, reported_users) "
+                f"SELECT %s, %s, team_slug, tool_slug, {sums}, MAX(reported_users) FROM {UsageDaily._meta.db_table} "
+                "WHERE day >= %s AND day <= %s GROUP BY team_slug, tool_slug",
+                [kind, first, first, last],
+            )
+
+
+USER_YEAR_TABLE = "catalog_usageuseryear"
+
+
+def _merge_user_years(days: list[dt.date]) -> None:
+    """PostgreSQL: OR the active-day bits of these days into the per user x year bitmaps. Events are
+    append-only, so a bit once set stays set: merging is idempotent and needs no delete."""
+    ph = ", ".join(["%s"] * len(days))
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""INSERT INTO {USER_YEAR_TABLE} (year, team_slug, tool_slug, user_ref, days)
+            SELECT y, COALESCE(team_slug, '*'), COALESCE(tool_slug, '*'), user_ref, bit_or(bits) FROM (
+                SELECT CAST(EXTRACT(YEAR FROM day) AS integer) AS y, team_slug, tool_slug, user_ref,
+                       B'1'::bit(366) >> (CAST(EXTRACT(DOY FROM day) AS integer) - 1) AS bits
+                FROM {UsageUserDay._meta.db_table} WHERE day IN ({ph})
+            ) s
+            GROUP BY GROUPING SETS ((y, team_slug, tool_slug, user_ref), (y, team_slug, user_ref),
+                                    (y, tool_slug, user_ref), (y, user_ref))
+            ON CONFLICT (year, team_slug, tool_slug, user_ref)
+            DO UPDATE SET days = {USER_YEAR_TABLE}.days | EXCLUDED.days""",
+            days,
+        )
 
 
 def _merge_first_use(days: list[dt.date]) -> None:
@@ -192,9 +274,11 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
                 days |= set(events.filter(ingested_at__gte=since).values_list("day", flat=True).distinct())
         ordered = sorted(days)
         if full:
-            for model in (UsageDaily, UsageUserDay, UsageReadyBucket):
+            for model in (UsageDaily, UsageUserDay, UsageReadyBucket, UsagePeriod, UsageFirstUse):
                 model.objects.all().delete()
-            UsageFirstUse.objects.all().delete()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cur:
+                    cur.execute(f"DELETE FROM {USER_YEAR_TABLE}")
         _rebuild_days(ordered)
         state.last_event_id = max(max_id, state.last_event_id)
         state.last_run_at = now

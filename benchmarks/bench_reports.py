@@ -1,0 +1,350 @@
+"""Benchmark the adoption report (issue 6) on PostgreSQL. Not a timed test.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/gp_reports python benchmarks/bench_reports.py
+    ... --events 1000000        # a smaller run
+
+Creates a scratch database (`<db>_bench_reports`, dropped at the end), generates N usage events (default
+10 million) over the last year for 200 teams x 10 users and 40 tools with one server-side
+`INSERT ... SELECT generate_series(...)` per million rows, builds the rollups, then measures (p50/p95
+over 20 runs):
+  - the report for one team over 12 weeks (weekly), and for all teams over 4 weeks (weekly), read from
+    the rollups (`catalog.reports.adoption.adoption_report`, the function the API calls);
+  - the same numbers computed by a plain GROUP BY over the raw events (sums + distinct users), as a ratio;
+  - the incremental rollup for one new day of events (N/365 rows), and its rerun.
+Target: p95 under 50 ms for both report queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORKSPACE_KINDS = "('workspace_created', 'workspace_started', 'workspace_stopped', 'build_succeeded', 'build_failed')"
+
+
+def scratch_database(url: str) -> tuple[str, callable]:
+    import psycopg
+
+    parts = urlparse(url)
+    name = (parts.path.lstrip("/") or "goldpath") + "_bench_reports"
+    admin_url = urlunparse(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def cleanup() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+    return urlunparse(parts._replace(path="/" + name)), cleanup
+
+
+def generate_sql(table: str, *, teams: int, users: int, tools: int, days: int, start: dt.date, fixed_day: bool) -> str:
+    """One INSERT ... SELECT over generate_series(%s, %s): users belong to team u % teams and mostly use two
+    of their team's six tools; kinds follow a plausible mix; ingest time = event time (+1 min)."""
+    day_expr = "0" if fixed_day else f"floor(random() * {days})::int"
+    ingested = "now()" if fixed_day else "at + interval '1 minute'"
+    return f"""
+    INSERT INTO {table} (at, day, ingested_at, kind, user_ref, team_slug, tool_slug, template_slug, outcome,
+                         duration_s, cost, source, key)
+    SELECT at, (at AT TIME ZONE 'UTC')::date, {ingested}, kind, 'user-' || u, 'team-' || (u %% {teams}),
+      CASE WHEN kind IN {WORKSPACE_KINDS} THEN '' ELSE 'tool-' || (((u %% {teams}) * 7 + tj) %% {tools}) END,
+      CASE WHEN kind IN {WORKSPACE_KINDS} THEN 'tpl-' || ((u %% {teams}) %% 8) ELSE '' END,
+      CASE WHEN kind = 'agent_run_finished' THEN (CASE WHEN r2 < 0.8 THEN 'succeeded' ELSE 'failed' END)
+           WHEN kind IN ('build_succeeded', 'build_failed') THEN 'start' ELSE '' END,
+      CASE WHEN kind = 'agent_run_finished' THEN 30 + r2 * 900
+           WHEN kind IN ('build_succeeded', 'build_failed') THEN 20 + r2 * 200 END,
+      CASE WHEN kind = 'agent_run_finished' AND tj %% 3 = 0 THEN 0.05 END,
+      'bench', %s || i
+    FROM (
+      SELECT i, u, r2,
+        CASE WHEN r3 < 0.9 THEN ((u / {teams}) + (CASE WHEN r3 < 0.45 THEN 0 ELSE 1 END)) %% 6
+             ELSE floor(r3 * 60)::int %% 6 END AS tj,
+        TIMESTAMPTZ %s + d * interval '1 day' + random() * interval '86399 seconds' AS at,
+        CASE WHEN r < 0.28 THEN 'agent_run_started' WHEN r < 0.56 THEN 'agent_run_finished'
+             WHEN r < 0.64 THEN 'agent_result_accepted' WHEN r < 0.80 THEN 'tool_used'
+             WHEN r < 0.84 THEN 'workspace_created' WHEN r < 0.88 THEN 'workspace_started'
+             WHEN r < 0.92 THEN 'build_succeeded' WHEN r < 0.94 THEN 'build_failed'
+             WHEN r < 0.96 THEN 'workspace_stopped' WHEN r < 0.98 THEN 'tool_enabled'
+             WHEN r < 0.99 THEN 'policy_denied' ELSE 'access_requested' END AS kind
+      FROM (SELECT i, floor(random() * {users})::int AS u, {day_expr} AS d, random() AS r, random() AS r2,
+                   random() AS r3 FROM generate_series(%s, %s) i) a
+    ) s
+    """
+
+
+def seed_org(teams: int, users: int, tools: int, start: dt.date) -> None:
+    """Teams with members, tools with prices, and three paid grants per team (reports cost them)."""
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    from catalog.models import AccessGrant, AITool, Team
+
+    User = get_user_model()
+    with transaction.atomic():
+        groups = Group.objects.bulk_create([Group(name=f"team:team-{i}") for i in range(teams)])
+        team_rows = Team.objects.bulk_create(
+            [Team(slug=f"team-{i}", name=f"Team {i}", group=g) for i, g in enumerate(groups)]
+        )
+        user_rows = User.objects.bulk_create([User(username=f"user-{u}") for u in range(users)])
+        Membership = Team.members.through
+        Membership.objects.bulk_create(
+            [Membership(team_id=team_rows[u % teams].pk, user_id=user_rows[u].pk) for u in range(users)]
+        )
+        tool_rows = AITool.objects.bulk_create(
+            [
+                AITool(
+                    slug=f"tool-{t}",
+                    name=f"Tool {t}",
+                    vendor="Acme",
+                    kind="agent",
+                    risk_tier="medium",
+                    max_data_classification="internal",
+                    owner_team=team_rows[0],
+                    status="approved",
+                    monthly_price_per_seat=Decimal(10 + (t % 5) * 10),
+                )
+                for t in range(tools)
+            ]
+        )
+        grants = []
+        for k, team in enumerate(team_rows):
+            for j in range(3):
+                grants.append(AccessGrant(team=team, tool=tool_rows[(k * 7 + j) % tools], seats=5 + j))
+        AccessGrant.objects.bulk_create(grants)
+        AccessGrant.objects.update(created_at=dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC))
+
+
+def raw_report(cur, *, date_from: dt.date, date_to: dt.date, team: str | None) -> dict:
+    """The same numbers by a plain GROUP BY over raw events: sums per week x team x tool, and distinct
+    active users per week x team x tool plus over the whole range."""
+    from catalog.models import ACTIVE_KINDS
+
+    active = ", ".join(f"'{k}'" for k in sorted(ACTIVE_KINDS))
+    where = "day >= %s AND day <= %s" + (" AND team_slug = %s" if team else "")
+    args = [date_from, date_to] + ([team] if team else [])
+    cur.execute(
+        f"""SELECT CAST(date_trunc('week', day) AS date) p, team_slug, tool_slug,
+               SUM(CASE WHEN kind = 'workspace_created' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'build_succeeded' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'build_failed' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'agent_run_started' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'agent_run_finished' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'agent_result_accepted' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN kind = 'policy_denied' THEN 1 ELSE 0 END),
+               COALESCE(SUM(cost), 0),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY CASE WHEN kind = 'build_succeeded' THEN duration_s END)
+           FROM catalog_usageevent WHERE {where} GROUP BY 1, 2, 3""",
+        args,
+    )
+    sums = {(r[0], r[1], r[2]): r[3:] for r in cur.fetchall()}
+    cur.execute(
+        f"""SELECT p, team_slug, tool_slug, GROUPING(p, team_slug, tool_slug), COUNT(DISTINCT user_ref)
+           FROM (SELECT CAST(date_trunc('week', day) AS date) p, team_slug, tool_slug, user_ref
+                 FROM catalog_usageevent WHERE {where} AND kind IN ({active}) AND user_ref <> '') s
+           GROUP BY GROUPING SETS ((p, team_slug, tool_slug), (p, tool_slug), (p, team_slug), (tool_slug), ())""",
+        args,
+    )
+    users = {(r[0], r[1], r[2], r[3]): r[4] for r in cur.fetchall()}
+    return {"sums": sums, "users": users}
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def timed(fn, runs: int) -> list[float]:
+    fn()  # warm
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--teams", type=int, default=200)
+    parser.add_argument("--users-per-team", type=int, default=10)
+    parser.add_argument("--tools", type=int, default=40)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--raw-runs", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    original = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/gp_reports"
+    if not original.startswith("postgres"):
+        sys.exit("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...")
+    url, cleanup = scratch_database(original)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("GOLDPATH_HOME", tempfile.mkdtemp(prefix="goldpath-bench-home-"))
+    os.environ["GOLDPATH_LOG_LEVEL"] = "WARNING"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from catalog.models import RollupState, UsageDaily, UsageEvent, UsageUserDay
+    from catalog.reports.adoption import ReportParams, adoption_report
+    from catalog.reports.rollup import rollup_usage
+
+    class Reader:
+        is_authenticated = True
+        is_superuser = True
+        is_active = True
+        pk = None
+
+    users = args.teams * args.users_per_team
+    today = dt.date.today()
+    start = today - dt.timedelta(days=args.days)
+    table = UsageEvent._meta.db_table
+    try:
+        print(
+            f"scratch database {url.rsplit('/', 1)[-1]} on {connection.vendor}; {args.events:,} events, "
+            f"{args.teams} teams x {args.users_per_team} users, {args.tools} tools, {args.days} days"
+        )
+        call_command("migrate", verbosity=0)
+        seed_org(args.teams, users, args.tools, start)
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+            cur.execute("SET maintenance_work_mem = '256MB'")
+            cur.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT LIKE %s",
+                [table, "%pkey"],
+            )
+            indexes = cur.fetchall()
+            cur.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'", [table])
+            for (con,) in cur.fetchall():
+                cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{con}"')
+            for name, _ in indexes:
+                cur.execute(f'DROP INDEX IF EXISTS "{name}"')
+            sql = generate_sql(
+                table, teams=args.teams, users=users, tools=args.tools, days=args.days, start=start, fixed_day=False
+            )
+            chunk = 1_000_000
+            for lo in range(1, args.events + 1, chunk):
+                hi = min(args.events, lo + chunk - 1)
+                cur.execute(sql, ["bench:", start.isoformat(), lo, hi])
+                print(f"  generated {hi:,} events ({time.perf_counter() - t0:.0f} s)", flush=True)
+            for _name, definition in indexes:
+                cur.execute(definition)
+            cur.execute(
+                f"ALTER TABLE {table} ADD CONSTRAINT {table}_key_uniq UNIQUE USING INDEX "
+                f"{[n for n, d in indexes if 'UNIQUE' in d][0]}"
+            )
+            cur.execute(f"VACUUM ANALYZE {table}")
+        gen_s = time.perf_counter() - t0
+        print(f"generated and indexed {args.events:,} events in {gen_s:.0f} s")
+
+        t0 = time.perf_counter()
+        rollup_usage(full=True)
+        build_s = time.perf_counter() - t0
+        with connection.cursor() as cur:
+            for model in (
+                "usagedaily",
+                "usageuserday",
+                "usagereadybucket",
+                "usagefirstuse",
+                "usageperiod",
+                "usageuseryear",
+            ):
+                cur.execute(f"VACUUM ANALYZE catalog_{model}")
+        print(
+            f"built rollups in {build_s:.0f} s: {UsageDaily.objects.count():,} day x team x tool x template rows, "
+            f"{UsageUserDay.objects.count():,} user-day rows"
+        )
+
+        reader = Reader()
+        one_team = ReportParams(
+            date_from=today - dt.timedelta(weeks=12) + dt.timedelta(days=1),
+            date_to=today,
+            granularity="week",
+            team="team-7",
+        )
+        all_teams = ReportParams(
+            date_from=today - dt.timedelta(weeks=4) + dt.timedelta(days=1), date_to=today, granularity="week"
+        )
+        results = {}
+        for label, params in (("one team, 12 weeks", one_team), ("all teams, 4 weeks", all_teams)):
+            report = adoption_report(reader, params)
+            rollup_ms = timed(lambda p=params: adoption_report(reader, p), args.runs)
+            with connection.cursor() as cur:
+                raw = raw_report(cur, date_from=params.date_from, date_to=params.date_to, team=params.team)
+                raw_ms = timed(
+                    lambda p=params, c=cur: raw_report(c, date_from=p.date_from, date_to=p.date_to, team=p.team),
+                    args.raw_runs,
+                )
+            # the two agree: agent runs and active users per week x team x tool
+            mismatches = 0
+            for row in report["rows"]:
+                key = (dt.date.fromisoformat(row["period_start"]), row["team"], row["tool"])
+                week = key[0] - dt.timedelta(days=key[0].weekday())
+                raw_sums = raw["sums"].get((week, key[1], key[2]))
+                raw_users = raw["users"].get((week, key[1], key[2], 0), 0)
+                if raw_sums is None and not row["agent_runs"]:
+                    continue
+                if raw_sums is None or raw_sums[3] != row["agent_runs"] or raw_users != row["active_users"]:
+                    mismatches += 1
+            total_users = raw["users"].get((None, None, None, 7), 0)
+            agree = mismatches == 0 and total_users == report["totals"]["active_users"]
+            results[label] = (rollup_ms, raw_ms)
+            print(
+                f"{label}: {len(report['rows'])} rows; rollups p50 {statistics.median(rollup_ms):.1f} ms, "
+                f"p95 {pct(rollup_ms, 95):.1f} ms; raw GROUP BY p50 {statistics.median(raw_ms):.1f} ms, "
+                f"p95 {pct(raw_ms, 95):.1f} ms; ratio raw/rollup (p50) {statistics.median(raw_ms) / statistics.median(rollup_ms):.1f}x; "
+                f"numbers agree: {'yes' if agree else f'NO ({mismatches} rows)'}; active users {report['totals']['active_users']}",
+                flush=True,
+            )
+
+        # incremental: one more day of events (today), then the rollup task's work, then its rerun
+        per_day = max(1, args.events // args.days)
+        state = RollupState.objects.get(name="usage")
+        RollupState.objects.filter(pk=state.pk).update(last_run_at=dt.datetime.now(dt.UTC))
+        with connection.cursor() as cur:
+            sql = generate_sql(
+                table, teams=args.teams, users=users, tools=args.tools, days=args.days, start=today, fixed_day=True
+            )
+            cur.execute(sql, ["late:", today.isoformat(), 1, per_day])
+        t0 = time.perf_counter()
+        done = rollup_usage()
+        inc_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        rollup_usage()
+        rerun_ms = (time.perf_counter() - t0) * 1000
+        print(
+            f"incremental rollup of one new day ({per_day:,} events, {done['days']} day rebuilt): {inc_ms:.0f} ms; "
+            f"rerun (same day again, inside the lookback): {rerun_ms:.0f} ms"
+        )
+        ok = all(pct(r[0], 95) < 50 for r in results.values())
+        print(f"target p95 < 50 ms: {'met' if ok else 'NOT met'}")
+    finally:
+        if args.keep:
+            print(f"kept {url}")
+        else:
+            cleanup()
+
+
+if __name__ == "__main__":
+    main()
