@@ -1,17 +1,33 @@
 """Page routes."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from .views import access, agents, reports, tools
+from .views import access, agents, audit, reports, teams, tools
 
 app_name = "catalog"
+ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
 
 urlpatterns = [
     path("", tools.tool_list, name="tool-list"),
-    path("tools/<slug:slug>/", access.tool_page, name="tool-access"),
+    # "new" is therefore not usable as a tool slug in pages (the API still serves it)
+    path("tools/new/", tools.tool_new, name="tool-new"),
+    path("tools/<slug:slug>/", tools.tool_detail, name="tool-detail"),
+    path("tools/<slug:slug>/versions/new/", tools.tool_version_new, name="tool-version-new"),
+    re_path(rf"^tools/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.tool_action, name="tool-action"),
+    path("reviews/", tools.review_queue, name="review-queue"),
+    re_path(rf"^reviews/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.review_action, name="review-action"),
+    path("teams/", teams.team_list, name="team-list"),
+    path("teams/<slug:slug>/", teams.team_detail, name="team-detail"),
+    path("teams/<slug:slug>/members/", teams.team_member_add, name="team-member-add"),
+    path(
+        "teams/<slug:slug>/members/<str:username>/<str:change>/",
+        teams.team_member_change,
+        name="team-member-change",
+    ),
+    path("audit/", audit.audit_log, name="audit-log"),
+    path("audit/export.csv", audit.audit_log_csv, name="audit-log-csv"),
     path("tools/<slug:slug>/access-panel/", access.tool_access_panel, name="tool-access-panel"),
     path("tools/<slug:slug>/request-access/", access.tool_request_access, name="tool-request-access"),
-    path("teams/<slug:slug>/", access.team_page, name="team-detail"),
     path("teams/<slug:slug>/grants/", access.team_grant, name="team-grant"),
     path("grants/<int:pk>/revoke/", access.grant_revoke, name="grant-revoke"),
     path("access-requests/", access.access_request_queue, name="access-requests"),

@@ -46,13 +46,6 @@ def access_panel_context(request, tool: AITool) -> dict:
 
 
 @login_required
-def tool_page(request, slug: str):
-    """A minimal tool page (the catalog's full tool page includes the same panel)."""
-    tool = get_object_or_404(AITool.objects.select_related("owner_team"), slug=slug)
-    return render(request, "catalog/tool_access_page.html", access_panel_context(request, tool))
-
-
-@login_required
 def tool_access_panel(request, slug: str):
     """The panel alone, for htmx refreshes (e.g. after changing the classification)."""
     tool = get_object_or_404(AITool, slug=slug)
@@ -83,32 +76,25 @@ def tool_request_access(request, slug: str):
         messages.error(request, error)
     else:
         messages.success(request, f"Access to {tool.name} requested for {team.slug}.")
-    return redirect("catalog:tool-access", slug=tool.slug)
+    return redirect("catalog:tool-detail", slug=tool.slug)
 
 
-@login_required
-def team_page(request, slug: str):
-    team = get_object_or_404(selectors.visible_teams(request.user), slug=slug)
+def team_access_context(request, team: Team) -> dict:
+    """Context for templates/catalog/_team_access_section.html (the team page includes it)."""
     readable = selectors.readable_team_ids(request.user)
     may_read_grants = readable is None or team.pk in readable
     grants = list(selectors.visible_grants(request.user).filter(team=team).order_by("state", "tool__name"))
     active = [g for g in grants if g.state == GrantState.ACTIVE]
     decisions = decide_many(request.user, [g.tool for g in active]) if active else {}
-    return render(
-        request,
-        "catalog/team_page.html",
-        {
-            "team": team,
-            "may_read_grants": may_read_grants,
-            "active_grants": [(g, decisions.get(g.tool_id)) for g in active],
-            "past_grants": [g for g in grants if g.state != GrantState.ACTIVE][:50],
-            "members": team.members.order_by("username"),
-            "requests": selectors.visible_access_requests(request.user).filter(team=team)[:50],
-            "can_manage": perms.can_manage_grants(request.user),
-            "tools": AITool.objects.filter(status="approved").order_by("name"),
-            "classifications": DataClassification.choices,
-        },
-    )
+    return {
+        "may_read_grants": may_read_grants,
+        "active_grants": [(g, decisions.get(g.tool_id)) for g in active],
+        "past_grants": [g for g in grants if g.state != GrantState.ACTIVE][:50],
+        "requests": selectors.visible_access_requests(request.user).filter(team=team)[:50],
+        "can_manage": perms.can_manage_grants(request.user),
+        "tools": AITool.objects.filter(status="approved").order_by("name"),
+        "classifications": DataClassification.choices,
+    }
 
 
 @login_required

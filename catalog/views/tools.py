@@ -1,12 +1,272 @@
-"""Catalog pages."""
+"""Catalog pages: the searchable catalog, tool detail with its lifecycle actions, propose a tool,
+add a version, and the review queue. Thin: forms check input, services decide, domain errors
+become messages (403 for a role that may not act)."""
 
+from __future__ import annotations
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import select_template
+from django.views.decorators.http import require_http_methods, require_POST
 
-from ..models import AITool
+from .. import permissions as perms
+from ..forms import ReasonForm, ToolFilterForm, ToolProposeForm, ToolVersionForm, add_domain_errors
+from ..models import AITool, AuditEvent, ToolStatus
+from ..services import tools as tool_services
+from ..services.errors import DomainError, NotPermitted
+
+ACCESS_PANEL = "catalog/_tool_access_panel.html"
+DECISION_VERBS = (
+    "tool.propose",
+    "tool.request_review",
+    "tool.approval_recorded",
+    "tool.approve",
+    "tool.reject",
+    "tool.deprecate",
+    "tool.retire",
+    "tool.ban",
+    "tool.reinstate",
+    "tool.review_expired",
+)
+# action (URL form) -> (button label, reason required in the page, button style)
+ACTION_UI = {
+    "request-review": ("Send to review", False, "primary"),
+    "approve": ("Approve", True, "success"),
+    "reject": ("Reject", True, "danger"),
+    "deprecate": ("Deprecate", False, ""),
+    "retire": ("Retire", False, ""),
+    "ban": ("Ban", True, "danger"),
+    "reinstate": ("Reinstate", True, "primary"),
+}
+
+
+def may_act(user, tool: AITool, action: str) -> bool:
+    """Whether the user's role may try this action (the service still checks state and rules)."""
+    if action == "request-review":
+        return perms.can_request_review(user, tool)
+    if action == "reinstate":
+        return perms.can_reinstate(user)
+    return perms.can_review_tools(user)
+
+
+def available_actions(user, tool: AITool) -> list[dict]:
+    """Buttons for the actions allowed from the tool's status that the user's role may use."""
+    actions = []
+    for name in tool_services.allowed_actions(tool):
+        url_action = name.replace("_", "-")
+        if not may_act(user, tool, url_action):
+            continue
+        label, reason_required, style = ACTION_UI[url_action]
+        note = ""
+        if url_action == "approve" and tool.proposed_by_id == user.pk:
+            note = "You proposed this tool; another platform engineer must approve it."
+        elif url_action == "approve" and tool.approvals.filter(reviewer=user).exists():
+            note = "You already approved this tool; a second, different platform engineer must approve it."
+        actions.append(
+            {"name": url_action, "label": label, "reason_required": reason_required, "style": style, "note": note}
+        )
+    return actions
+
+
+def _error_text(exc: DomainError) -> str:
+    details = [str(m) for msgs in exc.errors.values() for m in (msgs if isinstance(msgs, list | tuple) else [msgs])]
+    return " ".join([exc.message, *details]) if details and exc.message not in details else exc.message
+
+
+def _filtered_tools(form: ToolFilterForm):
+    qs = AITool.objects.select_related("owner_team").order_by("name")
+    if not form.is_valid():
+        return qs
+    data = form.cleaned_data
+    if data["q"]:
+        q = data["q"].strip()
+        qs = qs.filter(
+            Q(name__icontains=q) | Q(slug__icontains=q) | Q(vendor__icontains=q) | Q(description__icontains=q)
+        )
+    for field in ("status", "kind", "risk_tier", "vendor"):
+        if data[field]:
+            qs = qs.filter(**{field: data[field]})
+    return qs
 
 
 @login_required
 def tool_list(request):
-    tools = AITool.objects.select_related("owner_team").order_by("name")
-    return render(request, "catalog/tool_list.html", {"tools": tools})
+    form = ToolFilterForm(request.GET or None)
+    tools = _filtered_tools(form)
+    counts = dict(AITool.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    context = {
+        "form": form,
+        "tools": tools[:500],
+        "total": tools.count(),
+        "filtered": bool(request.GET and any(request.GET.get(k) for k in form.fields)),
+        "can_propose": perms.can_propose_tool(request.user),
+        "status_counts": [(value, label, counts.get(value, 0)) for value, label in ToolStatus.choices],
+    }
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "tool-results":
+        return render(request, "catalog/_tool_results.html", context)
+    return render(request, "catalog/tool_list.html", context)
+
+
+def _access_panel_context(request, tool: AITool) -> dict:
+    """The policy helper's "can I use this?" panel, when it is installed."""
+    try:
+        select_template([ACCESS_PANEL])
+        from .access import access_panel_context
+    except Exception:  # noqa: BLE001 - the panel is optional
+        return {}
+    return {"access_panel": ACCESS_PANEL, **access_panel_context(request, tool)}
+
+
+@login_required
+def tool_detail(request, slug: str):
+    tool = get_object_or_404(AITool.objects.select_related("owner_team", "proposed_by"), slug=slug)
+    actions = available_actions(request.user, tool)
+    events = AuditEvent.objects.filter(target_type="aitool", target_id=str(tool.pk)).order_by("-created_at", "-id")
+    context = {
+        "tool": tool,
+        "versions": tool.versions.select_related("created_by").order_by("-created_at", "-id"),
+        "approvals": tool.approvals.select_related("reviewer"),
+        "decisions": events.filter(verb__in=DECISION_VERBS)[:100],
+        "can_read_audit": perms.can_read_audit(request.user),
+        "audit_trail": events[:100] if perms.can_read_audit(request.user) else [],
+        "actions": actions,
+        "reason_needed_for": [a["label"].lower() for a in actions if a["reason_required"]],
+        "can_add_version": perms.can_add_tool_version(request.user, tool)
+        and tool.status not in (ToolStatus.RETIRED, ToolStatus.BANNED),
+        "can_edit": perms.can_edit_tool(request.user, tool),
+        **_access_panel_context(request, tool),
+    }
+    context["tool"] = tool  # the panel context carries the same tool
+    return render(request, "catalog/tool_detail.html", context)
+
+
+def _run_action(request, tool: AITool, action: str) -> tuple[bool, str, ReasonForm]:
+    """Validate the reason and call the service. Returns (ok, message, form); 403 on a role denial."""
+    if action not in tool_services.ACTIONS:
+        raise Http404
+    if not may_act(request.user, tool, action):
+        raise PermissionDenied("Your role may not do this.")
+    label, reason_required, _ = ACTION_UI[action]
+    form = ReasonForm(request.POST, reason_required=reason_required)
+    if not form.is_valid():
+        return False, f"{label}: " + " ".join(form.errors["reason"]), form
+    service = tool_services.ACTIONS[action]
+    try:
+        result = service(tool=tool, actor=request.user, reason=form.cleaned_data["reason"])
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        return False, _error_text(exc), form
+    if action == "approve" and not result.complete:
+        return (
+            True,
+            f"Approval recorded ({result.approvals} of {result.required}); another platform engineer "
+            f"must approve {tool.name} too.",
+            form,
+        )
+    tool.refresh_from_db()
+    return True, f"{tool.name} is now {tool.get_status_display().lower()}.", form
+
+
+@login_required
+@require_POST
+def tool_action(request, slug: str, action: str):
+    tool = get_object_or_404(AITool, slug=slug)
+    ok, message, _ = _run_action(request, tool, action)
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(request.POST.get("next") if request.POST.get("next") == "/reviews/" else tool_detail_url(tool))
+
+
+def tool_detail_url(tool: AITool) -> str:
+    return f"/tools/{tool.slug}/"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tool_new(request):
+    if not perms.can_propose_tool(request.user):
+        raise PermissionDenied("Your role may not propose tools.")
+    form = ToolProposeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tool = tool_services.tool_propose(actor=request.user, data=form.service_data())
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+        else:
+            messages.success(request, f"{tool.name} proposed. Send it to review when its details are complete.")
+            return redirect(tool_detail_url(tool))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalog/tool_form.html", {"form": form}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tool_version_new(request, slug: str):
+    tool = get_object_or_404(AITool, slug=slug)
+    if not perms.can_add_tool_version(request.user, tool):
+        raise PermissionDenied("Your role may not add versions to this tool.")
+    form = ToolVersionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = tool_services.tool_version_add(tool=tool, actor=request.user, data=form.cleaned_data)
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+        else:
+            messages.success(request, f"Version {version.version} added to {tool.name}.")
+            return redirect(tool_detail_url(tool))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalog/tool_version_form.html", {"form": form, "tool": tool}, status=status)
+
+
+@login_required
+def review_queue(request):
+    if not perms.can_review_tools(request.user):
+        raise PermissionDenied("The review queue is for platform engineers.")
+    tools = (
+        AITool.objects.filter(status__in=[ToolStatus.IN_REVIEW, ToolStatus.PROPOSED])
+        .select_related("owner_team", "proposed_by")
+        .prefetch_related("approvals__reviewer")
+        .order_by("updated_at")  # oldest first
+    )
+    rows = [_review_row(request.user, t) for t in tools]
+    return render(
+        request,
+        "catalog/review_queue.html",
+        {
+            "in_review": [r for r in rows if r["tool"].status == ToolStatus.IN_REVIEW],
+            "proposed": [r for r in rows if r["tool"].status == ToolStatus.PROPOSED],
+        },
+    )
+
+
+QUEUE_ACTIONS = ("request-review", "approve", "reject")
+
+
+def _review_row(user, tool: AITool, **extra) -> dict:
+    actions = [a for a in available_actions(user, tool) if a["name"] in QUEUE_ACTIONS]
+    return {"tool": tool, "actions": actions, **extra}
+
+
+@login_required
+@require_POST
+def review_action(request, slug: str, action: str):
+    """Approve/reject/send-to-review from the queue; htmx swaps the row, otherwise redirect."""
+    if not perms.can_review_tools(request.user):
+        raise PermissionDenied("The review queue is for platform engineers.")
+    tool = get_object_or_404(AITool, slug=slug)
+    ok, message, form = _run_action(request, tool, action)
+    if not request.headers.get("HX-Request"):
+        (messages.success if ok else messages.error)(request, message)
+        return redirect("catalog:review-queue")
+    tool = AITool.objects.select_related("owner_team", "proposed_by").get(pk=tool.pk)
+    row = _review_row(request.user, tool, ok=ok, message=message, form=form, action=action)
+    # 200 even for a refusal: htmx swaps only successful responses, and the row shows the message
+    return render(request, "catalog/_review_row.html", {"row": row})

@@ -1,0 +1,116 @@
+"""Page forms: they shape and check input; the services decide (and may add field errors back)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from .models import AITool, DataClassification, DataLocation, RiskTier, Role, Team, ToolKind, ToolStatus
+from .services.errors import DomainError
+
+
+def _blank(choices) -> list[tuple[str, str]]:
+    return [("", "Any"), *choices]
+
+
+def add_domain_errors(form: forms.Form, exc: DomainError) -> None:
+    """Show a service's InvalidInput field errors on the form (unknown fields go to the form itself)."""
+    if not exc.errors:
+        form.add_error(None, exc.message)
+        return
+    for field, messages in exc.errors.items():
+        for message in messages if isinstance(messages, list | tuple) else [messages]:
+            form.add_error(field if field in form.fields else None, str(message))
+
+
+class ToolFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", max_length=100)
+    status = forms.ChoiceField(required=False, choices=_blank(ToolStatus.choices))
+    kind = forms.ChoiceField(required=False, choices=_blank(ToolKind.choices))
+    risk_tier = forms.ChoiceField(required=False, choices=_blank(RiskTier.choices), label="Risk tier")
+    vendor = forms.ChoiceField(required=False, choices=[("", "Any")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        vendors = AITool.objects.order_by("vendor").values_list("vendor", flat=True).distinct()
+        self.fields["vendor"].choices = _blank([(v, v) for v in vendors])
+
+
+class ToolProposeForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.SlugField(
+        max_length=50, help_text="Lowercase letters, digits and hyphens; used in URLs, e.g. claude-code."
+    )
+    vendor = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=[("", "Choose…"), *ToolKind.choices])
+    risk_tier = forms.ChoiceField(
+        choices=[("", "Choose…"), *RiskTier.choices], help_text="High-risk tools need two approvers."
+    )
+    max_data_classification = forms.ChoiceField(
+        choices=[("", "Choose…"), *DataClassification.choices],
+        label="Highest data classification",
+        help_text="The most sensitive data the tool may see.",
+    )
+    homepage = forms.URLField(required=False, assume_scheme="https")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    data_location = forms.ChoiceField(required=False, choices=[("", "Unknown"), *DataLocation.choices])
+    pricing_note = forms.CharField(required=False, max_length=200)
+    monthly_price_per_seat = forms.DecimalField(
+        required=False, min_value=0, max_digits=10, decimal_places=2, label="Monthly price per seat (USD)"
+    )
+    owner_team = forms.ModelChoiceField(
+        queryset=Team.objects.order_by("slug"), required=False, to_field_name="slug", empty_label="platform (default)"
+    )
+
+    def service_data(self) -> dict:
+        data = {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+        return data
+
+
+class ToolVersionForm(forms.Form):
+    version = forms.CharField(max_length=50)
+    release_notes_url = forms.URLField(required=False, assume_scheme="https", label="Release notes link")
+    launch_command = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        label="Headless launch command",
+        help_text="One argument per line (an argv, never a shell string); one must contain {prompt}.",
+    )
+    model_names = forms.CharField(required=False, label="Models", help_text="Comma-separated model names.")
+
+    def clean_launch_command(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["launch_command"].splitlines() if line.strip()]
+
+    def clean_model_names(self) -> list[str]:
+        return [m.strip() for m in self.cleaned_data["model_names"].split(",") if m.strip()]
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, reason_required: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reason_required = reason_required
+
+    def clean_reason(self) -> str:
+        reason = (self.cleaned_data.get("reason") or "").strip()
+        if self.reason_required and not reason:
+            raise forms.ValidationError("Give a reason; it is recorded in the audit log.")
+        return reason
+
+
+class MemberAddForm(forms.Form):
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        to_field_name="username",
+        empty_label="Choose a person…",
+    )
+    role = forms.ChoiceField(required=False, choices=[("", "Keep current role"), *Role.choices])
+    manager = forms.BooleanField(required=False, label="Manager of this team")
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=150)
+    verb = forms.CharField(required=False, max_length=64, help_text="e.g. tool.approve, or tool. for every tool verb")
+    target = forms.CharField(required=False, max_length=200, help_text="e.g. a tool's slug")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")

@@ -1,0 +1,130 @@
+"""Team pages: the team list, and a team's members (managed by admins, read-only for others) with
+the tool-access section the policy feature contributes."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.views.decorators.http import require_POST
+
+from .. import permissions as perms
+from .. import selectors
+from ..forms import MemberAddForm, add_domain_errors
+from ..models import Role, Team
+from ..services import teams as team_services
+from ..services.errors import DomainError, NotPermitted
+
+User = get_user_model()
+ACCESS_SECTION = "catalog/_team_access_section.html"
+
+
+@login_required
+def team_list(request):
+    teams = (
+        selectors.visible_teams(request.user)
+        .annotate(member_count=Count("members", distinct=True), tool_count=Count("owned_tools", distinct=True))
+        .prefetch_related("managers")
+        .order_by("name")
+    )
+    mine = selectors.team_ids_of(request.user)
+    return render(request, "catalog/team_list.html", {"teams": teams, "my_team_ids": mine})
+
+
+def _members(team: Team) -> list[dict]:
+    managers = set(team.managers.values_list("pk", flat=True))
+    people = User.objects.filter(pk__in=set(team.members.values_list("pk", flat=True)) | managers)
+    rows = []
+    for user in people.select_related("profile").order_by("username"):
+        rows.append(
+            {
+                "user": user,
+                "role": Role(perms.role_of(user)).label,
+                "is_manager": user.pk in managers,
+                "is_member": team.members.filter(pk=user.pk).exists(),
+            }
+        )
+    return rows
+
+
+def _access_section(request, team: Team) -> dict:
+    try:
+        get_template(ACCESS_SECTION)
+        from .access import team_access_context
+    except (TemplateDoesNotExist, ImportError):
+        return {}
+    return {"access_section": ACCESS_SECTION, **team_access_context(request, team)}
+
+
+@login_required
+def team_detail(request, slug: str, form: MemberAddForm | None = None, status: int = 200):
+    team = get_object_or_404(selectors.visible_teams(request.user), slug=slug)
+    can_manage_members = perms.can_manage_teams(request.user)
+    context = {
+        "team": team,
+        "members": _members(team),
+        "can_manage_members": can_manage_members,
+        "member_form": form or (MemberAddForm() if can_manage_members else None),
+        "owned_tools": team.owned_tools.order_by("name"),
+        **_access_section(request, team),
+    }
+    return render(request, "catalog/team_detail.html", context, status=status)
+
+
+def _admin_only(request) -> None:
+    if not perms.can_manage_teams(request.user):
+        raise PermissionDenied("Only admins manage teams and members.")
+
+
+@login_required
+@require_POST
+def team_member_add(request, slug: str):
+    _admin_only(request)
+    team = get_object_or_404(Team, slug=slug)
+    form = MemberAddForm(request.POST)
+    if not form.is_valid():
+        return team_detail(request, slug, form=form, status=400)
+    user, role = form.cleaned_data["user"], form.cleaned_data["role"] or None
+    try:
+        team_services.team_member_add(
+            team=team, actor=request.user, user=user, role=role, manager=form.cleaned_data["manager"]
+        )
+        if form.cleaned_data["manager"] and not team.members.filter(pk=user.pk).exists():
+            team_services.team_member_add(team=team, actor=request.user, user=user)
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        add_domain_errors(form, exc)
+        return team_detail(request, slug, form=form, status=400)
+    what = "manager" if form.cleaned_data["manager"] else "member"
+    messages.success(request, f"{user.username} is now a {what} of {team.name}.")
+    return redirect("catalog:team-detail", slug=team.slug)
+
+
+@login_required
+@require_POST
+def team_member_change(request, slug: str, username: str, change: str):
+    """`make-manager`, `remove`: one button per member row."""
+    _admin_only(request)
+    team = get_object_or_404(Team, slug=slug)
+    user = get_object_or_404(User, username=username)
+    try:
+        if change == "make-manager":
+            team_services.team_member_add(team=team, actor=request.user, user=user, manager=True)
+            messages.success(request, f"{user.username} now manages {team.name}.")
+        elif change == "remove":
+            team_services.team_member_remove(team=team, actor=request.user, user=user)
+            messages.success(request, f"{user.username} left {team.name}.")
+        else:
+            raise Http404
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        messages.error(request, " ".join([exc.message, *[str(m) for v in exc.errors.values() for m in v]]))
+    return redirect("catalog:team-detail", slug=team.slug)
