@@ -251,3 +251,25 @@ def test_vendor_key_reaches_the_sandbox_masked_in_logs(api, people, teams, setup
     assert "key is ******** print the key" in text and secret not in text
     body = api(people["alice"]).get(f"/api/v1/agent-runs/{run.pk}/logs/").content.decode()
     assert secret not in body
+
+
+def test_remote_repository_accept_is_done_by_a_worker(api, people, setup, celery_worker):
+    from catalog.agents.provenance import verify_record
+
+    repo = setup
+    url = f"file://{repo}"
+    data = launch(api, people["alice"], url, "Remote change")
+    wait_for(lambda: group_done(data["id"]), timeout=30, message="run to finish")
+    run = AgentRun.objects.get(group_id=data["id"])
+    assert run.status == "succeeded", run.error
+    response = api(people["alice"]).post(f"/api/v1/agent-groups/{data['id']}/accept/", {"run": run.pk}, format="json")
+    assert response.status_code == 202 and response.json()["accept_status"] == "pending"
+    wait_for(lambda: AgentGroup.objects.get(pk=data["id"]).accepted_commit, timeout=30, message="the worker's commit")
+    group = AgentGroup.objects.get(pk=data["id"])
+    assert git(repo, "rev-parse", group.accepted_branch) == group.accepted_commit  # pushed
+    record = ProvenanceRecord.objects.get(commit_sha=group.accepted_commit)
+    assert verify_record(record).ok
+    by_line = api(people["alice"]).get(
+        "/api/v1/provenance/", {"repository": url, "path": "GOLDPATH_DEMO.md", "line": 1, "ref": group.accepted_branch}
+    )
+    assert by_line.status_code == 200 and by_line.json()["commit"] == group.accepted_commit

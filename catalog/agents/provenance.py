@@ -11,12 +11,16 @@ The statement (canonical JSON: sorted keys, no spaces) is signed with the portal
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.utils import timezone
@@ -166,8 +170,36 @@ def _trailers_of(repo: str, commit: str) -> dict[str, str]:
     return found
 
 
+@contextlib.contextmanager
+def local_view(repository: str):
+    """A path git can read: the repository itself, or a temporary bare clone of a remote URL."""
+    from ..services.agents import is_remote
+
+    if not is_remote(repository):
+        yield repository
+        return
+    from django.conf import settings
+
+    base = Path(settings.GOLDPATH_HOME) / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="provenance-", dir=base)
+    try:
+        _git(tmp, "clone", "--bare", "--quiet", "--", repository, f"{tmp}/repo.git")
+        yield f"{tmp}/repo.git"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def verify_record(record: ProvenanceRecord) -> Verification:
     """Signature over the stored statement, then the repository: commit, tree, trailers, branch."""
+    try:
+        with local_view(record.repository) as repo:
+            return _verify(record, repo)
+    except subprocess.SubprocessError as exc:
+        return Verification(ok=False, problems=[f"the repository {record.repository} cannot be read: {exc}"])
+
+
+def _verify(record: ProvenanceRecord, repo: str) -> Verification:
     v = Verification(ok=True)
     statement = record.statement
     if record.key_id != crypto.key_id():
@@ -185,7 +217,6 @@ def verify_record(record: ProvenanceRecord) -> Verification:
         return v
     if digest.get("gitCommit") != record.commit_sha:
         v.problems.append("the statement names another commit than the record")
-    repo = record.repository
     exists = _git(repo, "cat-file", "-e", f"{record.commit_sha}^{{commit}}", check=False)
     if exists.returncode != 0:
         v.problems.append(f"commit {record.commit_sha[:12]} no longer exists in {repo}")
@@ -223,8 +254,9 @@ def verify_record(record: ProvenanceRecord) -> Verification:
 
 
 def commit_for_line(repository: str, path: str, line: int, ref: str = "HEAD") -> str:
-    """`git blame` one line: the commit that last changed it."""
-    out = _git(repository, "blame", "--porcelain", "-L", f"{line},{line}", ref, "--", path).stdout
+    """`git blame` one line: the commit that last changed it (remote repositories through a bare clone)."""
+    with local_view(repository) as repo:
+        out = _git(repo, "blame", "--porcelain", "-L", f"{line},{line}", ref, "--", path).stdout
     return out.split(" ", 1)[0].strip()
 
 
