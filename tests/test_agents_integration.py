@@ -184,6 +184,8 @@ def test_hang_network_and_cancel(api, people, setup, celery_worker):
     assert "egress DENIED: example.com:443" in text
     assert "direct connection to example.com:443 denied" in text
     assert blocked.sandbox["egress"][0] == {**blocked.sandbox["egress"][0], "host": "example.com", "allowed": False}
+    finish = AuditEvent.objects.get(verb="agent_run.finish", target_id=str(blocked.pk))
+    assert finish.payload["egress_denied"] == ["example.com:443"]
 
     # cancel: two hanging runs are stopped with their process trees
     group = launch(api, people["alice"], repo, f"[hang] {marker}-c", count=2, time_limit_s=120)

@@ -383,7 +383,16 @@ def agent_run_finish(
         actor=actor or run.principal,
         verb="agent_run.finish",
         target=run,
-        payload={"status": status, "exit_code": exit_code, "error": run.error[:500], "test_exit_code": test_exit_code},
+        payload={
+            "status": status,
+            "exit_code": exit_code,
+            "error": run.error[:500],
+            "test_exit_code": test_exit_code,
+            "policy_hash": run.sandbox.get("policy_hash", ""),
+            "egress_denied": sorted(
+                {f"{e.get('host')}:{e.get('port')}" for e in run.sandbox.get("egress", []) if not e.get("allowed")}
+            ),
+        },
     )
     group = run.group
     record_usage(
