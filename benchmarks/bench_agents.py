@@ -203,6 +203,7 @@ def main() -> None:
             "repository": str(repo),
             "agents": [{"tool": "demo-agent", "count": args.runs}],
         }
+        client.get("/api/v1/agent-groups/")  # warm: URL resolver, serializers, first connection
         t0 = time.perf_counter()
         response = client.post("/api/v1/agent-groups/", body, format="json")
         t_created = time.perf_counter() - t0

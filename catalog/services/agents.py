@@ -219,16 +219,25 @@ def agent_group_create(
             "decisions": group.decisions,
         },
     )
-    run_ids = list(group.runs.order_by("index").values_list("pk", flat=True))
-    transaction.on_commit(lambda: _send_runs(run_ids))
+    group_id = group.pk
+    transaction.on_commit(lambda: _send_dispatch(group_id))
     return group
 
 
+def _send_dispatch(group_id: int) -> None:
+    """One message for the fan-out: a worker sends the runs' messages (the request answers at once)."""
+    from ..tasks.agents import dispatch_group
+
+    dispatch_group.delay(group_id)
+
+
 def _send_runs(run_ids: list[int]) -> None:
+    """One broker connection for the whole fan-out (a connection per message costs ~5 ms on Redis)."""
     from ..tasks.agents import run_agent
 
-    for pk in run_ids:
-        run_agent.delay(pk)
+    with run_agent.app.producer_or_acquire() as producer:
+        for pk in run_ids:
+            run_agent.apply_async((pk,), producer=producer)
 
 
 # --- cancel -------------------------------------------------------------------------------------

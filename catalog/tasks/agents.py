@@ -31,6 +31,20 @@ def run_agent(self, run_id: int) -> dict:
     return {"run": run_id, "claimed": True, "status": status}
 
 
+@shared_task(name="catalog.tasks.agents.dispatch_group")
+def dispatch_group(group_id: int) -> dict:
+    """Send one run_agent message per pending run of the group (idempotent: run_agent claims or skips)."""
+    from ..models import AgentRun, AgentRunStatus
+
+    ids = list(
+        AgentRun.objects.filter(group_id=group_id, status=AgentRunStatus.PENDING)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+    agent_services._send_runs(ids)
+    return {"group": group_id, "sent": len(ids)}
+
+
 @shared_task(name="catalog.tasks.agents.accept_run")
 def accept_run(group_id: int, actor_id: int | None = None) -> dict:
     """Commit an accepted run for a remote repository (push the new branch) and sign its provenance."""
