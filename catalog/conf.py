@@ -27,6 +27,14 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_LOG_LINES_MAX": 5000,  # lines stored per run; the rest is counted, not stored
     "AGENT_PYTHON": "",  # interpreter that replaces a launch command's `python3` (default: the worker's)
     "PROVENANCE_KEY_PATH": "",  # Ed25519 private key (PEM); default GOLDPATH_HOME/keys/provenance-ed25519.pem
+    # workspaces and builds
+    "BUILD_HEARTBEAT_TIMEOUT_S": 60,
+    "BUILD_HEARTBEAT_INTERVAL_S": 2,
+    "DEFAULT_MAX_WORKSPACES": 10,
+    "DEFAULT_MAX_CONCURRENT_BUILDS": 5,
+    "TEMPLATE_UPLOAD_MAX_BYTES": 5 * 1024 * 1024,
+    "TERRAFORM_LOCK_TIMEOUT_S": 30,
+    "WORKSPACE_DEFAULT_TTL_HOURS": 0,
 }
 
 

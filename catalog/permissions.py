@@ -162,3 +162,18 @@ def can_launch_agents(user: Any) -> bool:
 
 def can_manage_vendor_keys(user: Any) -> bool:
     return is_platform(user)
+
+
+# --- templates and workspaces (issue 4) ---------------------------------------------------------
+def can_manage_templates(user: Any) -> bool:
+    """Create templates, push/publish/activate/deprecate versions."""
+    return is_platform(user) or is_admin(user)
+
+
+def can_create_workspace(user: Any) -> bool:
+    return role_of(user) in ("developer", "platform_engineer", "admin")
+
+
+def can_operate_workspace(user: Any, workspace: Any) -> bool:
+    """Start, stop, update, delete a workspace and cancel its builds: its owner, platform engineers, admins."""
+    return getattr(workspace, "owner_id", None) == getattr(user, "pk", -1) or is_platform(user) or is_admin(user)

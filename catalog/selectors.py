@@ -112,3 +112,26 @@ def visible_provenance(user: Any):
         return qs.none()
     teams = readable_team_ids(user)
     return qs if teams is None else qs.filter(Q(team_id__in=teams) | Q(group__requester=user))
+
+
+def visible_workspaces(user: Any):
+    """Owners see theirs; platform engineers, auditors and admins everything; managers their teams'."""
+    from .models import Workspace
+
+    qs = Workspace.objects.select_related("owner", "team", "template", "template_version", "template__active_version")
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
+    teams = readable_team_ids(user)
+    if teams is None:
+        return qs
+    if perms.is_manager(user):
+        return qs.filter(Q(owner=user) | Q(team_id__in=teams))
+    return qs.filter(owner=user)
+
+
+def visible_builds(user: Any):
+    from .models import WorkspaceBuild
+
+    return WorkspaceBuild.objects.filter(workspace__in=visible_workspaces(user).values("pk")).select_related(
+        "workspace", "template_version__template"
+    )

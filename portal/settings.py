@@ -212,6 +212,16 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 30, "queue": "default"},
     },
     "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
+    "builds-reap": {
+        "task": "catalog.tasks.provisioning.reap_stale_builds",
+        "schedule": timedelta(seconds=int(os.environ.get("GOLDPATH_REAPER_SECONDS", "15"))),
+        "options": {"expires": 30},
+    },
+    "workspaces-autostop": {
+        "task": "catalog.tasks.provisioning.autostop_workspaces",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 240},
+    },
     # real activity shows up in the adoption report within a minute
     "usage-rollup": {
         "task": "catalog.tasks.reports.rollup_usage",
@@ -231,6 +241,10 @@ GOLDPATH = {
     "AGENT_REAPER_BOUND_S": int(os.environ.get("GOLDPATH_AGENT_REAPER_BOUND_S", "30")),
     "AGENT_ALLOW_UNSANDBOXED": env_bool("GOLDPATH_AGENT_ALLOW_UNSANDBOXED", False),
     "PROVENANCE_KEY_PATH": os.environ.get("GOLDPATH_PROVENANCE_KEY_PATH", ""),
+    "BUILD_HEARTBEAT_TIMEOUT_S": int(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_TIMEOUT_S", "60")),
+    "BUILD_HEARTBEAT_INTERVAL_S": float(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_INTERVAL_S", "2")),
+    "DEFAULT_MAX_WORKSPACES": int(os.environ.get("GOLDPATH_MAX_WORKSPACES", "10")),
+    "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
 }
 
 # Vendor API keys are Fernet-encrypted with this key (urlsafe base64 of 32 bytes); by default it is

@@ -131,7 +131,33 @@ def build_agents_world(w: SimpleNamespace) -> None:
     )
 
 
-WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world, build_usage_world, build_agents_world]
+def build_workspace_world(w: SimpleNamespace) -> None:
+    from catalog.models import BuildStatus, TemplateVersion, WorkspaceBuild
+    from catalog.services import workspaces as ws_services
+    from tests.workspace_helpers import published_template
+
+    template = published_template("sandbox")
+    TemplateVersion.objects.create(template=template, number=2, files={"main.tf": "#2"}, content_hash="h2")
+    params = {"repository": "/tmp/repo"}
+
+    def made(name: str, status: str):
+        ws = ws_services.workspace_create(actor=w.people["alice"], name=name, template=template, parameters=params)
+        if status != "pending":
+            WorkspaceBuild.objects.filter(workspace=ws).update(status=BuildStatus.SUCCEEDED)
+            type(ws).objects.filter(pk=ws.pk).update(status=status)
+        return ws
+
+    w.ws_running, w.ws_stopped, w.ws_pending = made("run", "running"), made("halt", "stopped"), made("wait", "pending")
+    w.build_pending = w.ws_pending.builds.get()
+
+
+WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [
+    build_core_world,
+    build_usage_world,
+    build_workspace_world,
+    build_agents_world,
+]
+OPERATORS = ("developer", *("platform_engineer", "admin"))
 
 NEW_TOOL = {
     "slug": "brand-new",
@@ -222,6 +248,36 @@ MATRIX: dict[str, Row] = {
         POST=only(PLATFORM, 201, body=[{"date": "2026-01-05", "total_active_users": 3, "total_engaged_users": 2}]),
         **{m: expect(405, developer=403, manager=403) for m in ("GET", "PUT", "PATCH", "DELETE")},
     ),
+    # templates and workspaces (issue 4): alice (developer) owns the workspaces; carol manages her team
+    "templates/": row(GET=read_all()),
+    "templates/{slug}/": row({"slug": "sandbox"}, GET=read_all()),
+    "templates/{slug}/versions/": row({"slug": "sandbox"}, GET=read_all(), POST=only(PLATFORM, 400, body={})),
+    "templates/{slug}/versions/{number}/": row({"slug": "sandbox", "number": 1}, GET=read_all()),
+    "templates/{slug}/versions/{number}/publish/": row(
+        {"slug": "sandbox", "number": 2}, POST=only(PLATFORM, 202, body={})
+    ),
+    "templates/{slug}/versions/{number}/activate/": row(
+        {"slug": "sandbox", "number": 1}, POST=only(PLATFORM, 200, body={})
+    ),
+    "workspaces/": row(
+        GET=read_all(),
+        # admin belongs to no team: a workspace needs one (400)
+        POST=expect(
+            403,
+            body={"name": "new", "template": "sandbox", "parameters": {"repository": "/r"}},
+            developer=201,
+            platform_engineer=201,
+            admin=400,
+        ),
+    ),
+    "workspaces/{pk}/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all(), DELETE=only(OPERATORS, 202)),
+    "workspaces/{pk}/start/": row({"pk": lambda w: w.ws_stopped.pk}, POST=only(OPERATORS, 202, body={})),
+    "workspaces/{pk}/stop/": row({"pk": lambda w: w.ws_running.pk}, POST=only(OPERATORS, 202, body={})),
+    "workspaces/{pk}/update/": row({"pk": lambda w: w.ws_running.pk}, POST=only(OPERATORS, 202, body={})),
+    "workspaces/{pk}/builds/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all()),
+    "builds/{pk}/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
+    "builds/{pk}/logs/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
+    "builds/{pk}/cancel/": row({"pk": lambda w: w.build_pending.pk}, POST=only(OPERATORS, 202, body={})),
     # agent runs (issue 5): the requester's team (and managers of it), auditors, platform and admins read;
     # launching needs a team holding a grant (only alice's payments here); agent endpoints take only the
     # run's own agent token (humans 403)

@@ -294,7 +294,8 @@ def test_rollup_picks_up_an_event_committed_behind_the_watermark(people, claude)
     assert UsageDaily.objects.get(day=d, tool_slug="claude-code").agent_runs == 1
 
 
-def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, teams, claude, api):
+@pytest.mark.parametrize("reader", ["carol", "erin"])  # a manager's teams, and every team (other read path)
+def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, teams, claude, api, reader):
     bea = UserFactory(username="bea")
     teams["payments"].members.add(bea)
     bea.groups.add(teams["payments"].group)
@@ -303,14 +304,22 @@ def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, te
         for offset in days:
             record_usage("agent_run_started", user=user, tool=claude, at=at(d + dt.timedelta(days=offset)))
     rollup_usage()
-    client = api(people["carol"])
-    rng = {"from": d, "to": d + dt.timedelta(days=6), "team": "payments", "tool": "claude-code"}
+    client = api(people[reader])
+    rng = {"from": d, "to": d + dt.timedelta(days=6), "tool": "claude-code"}
+    if reader == "carol":
+        rng["team"] = "payments"
     daily = client.get(REPORT, {**rng, "granularity": "day"}).json()
     assert sum(r["active_users"] for r in daily["rows"]) == 4
     weekly = client.get(REPORT, rng).json()
     [row] = weekly["rows"]
     assert row["active_users"] == 2 and row["team_members"] == 2 and row["adoption_rate"] == 1.0
     assert weekly["totals"]["active_users"] == 2
+    assert [s["active_users"] for s in weekly["tool_series"]] == [2]
+    # a range that clips the week (from Tuesday) counts the same people differently: alice and bea on Tue
+    clipped = client.get(REPORT, {**rng, "from": d + dt.timedelta(days=1)}).json()
+    assert clipped["rows"][0]["active_users"] == 2 and clipped["totals"]["active_users"] == 2
+    late = client.get(REPORT, {**rng, "from": d + dt.timedelta(days=2)}).json()
+    assert late["rows"][0]["active_users"] == 1
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -484,3 +493,11 @@ def test_rollup_task_runs_on_the_reports_queue_of_a_real_worker(people, claude, 
     rollup_task.delay()
     row = wait_for(lambda: UsageDaily.objects.filter(tool_slug="claude-code").first(), timeout=30, message="the rollup")
     assert row.agent_runs == 1 and row.team_slug == "payments"
+
+
+def test_report_defaults_to_the_last_twelve_whole_weeks(people, api):
+    report = api(people["erin"]).get(REPORT).json()
+    today = timezone.now().date()
+    start = dt.date.fromisoformat(report["from"])
+    assert report["to"] == today.isoformat() and report["granularity"] == "week"
+    assert start.weekday() == 0 and (today - start).days // 7 == 11 and len(report["periods"]) == 12

@@ -11,6 +11,7 @@ from .backstage import BackstageEntitiesView
 from .teams import TeamViewSet, UserViewSet
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
+from .workspaces import BuildViewSet, TemplateViewSet, WorkspaceViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -24,6 +25,9 @@ router.register("agent-groups", AgentGroupViewSet, basename="agentgroup")
 router.register("agent-runs", AgentRunViewSet, basename="agentrun")
 router.register("vendor-keys", VendorApiKeyViewSet, basename="vendorapikey")
 router.register("usage-events", UsageEventViewSet, basename="usageevent")
+router.register("templates", TemplateViewSet, basename="template")
+router.register("workspaces", WorkspaceViewSet, basename="workspace")
+router.register("builds", BuildViewSet, basename="build")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),

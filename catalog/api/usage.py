@@ -187,7 +187,9 @@ class AdoptionReportView(APIView):
     @extend_schema(
         summary="Adoption report",
         parameters=[
-            OpenApiParameter("from", str, description="first day, YYYY-MM-DD (default: 12 weeks ago)"),
+            OpenApiParameter(
+                "from", str, description="first day, YYYY-MM-DD (default: Monday 11 weeks before `to`: 12 whole weeks)"
+            ),
             OpenApiParameter("to", str, description="last day, YYYY-MM-DD (default: today)"),
             OpenApiParameter("team", str),
             OpenApiParameter("tool", str),

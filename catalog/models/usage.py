@@ -182,6 +182,46 @@ class UsagePeriod(models.Model):
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.events} events"
 
 
+class UsagePeriodUsers(models.Model):
+    """Distinct active users per whole week or month x team x tool; `*` folds a team's tools or a tool's
+    teams. Rebuilt with the period sums from the per user per day rows."""
+
+    kind = models.CharField(max_length=5)
+    start = models.DateField()
+    team_slug = models.CharField(max_length=50)
+    tool_slug = models.CharField(max_length=50)
+    users = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "start", "team_slug", "tool_slug"], name="uniq_usage_period_users")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.users} users"
+
+
+class UsagePeriodBucket(models.Model):
+    """The time-to-ready histogram per whole week or month x team x tool."""
+
+    kind = models.CharField(max_length=5)
+    start = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "start", "team_slug", "tool_slug", "bucket"], name="uniq_usage_period_bucket"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug} bucket {self.bucket}: {self.count}"
+
+
 class UsageUserDay(models.Model):
     """Who was active, per day x team x tool: distinct active users for any period come from here."""
 

@@ -38,6 +38,8 @@ from ..models import (
     UsageDaily,
     UsageFirstUse,
     UsagePeriod,
+    UsagePeriodBucket,
+    UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -124,7 +126,9 @@ def parse_params(query: Any, *, today: dt.date | None = None) -> ReportParams:
     if query.get("from"):
         date_from = _parse_date(query["from"], "from", errors)
     else:
-        date_from = (date_to or today) - dt.timedelta(weeks=DEFAULT_WEEKS) + dt.timedelta(days=1)
+        # the last 12 whole weeks, this week to date included
+        end = date_to or today
+        date_from = end - dt.timedelta(days=end.weekday()) - dt.timedelta(weeks=DEFAULT_WEEKS - 1)
     if date_from and date_to:
         if date_from > date_to:
             errors["from"] = ["`from` must not be after `to`."]
@@ -305,6 +309,34 @@ def _year_masks(plist, params: ReportParams) -> list[tuple[str, int, str]]:
     return out
 
 
+def _period_users(params: ReportParams, whole: list[dt.date], out: dict[str, dict[tuple, int]]) -> None:
+    """Distinct users of whole periods, precomputed (every team: rows, tool series, team series)."""
+    args: list[Any] = [params.granularity, whole[0], whole[-1]]
+    tool_sql = ""
+    if params.tool:
+        tool_sql = " AND tool_slug = %s"
+        args.append(params.tool)
+    rows = _fetch(
+        f"SELECT start, team_slug, tool_slug, users FROM {UsagePeriodUsers._meta.db_table} "
+        f"WHERE kind = %s AND start >= %s AND start <= %s{tool_sql}",
+        args,
+    )
+    tool = params.tool
+    for start, team, tl, n in rows:
+        key = _as_date(start)
+        if team == "*" and tl == "*":
+            continue
+        if team == "*":
+            out["tool_series"][(key, tl)] = n
+        elif tl == "*":
+            if not tool:
+                out["team_series"][(key, team)] = n
+        else:
+            out["row"][(key, team, tl)] = n
+            if tool:
+                out["team_series"][(key, team)] = n
+
+
 def _distinct_users_bitmaps(params: ReportParams, plist) -> dict[str, dict[tuple, int]]:
     """PostgreSQL, every team: distinct users from the per user x year day bitmaps, one scan.
     '*' rows fold tools (a team's users) or teams (a tool's users), so no DISTINCT is needed unless the
@@ -386,7 +418,12 @@ def _distinct_users(params: ReportParams, scope: list[str] | None, plist=None) -
     PostgreSQL: one scan with GROUPING SETS; elsewhere a UNION ALL of the same GROUP BYs.
     """
     if connection.vendor == "postgresql" and scope is None and _has_user_years():
-        return _distinct_users_bitmaps(params, plist if plist is not None else periods(params))
+        plist = plist if plist is not None else periods(params)
+        whole, _clipped = whole_periods(params, plist, timezone.now().date())
+        out = _distinct_users_bitmaps(params, [p for p in plist if p[0] not in set(whole)])
+        if whole:
+            _period_users(params, whole, out)
+        return out
     where, args = _where(params, scope)
     period = _period_sql(params.granularity)
     table = UsageUserDay._meta.db_table
@@ -440,15 +477,31 @@ def _has_user_years() -> bool:
     return alias in _user_years_seen
 
 
-def _ready_histograms(params: ReportParams, scope: list[str] | None) -> dict[tuple, dict[int, int]]:
-    where, args = _where(params, scope)
-    period = _period_sql(params.granularity)
-    rows = _fetch(
-        f"SELECT {period} AS p, team_slug, tool_slug, bucket, SUM(count) FROM {UsageReadyBucket._meta.db_table} "
-        f"WHERE {where} GROUP BY p, team_slug, tool_slug, bucket",
-        args,
-    )
+def _ready_histograms(
+    params: ReportParams, scope: list[str] | None, plist=None, today=None
+) -> dict[tuple, dict[int, int]]:
+    plist = plist if plist is not None else periods(params)
+    whole, clipped = whole_periods(params, plist, today or timezone.now().date())
     out: dict[tuple, dict[int, int]] = defaultdict(dict)
+    rows: list[tuple] = []
+    if whole:
+        where, args = _where(params, scope)
+        where = where.replace("day >= %s AND day <= %s", "kind = %s AND start >= %s AND start <= %s", 1)
+        rows += _fetch(
+            f"SELECT start, team_slug, tool_slug, bucket, count FROM {UsagePeriodBucket._meta.db_table} WHERE {where}",
+            [params.granularity, whole[0], whole[-1], *args[2:]],
+        )
+    ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
+    if ranges:
+        where, args = _where(params, scope)
+        days_sql = " OR ".join(["(day >= %s AND day <= %s)"] * len(ranges))
+        where = where.replace("day >= %s AND day <= %s", f"({days_sql})", 1)
+        period = _period_sql(params.granularity)
+        rows += _fetch(
+            f"SELECT {period} AS p, team_slug, tool_slug, bucket, SUM(count) FROM {UsageReadyBucket._meta.db_table} "
+            f"WHERE {where} GROUP BY p, team_slug, tool_slug, bucket",
+            [d for r in ranges for d in r] + args[2:],
+        )
     for p, team, tool, bucket, n in rows:
         out[(_as_date(p), team, tool)][bucket] = int(n)
     return out
@@ -567,7 +620,7 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
     bounds = {key: (first, last) for key, first, last in plist}
     sums = _daily_sums(params, scope, plist, now.date())
     users = _distinct_users(params, scope, plist)
-    hists = _ready_histograms(params, scope)
+    hists = _ready_histograms(params, scope, plist, now.date())
     grants = _paid_grants(params, scope)
     team_qs = Team.objects.all() if scope is None else Team.objects.filter(slug__in=scope)
     members = {slug: n for slug, n in _member_counts(team_qs)}

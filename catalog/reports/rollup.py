@@ -27,6 +27,8 @@ from ..models import (
     UsageEvent,
     UsageFirstUse,
     UsagePeriod,
+    UsagePeriodBucket,
+    UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -200,6 +202,37 @@ def _rebuild_periods(days: list[dt.date]) -> None:
                 "WHERE day >= %s AND day <= %s GROUP BY team_slug, tool_slug",
                 [kind, first, first, last],
             )
+            cur.execute(f"DELETE FROM {UsagePeriodBucket._meta.db_table} WHERE kind = %s AND start = %s", [kind, first])
+            cur.execute(
+                f"INSERT INTO {UsagePeriodBucket._meta.db_table} (kind, start, team_slug, tool_slug, bucket, count) "
+                f"SELECT %s, %s, team_slug, tool_slug, bucket, SUM(count) FROM {UsageReadyBucket._meta.db_table} "
+                "WHERE day >= %s AND day <= %s GROUP BY team_slug, tool_slug, bucket",
+                [kind, first, first, last],
+            )
+            cur.execute(f"DELETE FROM {UsagePeriodUsers._meta.db_table} WHERE kind = %s AND start = %s", [kind, first])
+            cur.execute(_period_users_sql(), _period_users_args(kind, first, last))
+
+
+def _period_users_sql() -> str:
+    target = f"INSERT INTO {UsagePeriodUsers._meta.db_table} (kind, start, team_slug, tool_slug, users) "
+    src = f"FROM {UsageUserDay._meta.db_table} WHERE day >= %s AND day <= %s"
+    if connection.vendor == "postgresql":
+        return (
+            target + "SELECT %s, %s, COALESCE(team_slug, '*'), COALESCE(tool_slug, '*'), COUNT(DISTINCT user_ref) "
+            f"{src} GROUP BY GROUPING SETS ((team_slug, tool_slug), (team_slug), (tool_slug), ())"
+        )
+    parts = [
+        f"SELECT %s, %s, team_slug, tool_slug, COUNT(DISTINCT user_ref) {src} GROUP BY team_slug, tool_slug",
+        f"SELECT %s, %s, team_slug, '*', COUNT(DISTINCT user_ref) {src} GROUP BY team_slug",
+        f"SELECT %s, %s, '*', tool_slug, COUNT(DISTINCT user_ref) {src} GROUP BY tool_slug",
+        f"SELECT %s, %s, '*', '*', COUNT(DISTINCT user_ref) {src}",
+    ]
+    return target + " UNION ALL ".join(parts)
+
+
+def _period_users_args(kind: str, first: dt.date, last: dt.date) -> list:
+    one = [kind, first, first, last]
+    return one if connection.vendor == "postgresql" else one * 4
 
 
 USER_YEAR_TABLE = "catalog_usageuseryear"
@@ -274,7 +307,15 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
                 days |= set(events.filter(ingested_at__gte=since).values_list("day", flat=True).distinct())
         ordered = sorted(days)
         if full:
-            for model in (UsageDaily, UsageUserDay, UsageReadyBucket, UsagePeriod, UsageFirstUse):
+            for model in (
+                UsageDaily,
+                UsageUserDay,
+                UsageReadyBucket,
+                UsagePeriod,
+                UsagePeriodBucket,
+                UsagePeriodUsers,
+                UsageFirstUse,
+            ):
                 model.objects.all().delete()
             if connection.vendor == "postgresql":
                 with connection.cursor() as cur:
