@@ -1,0 +1,140 @@
+"""The catalog in a real browser (Playwright driving Debian's chromium) against a live server:
+alice finds a tool and proposes one, bob approves it from the review queue, erin sees it in the audit log."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from catalog.models import AITool, AuditEvent
+from tests.factories import PASSWORD, ToolFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(os.environ.get("GOLDPATH_SCREENSHOTS", "/tmp"))
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"chromium is not installed ({CHROMIUM} missing)"),
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+
+
+def sign_out(page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+
+
+def test_propose_review_approve_audit(transactional_db, live_server, people, page):
+    from playwright.sync_api import expect
+
+    ToolFactory(slug="aider", name="Aider", vendor="Aider", kind="cli", status="approved")
+    ToolFactory(slug="cursor", name="Cursor", vendor="Anysphere", kind="ide", status="in_review")
+    base = live_server.url
+
+    # alice finds a tool with the search box (htmx refreshes the results as she types)
+    sign_in(page, base, "alice")
+    expect(page.locator("#tool-results")).to_contain_text("Cursor")
+    page.get_by_role("searchbox").fill("aider")
+    expect(page.locator("#tool-results")).not_to_contain_text("Cursor")
+    expect(page.locator("#tool-results")).to_contain_text("Aider")
+    expect(page).to_have_url(re.compile(r"\?.*q=aider"))
+    page.screenshot(path=str(SCREENSHOTS / "goldpath-catalog.png"), full_page=True)
+    page.get_by_role("link", name="Aider", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Aider")
+
+    # ... proposes a new tool; a field error first, then the complete form
+    page.goto(f"{base}/")
+    page.get_by_role("link", name="Propose a tool").click()
+    page.get_by_label(re.compile(r"^Name\b")).fill("Zed AI")
+    page.get_by_label(re.compile(r"^Slug\b")).fill("Zed AI!")
+    page.get_by_role("button", name="Propose tool").click()
+    expect(page.locator(".errorlist").first).to_be_visible()
+    page.get_by_label(re.compile(r"^Slug\b")).fill("zed-ai")
+    page.get_by_label("Vendor").fill("Zed Industries")
+    page.get_by_label("Kind").select_option("ide")
+    page.get_by_label("Risk tier").select_option("medium")
+    page.get_by_label("Highest data classification").select_option("internal")
+    page.get_by_label("Homepage").fill("https://zed.dev")
+    page.get_by_role("button", name="Propose tool").click()
+    page.wait_for_url(f"{base}/tools/zed-ai/")
+    expect(page.locator("#tool-status")).to_have_text("Proposed")
+
+    # ... and sends it to review
+    page.get_by_role("button", name="Send to review").click()
+    expect(page.locator("#tool-status")).to_have_text("In review")
+    expect(page.locator(".messages")).to_contain_text("Zed AI is now in review.")
+    sign_out(page)
+
+    # bob opens the review queue and approves it inline, with a reason
+    sign_in(page, base, "bob")
+    page.get_by_role("link", name="Review queue").click()
+    row = page.locator("#review-zed-ai")
+    expect(row).to_contain_text("alice")
+    row.get_by_role("button", name="Approve").click()  # no reason: the browser asks for one, nothing is sent
+    assert row.get_by_label("Reason for Zed AI").evaluate("e => !e.validity.valid")
+    page.wait_for_timeout(300)
+    expect(row).not_to_contain_text("Give a reason")
+    assert AITool.objects.get(slug="zed-ai").status == "in_review"
+    row.get_by_label("Reason for Zed AI").fill("Local-first editor; DPA signed.")
+    row.get_by_role("button", name="Approve").click()
+    expect(page.locator("#review-zed-ai")).to_contain_text("Zed AI is now approved.")
+    expect(page.locator("#review-zed-ai .badge[class*='status-']")).to_have_text("Approved")
+
+    # the tool shows approved, with bob's decision in its history
+    page.goto(f"{base}/tools/zed-ai/")
+    expect(page.locator("#tool-status")).to_have_text("Approved")
+    expect(page.get_by_role("region", name="Decision history")).to_contain_text("Local-first editor; DPA signed.")
+    page.screenshot(path=str(SCREENSHOTS / "goldpath-tool.png"), full_page=True)
+    sign_out(page)
+
+    # erin, the auditor, finds bob's approval in the audit log
+    sign_in(page, base, "erin")
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Verb").fill("tool.approve")
+    page.get_by_role("button", name="Filter").click()
+    first = page.locator("table.table tbody tr").first
+    expect(first).to_contain_text("bob")
+    expect(first).to_contain_text("zed-ai")
+    expect(first).to_contain_text("Local-first editor; DPA signed.")
+    event = AuditEvent.objects.get(verb="tool.approve", target_repr="zed-ai")
+    assert event.actor_repr == "bob" and event.payload["to"] == "approved"
