@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .views import access, audit, reports, teams, tools
+from .views import access, audit, reports, teams, tools, workspaces
 
 app_name = "catalog"
 ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
@@ -35,4 +35,15 @@ urlpatterns = [
     path("authz/simulator/", access.simulator, name="simulator"),
     path("out-of-policy/", access.out_of_policy, name="out-of-policy"),
     path("reports/adoption/", reports.adoption, name="adoption-report"),
+    path("golden-paths/", workspaces.template_gallery, name="template-gallery"),
+    path("golden-paths/<slug:slug>/", workspaces.template_detail, name="template-detail"),
+    path("golden-paths/<slug:slug>/new-workspace/", workspaces.workspace_new, name="workspace-new"),
+    path("workspaces/", workspaces.workspace_list, name="workspace-list"),
+    path("workspaces/<uuid:pk>/", workspaces.workspace_detail, name="workspace-detail"),
+    path("workspaces/<uuid:pk>/log", workspaces.workspace_log, name="workspace-log"),
+    re_path(
+        r"^workspaces/(?P<pk>[0-9a-f-]{36})/(?P<action>start|stop|update|delete)/$",
+        workspaces.workspace_action,
+        name="workspace-action",
+    ),
 ]

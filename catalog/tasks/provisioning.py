@@ -184,8 +184,6 @@ def run_build(self, build_id: int) -> str:
 
 
 def _execute(build: WorkspaceBuild) -> str:
-    from ..runners import terraform as tf
-
     build = WorkspaceBuild.objects.select_related("template_version__template", "workspace__owner").get(pk=build.pk)
     ws = Workspace.objects.select_related("owner", "team", "template").get(pk=build.workspace_id)
     sink = _Sink(build.pk)
@@ -198,6 +196,8 @@ def _execute(build: WorkspaceBuild) -> str:
             build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=f"Policy denied: {text}")
             return "failed"
     sink.on_event("portal", "info", f"Build {build.number}: {build.transition} on {build_services.hostname()}")
+    from ..runners import terraform as tf
+
     try:
         binary = tf.find_terraform()
     except tf.TerraformNotFound as exc:
