@@ -501,3 +501,35 @@ def test_report_defaults_to_the_last_twelve_whole_weeks(people, api):
     start = dt.date.fromisoformat(report["from"])
     assert report["to"] == today.isoformat() and report["granularity"] == "week"
     assert start.weekday() == 0 and (today - start).days // 7 == 11 and len(report["periods"]) == 12
+
+
+def test_workspace_services_record_usage_and_the_report_counts_it(people, teams, api):
+    from catalog.services import builds as build_services
+    from catalog.services import workspaces as ws_services
+    from tests.workspace_helpers import granted_tools, published_template
+
+    tools = granted_tools(people, teams)
+    template = published_template(tools=[tools["claude-code"]])
+    alice = people["alice"]
+    ws = ws_services.workspace_create(
+        actor=alice, name="pay-1", template=template, parameters={"repository": "x"}, tools=["claude-code"]
+    )
+    first = ws.latest_build
+    build_services.build_claim(first.pk)
+    build_services.build_finish(first.pk, status="succeeded")
+    stop = ws_services.workspace_stop(workspace=ws, actor=alice)
+    build_services.build_claim(stop.pk)
+    build_services.build_finish(stop.pk, status="failed", error="boom")
+    kinds = sorted(UsageEvent.objects.values_list("kind", "team_slug", "template_slug", "outcome"))
+    assert ("workspace_created", "payments", template.slug, "") in kinds
+    assert ("tool_enabled", "payments", template.slug, "") in kinds
+    assert ("build_succeeded", "payments", template.slug, "start") in kinds
+    assert ("workspace_stopped", "payments", template.slug, "") in kinds
+    assert ("build_failed", "payments", template.slug, "stop") in kinds
+    rollup_usage()
+    today = timezone.now().date()
+    report = api(people["carol"]).get(REPORT, {"team": "payments", "from": today, "to": today, "granularity": "day"})
+    rows = {r["tool"]: r for r in report.json()["rows"]}
+    assert rows[""]["workspaces_created"] == 1 and rows[""]["build_success_rate"] == 0.5
+    assert rows[""]["median_time_to_ready_s"] is not None and rows[""]["active_users"] == 1
+    assert rows["claude-code"]["active_users"] == 1  # enabling the tool in a workspace is a use

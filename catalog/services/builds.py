@@ -144,6 +144,16 @@ def build_finish(
                 duration_s=build.duration_s,
                 key=f"build:{build.pk}:succeeded",
             )
+        elif status == BuildStatus.FAILED:
+            record_usage(
+                "build_failed",
+                user=ws.owner,
+                team=ws.team,
+                template=ws.template,
+                outcome=build.transition,
+                duration_s=build.duration_s,
+                key=f"build:{build.pk}:failed",
+            )
     return build
 
 
@@ -195,6 +205,15 @@ def builds_reap(*, timeout_s: float | None = None, now: dt.datetime | None = Non
                 verb="build.reaped",
                 target=build,
                 payload={"workspace": str(ws.pk), "host": build.worker_host, "killed_process_group": killed},
+            )
+            record_usage(
+                "build_failed",
+                user=ws.owner,
+                team=ws.team,
+                template=ws.template,
+                outcome=build.transition,
+                duration_s=build.duration_s,
+                key=f"build:{build.pk}:failed",
             )
             reaped.append(build.pk)
     return reaped

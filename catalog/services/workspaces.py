@@ -322,6 +322,15 @@ def workspace_create(
         record_usage(
             "workspace_created", user=actor, team=team, template=template, key=f"workspace:{workspace.pk}:created"
         )
+        for tool in tool_objs:
+            record_usage(
+                "tool_enabled",
+                user=actor,
+                team=team,
+                tool=tool,
+                template=template,
+                key=f"workspace:{workspace.pk}:tool:{tool.slug}",
+            )
     workspace.latest_build = build
     return workspace
 
@@ -341,6 +350,11 @@ def _transition(workspace: Workspace, actor: Any, action: str) -> WorkspaceBuild
         transition = {"update": Transition.START}.get(action, action)
         build = _new_build(ws, transition, actor, during)
         audit.record(actor=actor, verb=f"workspace.{action}", target=ws, payload={"build": build.pk})
+        kind = {"start": "workspace_started", "stop": "workspace_stopped", "delete": "workspace_deleted"}.get(action)
+        if kind:
+            record_usage(
+                kind, user=ws.owner, team=ws.team, template=ws.template, key=f"workspace:{ws.pk}:{action}:{build.pk}"
+            )
     return build
 
 
