@@ -27,6 +27,10 @@ class Command(BaseCommand):
         rollup_usage()
         if history:
             self.stdout.write(f"Usage history: {history} demo events over the last {demo_usage.DAYS} days.")
+        from ... import demo_workspaces
+
+        for line in demo_workspaces.seed_golden_paths():
+            self.stdout.write(f"Golden path {line}")
         self.stdout.write(self.style.SUCCESS(f"Demo organisation ready ({created} objects created)."))
 
     @transaction.atomic

@@ -1,0 +1,70 @@
+"""Small Terraform templates for worker tests: offline (terraform_data + local-exec), values passed
+through `environment` and quoted, never interpolated into the command."""
+
+from __future__ import annotations
+
+VARIABLES = """
+variable "repository" {
+  type        = string
+  description = "A path"
+}
+variable "display_name" {
+  type    = string
+  default = ""
+}
+variable "sleep_s" {
+  type    = number
+  default = 0
+}
+variable "goldpath_workspace_id" {
+  type = string
+}
+variable "goldpath_transition" {
+  type    = string
+  default = "start"
+}
+variable "goldpath_home" {
+  type = string
+}
+"""
+
+MAIN = """
+locals {
+  dir = "${var.goldpath_home}/ws-test/${var.goldpath_workspace_id}"
+}
+
+resource "terraform_data" "workspace" {
+  input = local.dir
+  triggers_replace = [var.goldpath_transition, var.display_name]
+
+  provisioner "local-exec" {
+    command = "mkdir -p \\"$DIR\\" && printf '# %s\\\\n' \\"$NAME\\" > \\"$DIR/WORKSPACE.md\\" && echo \\"$TRANSITION\\" > \\"$DIR/state\\" && echo created >> \\"$DIR/creations\\" && sleep \\"$SLEEP\\""
+    environment = {
+      DIR        = local.dir
+      NAME       = var.display_name
+      TRANSITION = var.goldpath_transition
+      SLEEP      = tostring(var.sleep_s)
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "rm -rf \\"$DIR\\""
+    environment = {
+      DIR = self.input
+    }
+  }
+}
+
+output "path" {
+  value = local.dir
+}
+
+output "secret" {
+  value     = "s3cr3t-${var.goldpath_workspace_id}"
+  sensitive = true
+}
+"""
+
+ECHO = {"variables.tf": VARIABLES, "main.tf": MAIN}
+BROKEN = {"main.tf": 'resource "terraform_data" "x" {\n  input = var.missing\n}\n'}
