@@ -13,6 +13,20 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_URL": "http://localhost:8000",
     "DEMO_PASSWORD": "goldpath",
     "WEBHOOK_TIMEOUT_S": 5,
+    # agent runs (issue 5)
+    "AGENT_MAX_RUNS": 100,  # runs in one group
+    "AGENT_TEAM_CONCURRENCY": 8,  # runs of one team in flight at once, across workers
+    "AGENT_DEFAULT_TIME_LIMIT_S": 600,
+    "AGENT_MAX_TIME_LIMIT_S": 3600,
+    "AGENT_HEARTBEAT_S": 2,  # a running run's worker touches heartbeat_at this often
+    "AGENT_REAPER_BOUND_S": 30,  # a run without heartbeat for this long is failed by the reaper
+    "AGENT_TOKEN_TTL_S": 3600,  # agent identity tokens never outlive this (and are revoked at the end)
+    "AGENT_MEMORY_MB": 1024,
+    "AGENT_MAX_PROCESSES": 256,
+    "AGENT_ALLOW_UNSANDBOXED": False,  # operators only: run agents without bubblewrap
+    "AGENT_LOG_LINES_MAX": 5000,  # lines stored per run; the rest is counted, not stored
+    "AGENT_PYTHON": "",  # interpreter that replaces a launch command's `python3` (default: the worker's)
+    "PROVENANCE_KEY_PATH": "",  # Ed25519 private key (PEM); default GOLDPATH_HOME/keys/provenance-ed25519.pem
     # workspaces and builds
     "BUILD_HEARTBEAT_TIMEOUT_S": 60,
     "BUILD_HEARTBEAT_INTERVAL_S": 2,

@@ -157,6 +157,30 @@ TOOLS = [
         "approvers": [],
         "versions": [("0.9.0", ["gemini", "-p", "{prompt}"], ["gemini-2.5-pro"])],
     },
+    {
+        "data": {
+            "slug": "demo-agent",
+            "name": "Demo agent (offline demo)",
+            "vendor": "Goldpath",
+            "kind": "agent",
+            "risk_tier": "low",
+            "max_data_classification": "confidential",
+            "homepage": "",
+            "description": "An offline demo agent shipped with Goldpath: it calls no model and needs no network. It "
+            "edits files deterministically from the prompt and its run index (so parallel runs differ); put [fail], "
+            "[hang] or [network] in the prompt to see a failure, a time-out or a blocked network attempt. It runs "
+            "through exactly the same sandbox as a real agent.",
+            "data_location": "local",
+            "pricing_note": "Free; part of Goldpath.",
+        },
+        "status": "approved",
+        "proposer": "admin",
+        "approvers": ["bob"],
+        # `python3` is mapped by the sandbox runner to the worker's Python runtime (the demo agent is stdlib only)
+        "versions": [
+            ("1.0.0", ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"], []),
+        ],
+    },
 ]
 
 # team -> tools it holds a grant for (granted by a platform engineer); github-copilot and continue stay
@@ -166,4 +190,6 @@ GRANTS = [
     ("payments", "claude-code", "bob", "", 8),
     ("payments", "aider", "bob", "", None),
     ("search", "codex-cli", "frank", "", 5),
+    ("payments", "demo-agent", "bob", "", None),
+    ("search", "demo-agent", "frank", "", None),
 ]

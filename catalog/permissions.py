@@ -152,6 +152,18 @@ def can_import_usage(user: Any) -> bool:
     return is_platform(user)
 
 
+# --- agent runs and provenance (issue 5) --------------------------------------------------------
+
+
+def can_launch_agents(user: Any) -> bool:
+    """Developers, platform engineers, managers and admins launch agent groups for their team; auditors never."""
+    return role_of(user) in (Role.DEVELOPER, Role.PLATFORM_ENGINEER, Role.MANAGER, Role.ADMIN)
+
+
+def can_manage_vendor_keys(user: Any) -> bool:
+    return is_platform(user)
+
+
 # --- templates and workspaces (issue 4) ---------------------------------------------------------
 def can_manage_templates(user: Any) -> bool:
     """Create templates, push/publish/activate/deprecate versions."""

@@ -82,6 +82,38 @@ def team_tools(team: Team) -> QuerySet[AccessGrant]:
     return AccessGrant.objects.filter(team=team, state=GrantState.ACTIVE).select_related("tool", "granted_by")
 
 
+def visible_agent_groups(user: Any):
+    """Agent groups: their team (and managed teams) read them; auditors, platform engineers, admins all."""
+    from .models import AgentGroup
+
+    qs = AgentGroup.objects.select_related("requester", "team")
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    return qs if teams is None else qs.filter(Q(team_id__in=teams) | Q(requester=user))
+
+
+def visible_agent_runs(user: Any):
+    from .models import AgentRun
+
+    qs = AgentRun.objects.select_related("group", "tool", "tool_version")
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    return qs if teams is None else qs.filter(Q(group__team_id__in=teams) | Q(group__requester=user))
+
+
+def visible_provenance(user: Any):
+    """Provenance records: auditors (and platform, admins) all; otherwise the requester's team."""
+    from .models import ProvenanceRecord
+
+    qs = ProvenanceRecord.objects.select_related("group__requester", "run__tool", "team")
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    return qs if teams is None else qs.filter(Q(team_id__in=teams) | Q(group__requester=user))
+
+
 def visible_workspaces(user: Any):
     """Owners see theirs; platform engineers, auditors and admins everything; managers their teams'."""
     from .models import Workspace

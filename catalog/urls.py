@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .views import access, audit, reports, teams, tools, workspaces
+from .views import access, agents, audit, reports, teams, tools, workspaces
 
 app_name = "catalog"
 ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
@@ -46,4 +46,10 @@ urlpatterns = [
         workspaces.workspace_action,
         name="workspace-action",
     ),
+    path("agents/", agents.agent_groups, name="agent-groups"),
+    path("agents/<int:pk>/", agents.agent_group, name="agent-group"),
+    path("agents/<int:pk>/grid/", agents.agent_group_grid, name="agent-group-grid"),
+    path("agents/<int:pk>/cancel/", agents.agent_group_cancel, name="agent-group-cancel"),
+    path("agents/<int:pk>/accept/", agents.agent_group_accept, name="agent-group-accept"),
+    path("provenance/", agents.provenance_lookup, name="provenance"),
 ]

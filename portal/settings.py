@@ -167,6 +167,8 @@ SPECTACULAR_SETTINGS = {
         "DataClassificationEnum": "catalog.models.tools.DataClassification",
         "ToolKindEnum": "catalog.models.tools.ToolKind",
         "UsageKindEnum": "catalog.models.usage.UsageKind",
+        "AgentRunStatusEnum": "catalog.models.agents.AgentRunStatus",
+        "AgentGroupStatusEnum": "catalog.models.agents.AgentGroupStatus",
     },
 }
 
@@ -204,6 +206,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(GOLDPATH_HOME / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "tools-review-due": {"task": "catalog.tasks.catalog.tools_review_due", "schedule": timedelta(hours=1)},
     "notifications-retry": {"task": "catalog.tasks.notify.retry_pending", "schedule": timedelta(minutes=5)},
+    "agent-runs-reap": {
+        "task": "catalog.tasks.agents.reap",
+        "schedule": timedelta(seconds=10),
+        "options": {"expires": 30, "queue": "default"},
+    },
     "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
     "builds-reap": {
         "task": "catalog.tasks.provisioning.reap_stale_builds",
@@ -230,11 +237,19 @@ GOLDPATH = {
     "WEBHOOK_URL": os.environ.get("GOLDPATH_WEBHOOK_URL", ""),
     "PORTAL_URL": os.environ.get("GOLDPATH_PORTAL_URL", "http://localhost:8000"),
     "DEMO_PASSWORD": os.environ.get("GOLDPATH_DEMO_PASSWORD", "goldpath"),
+    "AGENT_TEAM_CONCURRENCY": int(os.environ.get("GOLDPATH_AGENT_TEAM_CONCURRENCY", "8")),
+    "AGENT_REAPER_BOUND_S": int(os.environ.get("GOLDPATH_AGENT_REAPER_BOUND_S", "30")),
+    "AGENT_ALLOW_UNSANDBOXED": env_bool("GOLDPATH_AGENT_ALLOW_UNSANDBOXED", False),
+    "PROVENANCE_KEY_PATH": os.environ.get("GOLDPATH_PROVENANCE_KEY_PATH", ""),
     "BUILD_HEARTBEAT_TIMEOUT_S": int(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_TIMEOUT_S", "60")),
     "BUILD_HEARTBEAT_INTERVAL_S": float(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_INTERVAL_S", "2")),
     "DEFAULT_MAX_WORKSPACES": int(os.environ.get("GOLDPATH_MAX_WORKSPACES", "10")),
     "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
 }
+
+# Vendor API keys are Fernet-encrypted with this key (urlsafe base64 of 32 bytes); by default it is
+# derived from SECRET_KEY, so rotating SECRET_KEY without setting it makes stored keys unreadable.
+GOLDPATH_FERNET_KEY = os.environ.get("GOLDPATH_FERNET_KEY", "")
 
 LOGGING = {
     "version": 1,

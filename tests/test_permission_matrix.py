@@ -106,6 +106,31 @@ def build_usage_world(w: SimpleNamespace) -> None:
     w.usage_event = UsageEvent.objects.order_by("id").first()
 
 
+def build_agents_world(w: SimpleNamespace) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from catalog.services.agents import agent_group_create
+    from tests.agent_helpers import demo_tool, make_repo
+
+    demo_tool(w.people, w.teams)
+    w.repo = make_repo(Path(tempfile.mkdtemp(prefix="gp-matrix-")) / "repo")
+    w.agent_group = agent_group_create(
+        actor=w.people["alice"], prompt="hello", repository=str(w.repo), agents=[{"tool": "demo-agent", "count": 1}]
+    )
+    w.agent_run = w.agent_group.runs.first()
+    from catalog.models import AITool
+    from catalog.services.agents import vendor_api_key_set
+
+    w.vendor_key = vendor_api_key_set(
+        team=w.teams["search"],
+        tool=AITool.objects.get(slug="demo-agent"),
+        actor=w.people["bob"],
+        env_var="DEMO_API_KEY",
+        value="sk-demo-123456789",
+    )
+
+
 def build_workspace_world(w: SimpleNamespace) -> None:
     from catalog.models import BuildStatus, TemplateVersion, WorkspaceBuild
     from catalog.services import workspaces as ws_services
@@ -126,7 +151,12 @@ def build_workspace_world(w: SimpleNamespace) -> None:
     w.build_pending = w.ws_pending.builds.get()
 
 
-WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [build_core_world, build_usage_world, build_workspace_world]
+WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [
+    build_core_world,
+    build_usage_world,
+    build_workspace_world,
+    build_agents_world,
+]
 OPERATORS = ("developer", *("platform_engineer", "admin"))
 
 NEW_TOOL = {
@@ -248,6 +278,42 @@ MATRIX: dict[str, Row] = {
     "builds/{pk}/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
     "builds/{pk}/logs/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
     "builds/{pk}/cancel/": row({"pk": lambda w: w.build_pending.pk}, POST=only(OPERATORS, 202, body={})),
+    # agent runs (issue 5): the requester's team (and managers of it), auditors, platform and admins read;
+    # launching needs a team holding a grant (only alice's payments here); agent endpoints take only the
+    # run's own agent token (humans 403)
+    "agent-groups/": row(
+        GET=read_all(),
+        POST=expect(
+            403,
+            developer=201,
+            body=lambda w: {"prompt": "p", "repository": str(w.repo), "agents": [{"tool": "demo-agent", "count": 1}]},
+        ),
+    ),
+    "agent-groups/{pk}/": row({"pk": lambda w: w.agent_group.pk}, GET=read_all()),
+    "agent-groups/{pk}/cancel/": row(
+        {"pk": lambda w: w.agent_group.pk}, POST=expect(403, developer=200, platform_engineer=200, admin=200)
+    ),
+    "agent-groups/{pk}/accept/": row(
+        {"pk": lambda w: w.agent_group.pk},
+        POST=expect(403, developer=409, platform_engineer=409, admin=409, body=lambda w: {"run": w.agent_run.pk}),
+    ),
+    "agent-runs/{pk}/": row({"pk": lambda w: w.agent_run.pk}, GET=read_all()),
+    "agent-runs/{pk}/logs/": row({"pk": lambda w: w.agent_run.pk}, GET=read_all()),
+    "agent-runs/{pk}/progress/": row({"pk": lambda w: w.agent_run.pk}, POST=expect(403, body={"progress": "x"})),
+    "agent-runs/{pk}/result/": row({"pk": lambda w: w.agent_run.pk}, POST=expect(403, body={"result": {}})),
+    "provenance/": row(GET=expect(400)),
+    "vendor-keys/": row(
+        GET=only(PLATFORM, 200),
+        POST=only(
+            PLATFORM,
+            201,
+            body={"team": "payments", "tool": "demo-agent", "env_var": "DEMO_API_KEY", "value": "sk-987654321"},
+        ),
+    ),
+    "vendor-keys/{pk}/": row({"pk": lambda w: w.vendor_key.pk}, DELETE=only(PLATFORM, 204)),
+    "provenance/key/": row(
+        GET=expect(200, anonymous=200), **{m: expect(405, anonymous=405) for m in ("POST", "PUT", "PATCH", "DELETE")}
+    ),
 }
 
 # --- route discovery ---------------------------------------------------------------------------

@@ -57,7 +57,21 @@ def test_seed_demo_grants(settings):
     call_command("seed_demo", verbosity=0)
     call_command("seed_demo", verbosity=0)
     held = set(AccessGrant.objects.filter(state="active").values_list("team__slug", "tool__slug"))
-    assert held == {("payments", "claude-code"), ("payments", "aider"), ("search", "codex-cli")}
+    assert held == {
+        ("payments", "claude-code"),
+        ("payments", "aider"),
+        ("search", "codex-cli"),
+        ("payments", "demo-agent"),
+        ("search", "demo-agent"),
+    }
+    demo_agent = AITool.objects.get(slug="demo-agent")
+    assert (demo_agent.status, demo_agent.risk_tier, demo_agent.max_data_classification) == (
+        "approved",
+        "low",
+        "confidential",
+    )
+    assert "offline demo" in demo_agent.name and "offline demo" in demo_agent.description
+    assert demo_agent.versions.get().launch_command[:3] == ["python3", "-m", "catalog.demo_agent"]
     ungranted = AITool.objects.filter(status="approved").exclude(grants__state="active")
     assert {"github-copilot", "continue"} <= set(ungranted.values_list("slug", flat=True))
     from django.contrib.auth import get_user_model

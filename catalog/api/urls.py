@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
+from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView, VendorApiKeyViewSet
 from .audit import AuditEventViewSet
 from .auth import TokenView
 from .backstage import BackstageEntitiesView
@@ -20,6 +21,9 @@ router.register("users", UserViewSet, basename="user")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("access-requests", AccessRequestViewSet, basename="accessrequest")
 router.register("grants", GrantViewSet, basename="grant")
+router.register("agent-groups", AgentGroupViewSet, basename="agentgroup")
+router.register("agent-runs", AgentRunViewSet, basename="agentrun")
+router.register("vendor-keys", VendorApiKeyViewSet, basename="vendorapikey")
 router.register("usage-events", UsageEventViewSet, basename="usageevent")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("workspaces", WorkspaceViewSet, basename="workspace")
@@ -32,5 +36,7 @@ urlpatterns = [
     path("out-of-policy/", OutOfPolicyView.as_view(), name="out-of-policy"),
     path("out-of-policy/bulk/", OutOfPolicyBulkView.as_view(), name="out-of-policy-bulk"),
     path("reports/adoption/", AdoptionReportView.as_view(), name="report-adoption"),
+    path("provenance/", ProvenanceView.as_view(), name="provenance"),
+    path("provenance/key/", ProvenanceKeyView.as_view(), name="provenance-key"),
     *router.urls,
 ]

@@ -8,6 +8,21 @@ from .access import (
     AIToolUserObjectPermission,
     GrantState,
 )
+from .agents import (
+    RUN_ACTIVE,
+    RUN_FINAL,
+    RUN_IN_FLIGHT,
+    AcceptStatus,
+    AgentGroup,
+    AgentGroupStatus,
+    AgentIdentityToken,
+    AgentRun,
+    AgentRunLogLine,
+    AgentRunStatus,
+    NetworkPolicy,
+    ProvenanceRecord,
+    VendorApiKey,
+)
 from .audit import AuditEvent
 from .notifications import Notification
 from .teams import Profile, Role, Team
@@ -50,6 +65,19 @@ from .workspaces import (
 )
 
 __all__ = [
+    "RUN_ACTIVE",
+    "RUN_FINAL",
+    "RUN_IN_FLIGHT",
+    "AcceptStatus",
+    "AgentGroup",
+    "AgentGroupStatus",
+    "AgentIdentityToken",
+    "AgentRun",
+    "AgentRunLogLine",
+    "AgentRunStatus",
+    "NetworkPolicy",
+    "ProvenanceRecord",
+    "VendorApiKey",
     "ACTIVE_BUILD_STATUSES",
     "BUILTIN_VARIABLES",
     "BuildLogLine",

@@ -102,6 +102,9 @@ class ToolVersion(models.Model):
     launch_command = models.JSONField(default=list, help_text="argv template with a {prompt} placeholder")
     model_names = models.JSONField(default=list, blank=True, help_text="model names this version may use")
     per_use_cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    egress_hosts = models.JSONField(
+        default=list, blank=True, help_text="hosts an agent run may reach through the egress proxy (`*.suffix` ok)"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -3,7 +3,7 @@
 from celery.signals import task_postrun, task_prerun
 
 from ..context import set_request_id
-from . import catalog, notify, policy, provisioning, reports  # noqa: E402,F401  (registers the tasks)
+from . import agents, catalog, notify, policy, provisioning, reports  # noqa: E402,F401  (registers the tasks)
 
 _tokens: dict[str, object] = {}
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from catalog.models import AITool, AuditEvent
 from tests.factories import PASSWORD, ToolFactory
@@ -38,8 +39,13 @@ def browser(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        try:
+            yield b
+        finally:
+            b.close()
+            # ORM calls made while Playwright's loop runs use their own connection (asgiref's context-local
+            # handler); close it, or PostgreSQL refuses to drop the test database at the end of the session.
+            connections.close_all()
 
 
 @pytest.fixture

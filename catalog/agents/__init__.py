@@ -1,0 +1,2 @@
+"""Parallel agent runs (issue 5): identity tokens, vendor key encryption, provenance signing, and the
+worker-side execution of one run (sandbox, logs, diff, tests). State changes live in catalog.services.agents."""

@@ -1,0 +1,280 @@
+"""The worker side of one agent run: policy re-check, own copy of the repository, sandboxed launch,
+streamed logs, heartbeat and cancel, diff, optional tests, and cleanup in `finally`.
+
+Layout under GOLDPATH_HOME: `agent-runs/run-<id>/repo` is the run's clone at the base commit (never the
+user's checkout); the directory is removed when the run ends, or by the reaper when its worker died.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from ..conf import goldpath_settings
+from ..models import AgentRun, AgentRunStatus, NetworkPolicy, VendorApiKey
+from ..policy import PolicyContext
+from ..services import agents as agent_services
+from ..services.access import tool_use_record
+from . import crypto, identity
+
+HEARTBEAT_S = 1.0
+
+
+def run_dir(run_id: int) -> Path:
+    return Path(settings.GOLDPATH_HOME) / "agent-runs" / f"run-{run_id}"
+
+
+def diff_stat(diff: str) -> dict[str, Any]:
+    files, added, removed = [], 0, 0
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            m = re.match(r"diff --git a/(.*?) b/(.*)$", line)
+            files.append(m.group(2) if m else line[11:])
+        elif line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return {"files": files, "insertions": added, "deletions": removed}
+
+
+class _LogBuffer:
+    """Lines from the sandbox's pump threads, flushed to the database from the task's own thread."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.lines: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.captured: list[str] = []
+        self.capture = False
+
+    def add(self, stream: str, text: str) -> None:
+        with self.lock:
+            self.lines.append((stream, text))
+            if self.capture:
+                self.captured.append(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.lines = self.lines, []
+        if lines:
+            agent_services.agent_run_log(run_id=self.run_id, lines=lines)
+
+
+def _vendor_secrets(run: AgentRun) -> dict[str, str]:
+    key = VendorApiKey.objects.filter(team_id=run.group.team_id, tool_id=run.tool_id).first()
+    if key is None:
+        return {}
+    return {key.env_var: crypto.decrypt(key.ciphertext)}
+
+
+def _network(run: AgentRun) -> list[str]:
+    """Always a proxy (so every attempt is logged); it allows only the tool version's hosts, if the group may."""
+    if run.group.network_policy == NetworkPolicy.ALLOW_LISTED:
+        return [str(h) for h in (run.tool_version.egress_hosts or [])]
+    return []
+
+
+def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat):
+    from ..runners.sandbox import SandboxRunner
+
+    return SandboxRunner(
+        argv,
+        workdir,
+        env=env,
+        secrets=secrets,
+        time_limit=time_limit,
+        memory_mb=int(goldpath_settings.AGENT_MEMORY_MB),
+        max_processes=int(goldpath_settings.AGENT_MAX_PROCESSES),
+        network=network,
+        on_log=logs.add,
+        heartbeat=beat,
+        heartbeat_interval=HEARTBEAT_S,
+        allow_unsandboxed=bool(goldpath_settings.AGENT_ALLOW_UNSANDBOXED),
+    )
+
+
+def execute_run(run_id: int) -> str:
+    """Run a claimed (starting) run to its end; returns the final status. Never raises for agent failures."""
+    from ..runners import gitcopy
+    from ..runners.sandbox import SandboxUnavailable, expand_argv
+
+    run = AgentRun.objects.select_related("group__requester", "group__team", "tool", "tool_version").get(pk=run_id)
+    group = run.group
+    logs = _LogBuffer(run.pk)
+    home = run_dir(run.pk)
+    status, exit_code, error = AgentRunStatus.FAILED, None, ""
+    diff, stat, test_code, test_output = None, None, None, ""
+    sandbox: dict[str, Any] = {}
+    current: dict[str, Any] = {"runner": None}
+
+    def beat() -> None:
+        logs.flush()
+        if agent_services.agent_run_heartbeat(run_id=run.pk) and current["runner"] is not None:
+            current["runner"].cancel()
+
+    try:
+        decision = tool_use_record(
+            group.requester,
+            run.tool,
+            PolicyContext(classification=group.classification),
+            "agent_run.launch",
+            actor=run.principal,
+            subject=run,
+        )
+        if not decision.allowed:
+            error = "The policy denies this run now: " + "; ".join(r.message for r in decision.reasons)
+            logs.add("system", error)
+            return _finish(run.pk, AgentRunStatus.FAILED, error=error, logs=logs)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        copy = home / "repo"
+        logs.add("system", f"cloning {group.repository} at {group.base_commit or group.base_ref}")
+        base_sha = gitcopy.prepare_copy(group.repository, group.base_commit or group.base_ref, copy)
+        token = identity.token_issue(run)
+        secrets = {**_vendor_secrets(run), "GOLDPATH_AGENT_TOKEN": token}
+        env = {
+            "GOLDPATH_RUN": str(run.pk),
+            "GOLDPATH_AGENT_IDENTITY": run.principal,
+            "GOLDPATH_API_URL": f"{goldpath_settings.PORTAL_URL.rstrip('/')}/api/v1/agent-runs/{run.pk}/",
+        }
+        argv = expand_argv(list(run.argv_template), group.prompt, run.index)
+        runner = _runner(
+            argv,
+            copy,
+            env=env,
+            secrets=secrets,
+            time_limit=float(group.time_limit_s),
+            network=_network(run),
+            logs=logs,
+            beat=beat,
+        )
+        current["runner"] = runner
+        sandbox = {
+            "runner_id": runner.run_id,
+            "host": socket.gethostname(),
+            "base_commit": base_sha,
+            "network_policy": group.network_policy,
+        }
+        if not agent_services.agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
+            return _finish(run.pk, AgentRunStatus.CANCELED, error="Canceled before the sandbox started.", logs=logs)
+        result = runner.run()
+        current["runner"] = None
+        status, exit_code = result.status, result.exit_code
+        sandbox.update(
+            {
+                "description": result.sandbox,
+                "policy_hash": result.policy_hash,
+                "limits_applied": result.limits_applied,
+                "egress": result.egress[:200],
+            }
+        )
+        if status == AgentRunStatus.TIMED_OUT:
+            error = f"The agent ran past its time limit ({group.time_limit_s} s); its process tree was killed."
+        elif status == AgentRunStatus.FAILED:
+            error = f"The agent exited with code {exit_code}."
+        elif status == AgentRunStatus.CANCELED:
+            error = "Canceled while running; the process tree was killed."
+        denied = [e for e in result.egress if not e.get("allowed")]
+        if denied:
+            hosts = ", ".join(sorted({f"{e['host']}:{e['port']}" for e in denied}))
+            logs.add("system", f"network attempts denied by policy: {hosts}")
+        if status in (AgentRunStatus.SUCCEEDED, AgentRunStatus.FAILED):
+            diff = gitcopy.collect_diff(copy, base_sha)
+            stat = diff_stat(diff)
+        if status == AgentRunStatus.SUCCEEDED and group.test_command:
+            logs.add("system", f"running tests: {group.test_command}")
+            logs.flush()
+            logs.capture = True
+            tester = _runner(
+                expand_argv(list(group.test_command), group.prompt, run.index),
+                copy,
+                env=env,
+                secrets=secrets,
+                time_limit=float(group.time_limit_s),
+                network=[],
+                logs=logs,
+                beat=beat,
+            )
+            current["runner"] = tester
+            test_result = tester.run()
+            current["runner"] = None
+            logs.capture = False
+            test_code = test_result.exit_code if test_result.status != "timed_out" else -1
+            test_output = "\n".join(logs.captured)
+            sandbox["tests"] = {"status": test_result.status, "exit_code": test_code}
+    except SandboxUnavailable as exc:
+        status, error = AgentRunStatus.FAILED, str(exc)
+        logs.add("system", error)
+    except Exception as exc:  # noqa: BLE001 - any failure ends the run `failed` with the reason
+        status, error = AgentRunStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+        logs.add("system", f"error: {error}")
+    finally:
+        runner = current.get("runner")
+        if runner is not None:
+            runner.cancel()
+        shutil.rmtree(home, ignore_errors=True)
+    return _finish(
+        run.pk,
+        status,
+        exit_code=exit_code,
+        error=error,
+        diff=diff,
+        stat=stat,
+        test_exit_code=test_code,
+        test_output=test_output,
+        sandbox=sandbox,
+        logs=logs,
+    )
+
+
+def _finish(run_id: int, status: str, *, logs: _LogBuffer, error: str = "", **kw) -> str:
+    logs.add("system", f"run ended: {status}" + (f" ({error})" if error else ""))
+    try:
+        logs.flush()
+    except Exception:  # noqa: BLE001 - logs never keep a run from ending
+        close_old_connections()
+    agent_services.agent_run_finish(
+        run_id=run_id,
+        status=status,
+        exit_code=kw.get("exit_code"),
+        error=error,
+        diff=kw.get("diff"),
+        diff_stat=kw.get("stat"),
+        test_exit_code=kw.get("test_exit_code"),
+        test_output=kw.get("test_output", ""),
+        sandbox=kw.get("sandbox"),
+    )
+    return status
+
+
+def cleanup_after_worker_loss(run: AgentRun) -> None:
+    """The reaper's cleanup for a run whose worker died: kill what is left of its sandbox, remove its copy."""
+    runner_id = (run.sandbox or {}).get("runner_id")
+    same_host = (run.sandbox or {}).get("host") == socket.gethostname()
+    if runner_id and same_host:
+        for controller in ("memory", "pids"):
+            cg = Path("/sys/fs/cgroup") / controller / f"goldpath-{runner_id}"
+            try:
+                for pid in (cg / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            for _ in range(20):
+                try:
+                    cg.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+    shutil.rmtree(run_dir(run.pk), ignore_errors=True)

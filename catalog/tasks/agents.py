@@ -1,0 +1,67 @@
+"""Agent tasks (queue `agents`): run one agent, accept a result for a remote repository, reap dead runs.
+
+Tasks take ids, claim their row under a lock and do nothing if it is no longer claimable; the policy is
+decided again inside the task, right before the sandbox starts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from celery import shared_task
+
+from ..services import agents as agent_services
+from ..services.errors import QuotaExceeded
+
+
+@shared_task(bind=True, name="catalog.tasks.agents.run_agent", max_retries=None, acks_late=True)
+def run_agent(self, run_id: int) -> dict:
+    from ..agents.execution import execute_run
+
+    worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
+    try:
+        run = agent_services.agent_run_claim(run_id=run_id, worker=worker, task_id=self.request.id or "")
+    except QuotaExceeded:
+        # the team's concurrency cap is reached: try again shortly (the row stays pending)
+        raise self.retry(countdown=0.5 + random.random(), max_retries=None) from None
+    if run is None:
+        return {"run": run_id, "claimed": False}
+    status = execute_run(run.pk)
+    return {"run": run_id, "claimed": True, "status": status}
+
+
+@shared_task(name="catalog.tasks.agents.dispatch_group")
+def dispatch_group(group_id: int) -> dict:
+    """Send one run_agent message per pending run of the group (idempotent: run_agent claims or skips)."""
+    from ..models import AgentRun, AgentRunStatus
+
+    ids = list(
+        AgentRun.objects.filter(group_id=group_id, status=AgentRunStatus.PENDING)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+    agent_services._send_runs(ids)
+    return {"group": group_id, "sent": len(ids)}
+
+
+@shared_task(name="catalog.tasks.agents.accept_run")
+def accept_run(group_id: int, actor_id: int | None = None) -> dict:
+    """Commit an accepted run for a remote repository (push the new branch) and sign its provenance."""
+    from django.contrib.auth import get_user_model
+
+    from ..agents.provenance import commit_and_sign
+    from ..models import AcceptStatus, AgentGroup
+
+    group = AgentGroup.objects.filter(pk=group_id, accept_status=AcceptStatus.PENDING).first()
+    if group is None:
+        return {"group": group_id, "done": False}
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    record = commit_and_sign(group_id=group_id, actor=actor)
+    return {"group": group_id, "done": record is not None}
+
+
+@shared_task(name="catalog.tasks.agents.reap")
+def reap() -> dict:
+    """Periodic: fail runs whose worker died (no heartbeat within the bound); re-send lost pending runs."""
+    return agent_services.agent_runs_reap()

@@ -1,0 +1,175 @@
+"""Agent run pages: new-run form, group page with a live grid (htmx polling), side-by-side diffs and
+accept, and the provenance lookup. Thin: selectors, services, the same answers as the API."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import permissions as perms
+from .. import selectors
+from ..agents import provenance as prov
+from ..models import RUN_ACTIVE, AgentRun, DataClassification, NetworkPolicy
+from ..services import agents as agent_services
+from ..services.errors import DomainError
+
+LOG_TAIL = 6
+
+
+def _launchable_tools(user):
+    tools = selectors.usable_tools(user).order_by("name")
+    return [t for t in tools if t.versions.exclude(launch_command=[]).exists()]
+
+
+@login_required
+def agent_groups(request):
+    """My team's agent groups and the new-run form."""
+    form = {"prompt": "", "repository": "", "base_ref": "HEAD", "test_command": "", "time_limit_s": 600}
+    errors: dict = {}
+    reasons: list = []
+    tools = _launchable_tools(request.user)
+    counts = {t.slug: 0 for t in tools}
+    if request.method == "POST":
+        form = {k: request.POST.get(k, "").strip() for k in form}
+        agents = []
+        for tool in tools:
+            raw = request.POST.get(f"count-{tool.slug}", "0").strip() or "0"
+            counts[tool.slug] = int(raw) if raw.isdigit() else 0
+            if counts[tool.slug]:
+                agents.append({"tool": tool.slug, "count": counts[tool.slug]})
+        try:
+            test_command = shlex.split(form["test_command"]) if form["test_command"] else []
+            group = agent_services.agent_group_create(
+                actor=request.user,
+                prompt=form["prompt"],
+                repository=form["repository"],
+                base_ref=form["base_ref"] or "HEAD",
+                agents=agents,
+                classification=request.POST.get("classification") or DataClassification.INTERNAL,
+                test_command=test_command,
+                time_limit_s=int(form["time_limit_s"]) if str(form["time_limit_s"]).isdigit() else None,
+                network_policy=request.POST.get("network_policy") or NetworkPolicy.NONE,
+            )
+            return redirect("catalog:agent-group", pk=group.pk)
+        except ValueError as exc:
+            errors = {"test_command": [str(exc)]}
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            errors, reasons = exc.errors, exc.reasons
+    groups = selectors.visible_agent_groups(request.user).order_by("-created_at")[:50]
+    return render(
+        request,
+        "catalog/agent_groups.html",
+        {
+            "groups": groups,
+            "tools": [(t, counts.get(t.slug, 0)) for t in tools],
+            "form": form,
+            "errors": errors,
+            "reasons": reasons,
+            "may_launch": perms.can_launch_agents(request.user),
+            "classifications": DataClassification.choices,
+            "network_policies": NetworkPolicy.choices,
+        },
+        status=400 if errors else (403 if reasons else 200),
+    )
+
+
+def _group_or_404(request, pk: int):
+    return get_object_or_404(selectors.visible_agent_groups(request.user), pk=pk)
+
+
+def _grid_context(request, group) -> dict:
+    runs = list(group.runs.select_related("tool", "tool_version").order_by("index"))
+    for run in runs:
+        run.tail = list(reversed(run.log_lines.order_by("-seq").values_list("text", flat=True)[:LOG_TAIL]))
+    active = any(r.status in RUN_ACTIVE for r in runs)
+    return {
+        "group": group,
+        "runs": runs,
+        "active": active,
+        "may_act": perms.is_platform(request.user) or group.requester_id == request.user.pk,
+    }
+
+
+@login_required
+def agent_group(request, pk: int):
+    group = _group_or_404(request, pk)
+    context = _grid_context(request, group)
+    context["diff_runs"] = [r for r in context["runs"] if r.diff]
+    return render(request, "catalog/agent_group.html", context)
+
+
+@login_required
+def agent_group_grid(request, pk: int):
+    """The live grid alone (htmx polls it every 2 s while runs are active)."""
+    group = _group_or_404(request, pk)
+    return render(request, "catalog/_agent_grid.html", _grid_context(request, group))
+
+
+@login_required
+@require_POST
+def agent_group_cancel(request, pk: int):
+    group = _group_or_404(request, pk)
+    try:
+        agent_services.agent_group_cancel(group=group, actor=request.user)
+        messages.success(request, "Canceled: running agents are being stopped.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("catalog:agent-group", pk=group.pk)
+
+
+@login_required
+@require_POST
+def agent_group_accept(request, pk: int):
+    group = _group_or_404(request, pk)
+    run = AgentRun.objects.filter(group=group, pk=request.POST.get("run") or 0).first()
+    if run is None:
+        raise Http404
+    try:
+        group, done = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
+        if done:
+            messages.success(request, f"Committed {group.accepted_commit[:12]} on {group.accepted_branch}.")
+        else:
+            messages.success(request, "Accepted: a worker is committing and pushing the branch.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("catalog:agent-group", pk=group.pk)
+
+
+@login_required
+def provenance_lookup(request):
+    """Who prompted what through which agent: by commit, or by repository + path + line."""
+    q = request.GET
+    record, error, blame = None, "", None
+    visible = selectors.visible_provenance(request.user)
+    commit = q.get("commit", "").strip()
+    if not commit and q.get("repository") and q.get("path") and q.get("line"):
+        repository, path, line, ref = q["repository"], q["path"], q["line"], q.get("ref") or "HEAD"
+        if not line.isdigit() or path.startswith("-") or ref.startswith("-"):
+            error = "Give a path, a line number and a branch or commit."
+        elif not visible.filter(repository=repository).exists():
+            error = "No provenance you may read for that repository."
+        else:
+            try:
+                commit = prov.commit_for_line(repository, path, int(line), ref)
+                blame = {"path": path, "line": line, "ref": ref, "commit": commit}
+            except (subprocess.SubprocessError, OSError):
+                error = f"git blame found no line {line} in {path} at {ref}."
+    if commit and not error:
+        if all(c in "0123456789abcdefABCDEF" for c in commit) and 4 <= len(commit) <= 64:
+            matches = list(visible.filter(commit_sha__startswith=commit.lower())[:2])
+            record = matches[0] if len(matches) == 1 else None
+        if record is None:
+            error = f"No provenance record you may read for commit {commit[:40]}: it was not made by an agent run here."
+    verification = prov.verify_record(record) if record else None
+    return render(
+        request,
+        "catalog/provenance.html",
+        {"record": record, "error": error, "blame": blame, "q": q, "verification": verification},
+    )

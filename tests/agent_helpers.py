@@ -1,0 +1,58 @@
+"""Shared setup for agent-run tests: a real git repository and the demo agent granted to payments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from catalog.models import ToolVersion
+from catalog.services import access
+from tests.factories import ToolFactory
+
+DEMO_ARGV = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=git_env()
+    ).stdout.strip()
+
+
+def git_env() -> dict[str, str]:
+    import os
+
+    return {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# Sample service\n\nHello.\n")
+    (path / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Initial commit")
+    return path
+
+
+def demo_tool(people, teams, *, slug: str = "demo-agent", grant_to=("payments",), argv=None):
+    tool = ToolFactory(
+        slug=slug,
+        name="Demo agent (offline demo)",
+        status="approved",
+        risk_tier="low",
+        max_data_classification="confidential",
+    )
+    ToolVersion.objects.create(tool=tool, version="1.0.0", launch_command=argv or DEMO_ARGV)
+    for team in grant_to:
+        access.grant_create(actor=people["bob"], team=teams[team], tool=tool)
+    return tool
+
+
+PYTHON = sys.executable

@@ -1,0 +1,196 @@
+"""Agent groups API without a worker: launch (policy first), validation, visibility, cancel, agent identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.agents import identity
+from catalog.models import AgentGroup, AgentRun, AuditEvent
+from tests.agent_helpers import demo_tool, make_repo
+from tests.factories import ToolFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def demo(people, teams):
+    return demo_tool(people, teams)
+
+
+def body(repo, **extra):
+    return {
+        "prompt": "Add a greeting",
+        "repository": str(repo),
+        "agents": [{"tool": "demo-agent", "count": 3}],
+        **extra,
+    }
+
+
+def test_launch_answers_201_with_runs(api, people, demo, repo):
+    response = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json")
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["status"] == "pending"
+    assert [(r["index"], r["tool"], r["status"]) for r in data["runs"]] == [
+        (1, "demo-agent", "pending"),
+        (2, "demo-agent", "pending"),
+        (3, "demo-agent", "pending"),
+    ]
+    group = AgentGroup.objects.get(pk=data["id"])
+    assert group.team.slug == "payments" and len(group.base_commit) == 40
+    assert group.decisions["demo-agent"]["allowed"] is True
+    assert AuditEvent.objects.filter(verb="agent_group.create", target_id=str(group.pk)).exists()
+    # the requester's team reads it; another team's developer does not see it
+    assert api(people["dave"]).get(f"/api/v1/agent-groups/{group.pk}/").status_code == 404
+    assert api(people["erin"]).get(f"/api/v1/agent-groups/{group.pk}/").status_code == 200
+    run = group.runs.first()
+    assert api(people["alice"]).get(f"/api/v1/agent-runs/{run.pk}/").json()["identity"] == f"agent:{run.pk}"
+    assert api(people["alice"]).get(f"/api/v1/agent-runs/{run.pk}/logs/?after=0").json()["lines"] == []
+
+
+def test_policy_denies_any_tool_nothing_launched(api, people, teams, demo, repo):
+    ToolFactory(slug="not-granted", status="approved")
+    from catalog.models import ToolVersion
+
+    ToolVersion.objects.create(
+        tool_id=ToolFactory._meta.model.objects.get(slug="not-granted").pk,
+        version="1",
+        launch_command=["x", "{prompt}"],
+    )
+    before = (AgentGroup.objects.count(), AgentRun.objects.count(), AuditEvent.objects.count())
+    payload = body(repo, agents=[{"tool": "demo-agent", "count": 2}, {"tool": "not-granted", "count": 1}])
+    response = api(people["alice"]).post("/api/v1/agent-groups/", payload, format="json")
+    assert response.status_code == 403
+    data = response.json()
+    assert "not-granted" in data["detail"]
+    assert [(r["tool"], r["code"]) for r in data["reasons"]] == [("not-granted", "no_grant")]
+    assert (AgentGroup.objects.count(), AgentRun.objects.count(), AuditEvent.objects.count()) == before
+    # dave's team (search) holds no grant for the demo agent either
+    response = api(people["dave"]).post("/api/v1/agent-groups/", body(repo), format="json")
+    assert response.status_code == 403 and response.json()["reasons"][0]["code"] == "no_grant"
+    # above the tool's clearance
+    response = api(people["alice"]).post(
+        "/api/v1/agent-groups/", body(repo, classification="restricted"), format="json"
+    )
+    assert response.status_code == 403
+    assert "classification_above_tool" in [r["code"] for r in response.json()["reasons"]]
+    assert AgentGroup.objects.count() == before[0]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"agents": [{"tool": "demo-agent", "count": 101}]}, "agents"),
+        ({"agents": [{"tool": "demo-agent", "count": 60}, {"tool": "other", "count": 50}]}, "agents"),
+        ({"agents": [{"tool": "nope", "count": 1}]}, "agents"),
+        ({"agents": []}, "agents"),
+        ({"repository": "relative/path"}, "repository"),
+        ({"base_ref": "no-such-branch"}, "base_ref"),
+        ({"base_ref": "--upload-pack=x"}, "base_ref"),
+        ({"time_limit_s": 0}, "time_limit_s"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_bad_input_is_400(api, people, demo, repo, change, field):
+    response = api(people["alice"]).post("/api/v1/agent-groups/", body(repo, **change), format="json")
+    assert response.status_code == 400, response.json()
+    assert field in response.json()
+    assert AgentGroup.objects.count() == 0
+
+
+def test_up_to_100_runs(api, people, demo, repo):
+    response = api(people["alice"]).post(
+        "/api/v1/agent-groups/", body(repo, agents=[{"tool": "demo-agent", "count": 100}]), format="json"
+    )
+    assert response.status_code == 201
+    assert len(response.json()["runs"]) == 100
+
+
+def test_auditor_may_not_launch(api, people, demo, repo):
+    assert api(people["erin"]).post("/api/v1/agent-groups/", body(repo), format="json").status_code == 403
+    assert AgentGroup.objects.count() == 0
+
+
+def test_cancel_pending_group(api, people, demo, repo):
+    gid = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json").json()["id"]
+    assert api(people["dave"]).post(f"/api/v1/agent-groups/{gid}/cancel/").status_code == 404
+    assert api(people["carol"]).post(f"/api/v1/agent-groups/{gid}/cancel/").status_code == 403
+    assert AgentGroup.objects.get(pk=gid).status == "pending"
+    response = api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/cancel/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "canceled"
+    assert {r["status"] for r in response.json()["runs"]} == {"canceled"}
+    assert api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/cancel/").status_code == 409
+
+
+def test_accept_needs_a_succeeded_run(api, people, demo, repo):
+    gid = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json").json()["id"]
+    run = AgentRun.objects.filter(group_id=gid).first()
+    response = api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/accept/", {"run": run.pk}, format="json")
+    assert response.status_code == 409
+    assert (
+        api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/accept/", {"run": 999999}, format="json").status_code
+        == 400
+    )
+
+
+def test_agent_identity_only_for_its_own_run(api, people, demo, repo):
+    from rest_framework.test import APIClient
+
+    gid = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json").json()["id"]
+    run1, run2 = AgentRun.objects.filter(group_id=gid).order_by("index")[:2]
+    AgentRun.objects.filter(pk=run1.pk).update(status="running")
+    token = identity.token_issue(run1)
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Agent {token}")
+    response = agent.post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "halfway"}, format="json")
+    assert response.status_code == 200, response.content
+    assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
+    assert (
+        agent.post(f"/api/v1/agent-runs/{run1.pk}/result/", {"result": {"score": 3}}, format="json").status_code == 200
+    )
+    assert AgentRun.objects.get(pk=run1.pk).result == {"score": 3}
+    # another run's endpoints, human endpoints, and humans on agent endpoints are all refused
+    assert agent.post(f"/api/v1/agent-runs/{run2.pk}/progress/", {"progress": "x"}, format="json").status_code == 403
+    assert agent.get(f"/api/v1/agent-runs/{run1.pk}/").status_code == 403
+    assert agent.get("/api/v1/agent-groups/").status_code == 401
+    assert (
+        api(people["alice"])
+        .post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "x"}, format="json")
+        .status_code
+        == 403
+    )
+    # revoked at the end of the run
+    identity.token_revoke(run1)
+    assert agent.post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "x"}, format="json").status_code == 401
+    assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
+
+
+def test_provenance_key_is_public(api):
+    data = api().get("/api/v1/provenance/key/").json()
+    assert data["algorithm"] == "ed25519" and "BEGIN PUBLIC KEY" in data["pem"] and len(data["key_id"]) == 64
+
+
+def test_vendor_api_keys_are_encrypted_and_masked(api, people, teams, demo):
+    from catalog.agents import crypto
+    from catalog.models import VendorApiKey
+
+    secret = "sk-live-abcdef0123456789"
+    body = {"team": "payments", "tool": "demo-agent", "env_var": "DEMO_API_KEY", "value": secret}
+    assert api(people["alice"]).post("/api/v1/vendor-keys/", body, format="json").status_code == 403
+    response = api(people["bob"]).post("/api/v1/vendor-keys/", body, format="json")
+    assert response.status_code == 201
+    assert secret not in response.content.decode() and response.json()["value"] == "********6789"
+    key = VendorApiKey.objects.get()
+    assert secret not in key.ciphertext and crypto.decrypt(key.ciphertext) == secret
+    event = AuditEvent.objects.get(verb="vendor_api_key.create")
+    assert secret not in str(event.payload)
+    listed = api(people["bob"]).get("/api/v1/vendor-keys/").content.decode()
+    assert secret not in listed and "DEMO_API_KEY" in listed
+    bad = api(people["bob"]).post("/api/v1/vendor-keys/", {**body, "env_var": "PATH"}, format="json")
+    assert bad.status_code == 400
