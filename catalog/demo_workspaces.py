@@ -34,7 +34,11 @@ def seed_golden_paths(stdout=None) -> list[str]:
     from .management.commands.template_push import push
 
     lines: list[str] = []
-    if not GOLDEN_PATHS.is_dir() or importlib.util.find_spec("catalog.runners.terraform") is None:
+    try:
+        has_runner = importlib.util.find_spec("catalog.runners.terraform") is not None
+    except ModuleNotFoundError:
+        has_runner = False
+    if not GOLDEN_PATHS.is_dir() or not has_runner:
         return ["Golden paths not shipped in this build (catalog/golden_paths or the terraform runner is missing)."]
     for slug, meta in META.items():
         folder = GOLDEN_PATHS / slug
