@@ -1,0 +1,186 @@
+"""Sandbox runner against real bubblewrap: isolation, limits, kill-tree, masking, cancel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from catalog.runners.sandbox import SandboxRunner, SandboxUnavailable, expand_argv, policy_hash
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+DEMO = ["python", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+
+
+def _run(workdir: Path, prompt: str, index: int = 0, **kw):
+    logs: list[tuple[str, str]] = []
+    runner = SandboxRunner(expand_argv(DEMO, prompt, index), workdir, on_log=lambda s, t: logs.append((s, t)), **kw)
+    return runner, runner.run(), logs
+
+
+def _procs_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def test_expand_argv_is_literal():
+    assert expand_argv(["claude", "-p", "{prompt}", "--n={index}"], "a $(b) 'c'", 4) == ["claude", "-p", "a $(b) 'c'", "--n=4"]
+
+
+def test_policy_hash_is_canonical():
+    assert policy_hash({"a": 1, "b": [1, 2]}) == policy_hash({"b": [1, 2], "a": 1})
+
+
+@needs_bwrap
+def test_demo_agent_edits_only_its_copy_and_runs_differ(tmp_path):
+    dirs = [tmp_path / f"run{i}" for i in range(10)]
+    for d in dirs:
+        d.mkdir()
+        (d / "README.md").write_text("hello\n")
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda i: _run(dirs[i], "add a demo line", i)[1], range(10)))
+    assert [r.status for r in results] == ["succeeded"] * 10
+    contents = {(d / "GOLDPATH_DEMO.md").read_text() for d in dirs}
+    assert len(contents) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(d.name for d in dirs)
+    r = results[0]
+    assert r.sandbox["engine"] == "bubblewrap" and r.sandbox["network"] == "none"
+    assert r.limits_applied["rlimit_as_bytes"] == 2048 << 20
+    assert len(r.policy_hash) == 64
+
+
+@needs_bwrap
+def test_write_outside_workspace_fails(tmp_path):
+    target = tmp_path / "outside.txt"
+    work = tmp_path / "w"
+    work.mkdir()
+    logs: list[tuple[str, str]] = []
+    res = SandboxRunner(["sh", "-c", f"echo x > {target} || echo blocked; echo y > /usr/pwned || echo ro; touch ok"],
+                        work, on_log=lambda s, t: logs.append((s, t))).run()
+    assert res.status == "succeeded"
+    assert not target.exists() and not Path("/usr/pwned").exists()
+    assert ("stdout", "ro") in logs and ("stdout", "blocked") in logs and (work / "ok").exists()
+
+
+@needs_bwrap
+def test_shell_metacharacters_are_literal(tmp_path):
+    marker = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
+    _, res, _ = _run(tmp_path, f"$(touch {marker}) `touch {marker}`; touch {marker}")
+    assert res.status == "succeeded"
+    assert not marker.exists()
+    prompt = f"$(touch {marker}) done"
+    logs: list[tuple[str, str]] = []
+    SandboxRunner(expand_argv(["printf", "%s\\n", "{prompt}"], prompt), tmp_path,
+                  on_log=lambda s, t: logs.append((s, t))).run()
+    assert ("stdout", prompt) in logs and not marker.exists()
+
+
+@needs_bwrap
+def test_fail_prompt_reports_exit_code(tmp_path):
+    _, res, logs = _run(tmp_path, "please [fail]")
+    assert res.status == "failed" and res.exit_code == 1
+    assert ("stderr", "demo agent: asked to fail") in logs
+
+
+@needs_bwrap
+def test_hang_times_out_and_kills_tree(tmp_path):
+    marker = f"hang-{uuid.uuid4().hex}"
+    t0 = time.monotonic()
+    _, res, _ = _run(tmp_path, f"[hang] {marker}", time_limit=2)
+    assert res.status == "timed_out"
+    assert time.monotonic() - t0 < 10
+    time.sleep(0.3)
+    assert _procs_with(marker) == []
+
+
+@needs_bwrap
+def test_network_none_is_denied_and_logged(tmp_path):
+    _, res, logs = _run(tmp_path, "[network]")
+    assert res.status == "failed" and res.exit_code == 3
+    assert any("direct connection to example.com:443 denied" in t for _, t in logs)
+
+
+@needs_bwrap
+def test_network_allowlist_goes_through_proxy_which_denies(tmp_path):
+    _, res, logs = _run(tmp_path, "[network]", network=["api.anthropic.com", "*.github.com"])
+    assert res.status == "failed"
+    assert {"host": "example.com", "port": 443, "allowed": False} in [
+        {k: e[k] for k in ("host", "port", "allowed")} for e in res.egress]
+    assert ("egress", "egress DENIED: example.com:443") in logs
+    assert any("403 Forbidden" in t for _, t in logs)
+
+
+@needs_bwrap
+def test_secret_is_masked(tmp_path):
+    secret = "sk-test-" + uuid.uuid4().hex
+    logs: list[tuple[str, str]] = []
+    res = SandboxRunner(["sh", "-c", 'echo "key=$VENDOR_KEY"; echo "$VENDOR_KEY" >&2'], tmp_path,
+                        secrets={"VENDOR_KEY": secret}, on_log=lambda s, t: logs.append((s, t))).run()
+    assert res.status == "succeeded"
+    assert ("stdout", "key=********") in logs and ("stderr", "********") in logs
+    assert all(secret not in t for _, t in logs)
+    assert secret not in str(res.as_dict())
+
+
+@needs_bwrap
+def test_cancel_kills_the_run(tmp_path):
+    marker = f"cancel-{uuid.uuid4().hex}"
+    runner = SandboxRunner(expand_argv(DEMO, f"[hang] {marker}", 0), tmp_path, time_limit=30)
+    threading.Timer(1.0, runner.cancel).start()
+    res = runner.run()
+    assert res.status == "canceled"
+    time.sleep(0.3)
+    assert _procs_with(marker) == []
+
+
+def test_missing_bwrap_raises_clear_error(tmp_path):
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        SandboxRunner(["true"], tmp_path, bwrap="").run()
+
+
+def test_unsandboxed_when_allowed(tmp_path):
+    logs: list[tuple[str, str]] = []
+    res = SandboxRunner(expand_argv(DEMO, "hi", 2), tmp_path, bwrap="", allow_unsandboxed=True,
+                        on_log=lambda s, t: logs.append((s, t))).run()
+    assert res.status == "succeeded" and res.sandbox["engine"] == "none"
+    assert (tmp_path / "GOLDPATH_DEMO.md").exists()
+    assert any("UNSANDBOXED" in t for _, t in logs)
+
+
+def test_unsandboxed_hang_kills_tree(tmp_path):
+    marker = f"uhang-{uuid.uuid4().hex}"
+    res = SandboxRunner(expand_argv(DEMO, f"[hang] {marker}", 0), tmp_path, bwrap="", allow_unsandboxed=True,
+                        time_limit=1.5).run()
+    assert res.status == "timed_out"
+    time.sleep(0.3)
+    assert _procs_with(marker) == []
+
+
+@needs_bwrap
+def test_measure_start_time(tmp_path, capsys):
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "catalog.demo_agent", "--prompt", "x"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _run(tmp_path, "x")
+    boxed = time.perf_counter() - t0
+    with capsys.disabled():
+        print(f"\ndemo agent start+run: bare {bare * 1000:.0f} ms, sandboxed (incl. staging) {boxed * 1000:.0f} ms")
