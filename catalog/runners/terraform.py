@@ -90,6 +90,20 @@ def _unwrap_type(value: Any) -> str:
     return text
 
 
+def _unquote(value: Any) -> Any:
+    """python-hcl2 8 keeps the quotes of string literals; give back plain values."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value[1:-1]
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items()}
+    return value
+
+
 def parse_variables(directory: Path | str) -> list[dict[str, Any]]:
     """The `variable` blocks of every *.tf file, in file then declaration order, as the parameter schema."""
     import hcl2
@@ -109,8 +123,8 @@ def parse_variables(directory: Path | str) -> list[dict[str, Any]]:
                     {
                         "name": name,
                         "type": _unwrap_type(body.get("type", "any")),
-                        "default": body.get("default") if has_default else None,
-                        "description": body.get("description", ""),
+                        "default": _unquote(body.get("default")) if has_default else None,
+                        "description": _unquote(body.get("description", "")),
                         "sensitive": bool(body.get("sensitive", False)),
                         "required": not has_default,
                     }

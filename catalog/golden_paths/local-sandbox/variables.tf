@@ -1,0 +1,57 @@
+variable "repository" {
+  type        = string
+  description = "A git URL or a local path the workers can reach."
+}
+
+variable "ref" {
+  type        = string
+  default     = "main"
+  description = "Branch, tag or commit to check out."
+}
+
+variable "display_name" {
+  type        = string
+  default     = ""
+  description = "Free text shown at the top of WORKSPACE.md."
+}
+
+variable "memory_mb" {
+  type        = number
+  default     = 2048
+  description = "Memory for the workspace's processes, in MB."
+}
+
+variable "allow_network" {
+  type        = bool
+  default     = false
+  description = "Allow network access from the workspace sandbox."
+}
+
+# Filled by Goldpath, never shown in forms.
+variable "goldpath_workspace_id" {
+  type = string
+}
+
+variable "goldpath_workspace_name" {
+  type    = string
+  default = ""
+}
+
+variable "goldpath_owner" {
+  type    = string
+  default = ""
+}
+
+variable "goldpath_transition" {
+  type    = string
+  default = "start"
+}
+
+variable "goldpath_tools" {
+  type    = string
+  default = "[]"
+}
+
+variable "goldpath_home" {
+  type = string
+}
