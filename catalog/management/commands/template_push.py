@@ -96,7 +96,7 @@ def push(
     version, created = template_services.template_version_create(
         template=template, actor=actor, files=files, changelog=changelog
     )
-    if publish and version.status == TemplateVersionStatus.DRAFT and (created or not version.diagnostics):
+    if publish and version.status == TemplateVersionStatus.DRAFT and created:
         template_services.template_version_publish(version=version, actor=actor, inline=True)
         version.refresh_from_db()
     if activate and version.status == TemplateVersionStatus.PUBLISHED and not version.is_active:
