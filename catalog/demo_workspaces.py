@@ -3,7 +3,6 @@ docker-devcontainer and kubernetes-pod stay drafts with the plain diagnostic whe
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 GOLDEN_PATHS = Path(__file__).resolve().parent / "golden_paths"
@@ -34,12 +33,8 @@ def seed_golden_paths(stdout=None) -> list[str]:
     from .management.commands.template_push import push
 
     lines: list[str] = []
-    try:
-        has_runner = importlib.util.find_spec("catalog.runners.terraform") is not None
-    except ModuleNotFoundError:
-        has_runner = False
-    if not GOLDEN_PATHS.is_dir() or not has_runner:
-        return ["Golden paths not shipped in this build (catalog/golden_paths or the terraform runner is missing)."]
+    if not GOLDEN_PATHS.is_dir():
+        return ["Golden paths not shipped in this build (catalog/golden_paths is missing)."]
     for slug, meta in META.items():
         folder = GOLDEN_PATHS / slug
         if not folder.is_dir():

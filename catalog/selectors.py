@@ -82,25 +82,28 @@ def team_tools(team: Team) -> QuerySet[AccessGrant]:
     return AccessGrant.objects.filter(team=team, state=GrantState.ACTIVE).select_related("tool", "granted_by")
 
 
+def _team_or_requester(qs, user: Any, team_field: str, requester_field: str):
+    """Rows of the teams the user may read, plus their own; everything for roles that read everything."""
+    if perms.role_of(user) is None:
+        return qs.none()
+    teams = readable_team_ids(user)
+    if teams is None:
+        return qs
+    return qs.filter(Q(**{f"{team_field}__in": teams}) | Q(**{requester_field: user}))
+
+
 def visible_agent_groups(user: Any):
     """Agent groups: their team (and managed teams) read them; auditors, platform engineers, admins all."""
     from .models import AgentGroup
 
-    qs = AgentGroup.objects.select_related("requester", "team")
-    if perms.role_of(user) is None:
-        return qs.none()
-    teams = readable_team_ids(user)
-    return qs if teams is None else qs.filter(Q(team_id__in=teams) | Q(requester=user))
+    return _team_or_requester(AgentGroup.objects.select_related("requester", "team"), user, "team_id", "requester")
 
 
 def visible_agent_runs(user: Any):
     from .models import AgentRun
 
     qs = AgentRun.objects.select_related("group", "tool", "tool_version")
-    if perms.role_of(user) is None:
-        return qs.none()
-    teams = readable_team_ids(user)
-    return qs if teams is None else qs.filter(Q(group__team_id__in=teams) | Q(group__requester=user))
+    return _team_or_requester(qs, user, "group__team_id", "group__requester")
 
 
 def visible_provenance(user: Any):
@@ -108,10 +111,7 @@ def visible_provenance(user: Any):
     from .models import ProvenanceRecord
 
     qs = ProvenanceRecord.objects.select_related("group__requester", "run__tool", "team")
-    if perms.role_of(user) is None:
-        return qs.none()
-    teams = readable_team_ids(user)
-    return qs if teams is None else qs.filter(Q(team_id__in=teams) | Q(group__requester=user))
+    return _team_or_requester(qs, user, "team_id", "group__requester")
 
 
 def visible_workspaces(user: Any):

@@ -19,7 +19,6 @@ from tests.agent_helpers import demo_tool, git, make_repo
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
-pytest.importorskip("catalog.runners.sandbox", reason="the sandbox runner (catalog/runners) is not on this branch yet")
 
 
 @pytest.fixture

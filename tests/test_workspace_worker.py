@@ -20,8 +20,6 @@ from catalog.services import workspaces as ws_services
 from tests.conftest import WorkerProcess, wait_for
 from tests.tf.templates import BROKEN, ECHO
 
-pytest.importorskip("catalog.runners.terraform", reason="the terraform runner has not landed")
-
 INJECTION = 'x"; rm -rf ~ # $(id) ${file("/etc/passwd")} `id`'
 
 

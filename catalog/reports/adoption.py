@@ -44,7 +44,7 @@ from ..models import (
     UsageUserDay,
 )
 from ..services.errors import InvalidInput, NotPermitted
-from .rollup import bucket_value
+from .rollup import PERIOD_COLUMNS, bucket_value
 
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
@@ -79,23 +79,7 @@ ROW_FIELDS = [
     "demo_events",
 ]
 
-SUM_COLUMNS = [
-    "events",
-    "active_events",
-    "demo_events",
-    "workspaces_created",
-    "builds_succeeded",
-    "builds_failed",
-    "agent_runs",
-    "agent_runs_finished",
-    "agent_results_accepted",
-    "policy_denials",
-    "access_requested",
-    "access_granted",
-    "suggestions",
-    "acceptances",
-    "usage_cost",
-]
+SUM_COLUMNS = PERIOD_COLUMNS  # the report reads exactly what the rollup sums
 
 
 @dataclass(frozen=True)

@@ -134,25 +134,15 @@ def build_finish(
             target=build,
             payload={"workspace": str(ws.pk), "transition": build.transition, "error": error[:1000]},
         )
-        if status == BuildStatus.SUCCEEDED:
+        if status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
             record_usage(
-                "build_succeeded",
+                f"build_{status}",
                 user=ws.owner,
                 team=ws.team,
                 template=ws.template,
                 outcome=build.transition,
                 duration_s=build.duration_s,
-                key=f"build:{build.pk}:succeeded",
-            )
-        elif status == BuildStatus.FAILED:
-            record_usage(
-                "build_failed",
-                user=ws.owner,
-                team=ws.team,
-                template=ws.template,
-                outcome=build.transition,
-                duration_s=build.duration_s,
-                key=f"build:{build.pk}:failed",
+                key=f"build:{build.pk}:{status}",
             )
     return build
 

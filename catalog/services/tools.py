@@ -296,10 +296,8 @@ def _simple(action: str, *, check, denial: str, clear_approvals: bool = False):
         if clear_approvals:
             extra["approvals_cleared"] = tool.approvals.count()
             tool.approvals.all().delete()
-        if target_state != S.APPROVED:
-            tool.review_due = (
-                None if target_state in (S.IN_REVIEW, S.REJECTED, S.BANNED, S.RETIRED) else tool.review_due
-            )
+        if target_state in (S.IN_REVIEW, S.REJECTED, S.BANNED, S.RETIRED):
+            tool.review_due = None  # these states end the approval; deprecated keeps its review date
         _finish(tool, actor, action, old, reason, **extra)
         if action == "ban":
             record_usage("tool_banned", user=actor, team=tool.owner_team, tool=tool)
