@@ -56,3 +56,27 @@ def demo_tool(people, teams, *, slug: str = "demo-agent", grant_to=("payments",)
 
 
 PYTHON = sys.executable
+
+
+def socket_post(path: str, url: str, payload: dict, *, token: str | None = None,
+                header: str | None = None) -> tuple[int, dict]:
+    """POST JSON over a run's Unix socket, as an agent inside its sandbox would."""
+    import http.client
+    import json
+    import socket
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(path)
+
+    headers = {"Content-Type": "application/json"}
+    if token or header:
+        headers["Authorization"] = header or f"Agent {token}"
+    conn = Connection("localhost")
+    conn.request("POST", url, body=json.dumps(payload), headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, (json.loads(body) if body.startswith(b"{") else {"raw": body.decode()})

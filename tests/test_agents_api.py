@@ -139,36 +139,61 @@ def test_accept_needs_a_succeeded_run(api, people, demo, repo):
     )
 
 
-def test_agent_identity_only_for_its_own_run(api, people, demo, repo):
+def test_agent_token_is_refused_over_http(api, people, demo, repo):
     from rest_framework.test import APIClient
 
     gid = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json").json()["id"]
-    run1, run2 = AgentRun.objects.filter(group_id=gid).order_by("index")[:2]
-    AgentRun.objects.filter(pk=run1.pk).update(status="running")
-    token = identity.token_issue(run1)
+    run = AgentRun.objects.filter(group_id=gid).first()
+    AgentRun.objects.filter(pk=run.pk).update(status="running")
     agent = APIClient()
-    agent.credentials(HTTP_AUTHORIZATION=f"Agent {token}")
-    response = agent.post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "halfway"}, format="json")
-    assert response.status_code == 200, response.content
-    assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
-    assert (
-        agent.post(f"/api/v1/agent-runs/{run1.pk}/result/", {"result": {"score": 3}}, format="json").status_code == 200
-    )
-    assert AgentRun.objects.get(pk=run1.pk).result == {"score": 3}
-    # another run's endpoints, human endpoints, and humans on agent endpoints are all refused
-    assert agent.post(f"/api/v1/agent-runs/{run2.pk}/progress/", {"progress": "x"}, format="json").status_code == 403
-    assert agent.get(f"/api/v1/agent-runs/{run1.pk}/").status_code == 403
-    assert agent.get("/api/v1/agent-groups/").status_code == 401
-    assert (
-        api(people["alice"])
-        .post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "x"}, format="json")
-        .status_code
-        == 403
-    )
-    # revoked at the end of the run
-    identity.token_revoke(run1)
-    assert agent.post(f"/api/v1/agent-runs/{run1.pk}/progress/", {"progress": "x"}, format="json").status_code == 401
-    assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
+    agent.credentials(HTTP_AUTHORIZATION=f"Agent {identity.token_issue(run)}")
+    response = agent.post(f"/api/v1/agent-runs/{run.pk}/progress/", {"progress": "halfway"}, format="json")
+    assert response.status_code == 401
+    assert "only through the run's own socket" in response.json()["detail"]
+    assert AgentRun.objects.get(pk=run.pk).progress == ""
+
+
+def test_agent_identity_only_through_its_own_socket(transactional_db, api, people, demo, repo, tmp_path):
+    from catalog.agents.execution import _agent_socket
+    from tests.agent_helpers import socket_post
+
+    gid = api(people["alice"]).post("/api/v1/agent-groups/", body(repo), format="json").json()["id"]
+    run1, run2 = AgentRun.objects.filter(group_id=gid).order_by("index")[:2]
+    AgentRun.objects.filter(pk__in=[run1.pk, run2.pk]).update(status="running")
+    token1, token2 = identity.token_issue(run1), identity.token_issue(run2)
+    server = _agent_socket(run1.pk)(tmp_path / "agent.sock")
+    server.start()
+    try:
+        sock = str(server.path)
+        own = f"/api/v1/agent-runs/{run1.pk}/"
+        status, data = socket_post(sock, own + "progress/", {"progress": "halfway"}, token=token1)
+        assert status == 200, data
+        assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
+        assert socket_post(sock, own + "result/", {"result": {"score": 3}}, token=token1)[0] == 200
+        assert AgentRun.objects.get(pk=run1.pk).result == {"score": 3}
+        # bad input is a 400 with field errors, not a 500
+        status, data = socket_post(sock, own + "result/", {"result": "nope"}, token=token1)
+        assert status == 400 and "result" in data
+        # another run's endpoints and any other path are not served on this socket
+        assert socket_post(sock, f"/api/v1/agent-runs/{run2.pk}/progress/", {"progress": "x"}, token=token1)[0] == 404
+        assert socket_post(sock, "/api/v1/agent-groups/", {}, token=token1)[0] == 404
+        # another run's token on this run's socket, a human's token, and no token are refused
+        assert socket_post(sock, own + "progress/", {"progress": "x"}, token=token2)[0] == 401
+        human = api(people["alice"])
+        from rest_framework.authtoken.models import Token
+
+        alice_token = Token.objects.get_or_create(user=people["alice"])[0].key
+        assert socket_post(sock, own + "progress/", {"progress": "x"}, header=f"Token {alice_token}")[0] == 403
+        assert socket_post(sock, own + "progress/", {"progress": "x"})[0] in (401, 403)
+        assert human.post(own + "progress/", {"progress": "x"}, format="json").status_code == 403
+        # revoked at the end of the run
+        identity.token_revoke(run1)
+        assert socket_post(sock, own + "progress/", {"progress": "x"}, token=token1)[0] == 401
+        assert AgentRun.objects.get(pk=run1.pk).progress == "halfway"
+        assert AgentRun.objects.get(pk=run2.pk).progress == ""
+    finally:
+        server.stop()
+    assert not (tmp_path / "agent.sock").exists()
 
 
 def test_provenance_key_is_public(api):

@@ -80,8 +80,12 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
         assert r.sandbox["policy_hash"] and r.sandbox["limits_applied"]["time_limit_s"] == group.time_limit_s
         assert r.sandbox["description"]["engine"] == "bubblewrap"
         assert "[demo-agent]" in log_text(r)
+        # the agent reported through its own socket, with its own identity
+        assert r.progress == f"run {r.index}: editing files" and r.result["files"] == ["GOLDPATH_DEMO.md", "README.md"]
+        assert AuditEvent.objects.filter(verb="agent_run.report", actor_repr=f"agent:{r.pk}").count() == 2
         assert not AgentIdentityToken.objects.filter(run=r, revoked_at__isnull=True).exists()
     assert not any((Path(settings.GOLDPATH_HOME) / "agent-runs" / f"run-{r.pk}").exists() for r in runs)
+    assert len({r.result["digest"] for r in runs}) == 10
     # the user's checkout is untouched
     assert git(repo, "rev-parse", "HEAD") == head_before and git(repo, "status", "--porcelain") == ""
     assert AuditEvent.objects.filter(verb="tool.use", actor_repr=f"agent:{runs[0].pk}").exists()
@@ -115,6 +119,20 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
     ):
         assert trailer in message
     assert api(people["alice"]).get(f"/api/v1/agent-groups/{gid}/").json()["accepted_commit"] == commit
+
+    # the manager's adoption report counts these runs and the accepted result
+    from django.utils import timezone
+
+    from catalog.reports.rollup import rollup_usage
+
+    rollup_usage()
+    today = timezone.localdate().isoformat()
+    report = api(people["carol"]).get(
+        "/api/v1/reports/adoption/", {"from": today, "to": today, "granularity": "day", "team": "payments"}
+    ).json()
+    demo_row = next(r for r in report["rows"] if r["tool"] == "demo-agent")
+    assert demo_row["agent_runs"] == 10 and demo_row["agent_acceptance_rate"] == 0.1
+    assert demo_row["active_users"] == 1
     assert (
         api(people["alice"]).post(f"/api/v1/agent-groups/{gid}/accept/", {"run": runs[0].pk}, format="json").status_code
         == 409
@@ -213,7 +231,8 @@ def test_worker_killed_mid_run_is_reaped(api, people, setup, celery_worker):
     wait_for(lambda: AgentRun.objects.get(pk=run_id).status == "running", timeout=30, message="run running")
     wait_for(lambda: processes_with(marker), timeout=10, message="sandbox up")
     copy = Path(settings.GOLDPATH_HOME) / "agent-runs" / f"run-{run_id}"
-    assert copy.exists()
+    assert (copy / "repo").is_dir()
+    assert [p.name.startswith("sbx-") for p in copy.iterdir() if p.name != "repo"] == [True]  # sandbox scratch
     celery_worker.kill()
     bound = 3
     wait_for(lambda: processes_with(marker) == [], timeout=10, message="sandbox processes gone with the worker")

@@ -2,7 +2,12 @@
 streamed logs, heartbeat and cancel, diff, optional tests, and cleanup in `finally`.
 
 Layout under GOLDPATH_HOME: `agent-runs/run-<id>/repo` is the run's clone at the base commit (never the
-user's checkout); the directory is removed when the run ends, or by the reaper when its worker died.
+user's checkout) and `agent-runs/run-<id>/sbx-<runner>` each sandbox's private scratch dir (its sockets,
+the demo agent's copy); the whole directory is removed when the run ends, or by the reaper when its worker
+died.
+
+The agent's identity token is handed to the agent in its environment and accepted only on the run's own
+socket (`GOLDPATH_AGENT_SOCKET`), which serves just this run's `progress/` and `result/` endpoints.
 """
 
 from __future__ import annotations
@@ -84,7 +89,24 @@ def _network(run: AgentRun) -> list[str]:
     return []
 
 
-def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat):
+def agent_endpoints(run_id: int) -> list[str]:
+    """The paths a run's socket lets through: its own agent endpoints, nothing else."""
+    return [rf"/api/v1/agent-runs/{run_id}/(progress|result)/"]
+
+
+def _agent_socket(run_id: int):
+    """A factory for the run's own socket, serving the portal's API handler in this worker."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from ..runners.agentsock import AgentSocket, portal_host
+
+    handler = WSGIHandler()
+    return lambda path: AgentSocket(path, handler, run_id=str(run_id), paths=agent_endpoints(run_id),
+                                    host=portal_host())
+
+
+def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat, scratch,
+            agent_socket=None):
     from ..runners.sandbox import SandboxRunner
 
     return SandboxRunner(
@@ -100,6 +122,8 @@ def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffe
         heartbeat=beat,
         heartbeat_interval=HEARTBEAT_S,
         allow_unsandboxed=bool(goldpath_settings.AGENT_ALLOW_UNSANDBOXED),
+        scratch_root=scratch,
+        agent_socket=agent_socket,
     )
 
 
@@ -145,7 +169,7 @@ def execute_run(run_id: int) -> str:
         env = {
             "GOLDPATH_RUN": str(run.pk),
             "GOLDPATH_AGENT_IDENTITY": run.principal,
-            "GOLDPATH_API_URL": f"{goldpath_settings.PORTAL_URL.rstrip('/')}/api/v1/agent-runs/{run.pk}/",
+            "GOLDPATH_AGENT_API": f"/api/v1/agent-runs/{run.pk}/",
         }
         argv = expand_argv(list(run.argv_template), group.prompt, run.index)
         runner = _runner(
@@ -157,6 +181,8 @@ def execute_run(run_id: int) -> str:
             network=_network(run),
             logs=logs,
             beat=beat,
+            scratch=home,
+            agent_socket=_agent_socket(run.pk),
         )
         current["runner"] = runner
         sandbox = {
@@ -204,6 +230,7 @@ def execute_run(run_id: int) -> str:
                 network=[],
                 logs=logs,
                 beat=beat,
+                scratch=home,
             )
             current["runner"] = tester
             test_result = tester.run()
@@ -259,9 +286,12 @@ def _finish(run_id: int, status: str, *, logs: _LogBuffer, error: str = "", **kw
 
 def cleanup_after_worker_loss(run: AgentRun) -> None:
     """The reaper's cleanup for a run whose worker died: kill what is left of its sandbox, remove its copy."""
+    from ..runners.sandbox import short_socket_dir
+
     runner_id = (run.sandbox or {}).get("runner_id")
     same_host = (run.sandbox or {}).get("host") == socket.gethostname()
     if runner_id and same_host:
+        shutil.rmtree(short_socket_dir(runner_id), ignore_errors=True)
         for controller in ("memory", "pids"):
             cg = Path("/sys/fs/cgroup") / controller / f"goldpath-{runner_id}"
             try:

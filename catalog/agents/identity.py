@@ -2,7 +2,8 @@
 
 Only the token's SHA-256 is stored; a token is bound to one run, expires after AGENT_TOKEN_TTL_S (or the
 run's time limit plus a minute, whichever is shorter) and is revoked when the run ends. The API accepts it
-(`Authorization: Agent <token>`) only on that run's own agent endpoints.
+(`Authorization: Agent <token>`) only through the run's own socket and only on that run's own agent
+endpoints (catalog/api/agent_auth.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`Authorization: Agent <token>`: the identity of one agent run, accepted only on its own endpoints."""
+"""`Authorization: Agent <token>`: the identity of one agent run, accepted only through the run's own
+socket (catalog/runners/agentsock.py) and only on that run's own endpoints.
+
+Over ordinary HTTP every agent token is refused (401), so a token that leaks out of a sandbox is useless.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 
 from ..agents.identity import AgentPrincipal, is_agent, run_for_token
+from ..runners.agentsock import ENVIRON_KEY
+
+SOCKET_ONLY = "Agent tokens are accepted only through the run's own socket (GOLDPATH_AGENT_SOCKET in its sandbox)."
 
 
 class AgentTokenAuthentication(authentication.BaseAuthentication):
@@ -16,11 +23,16 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
+        socket_run = request.META.get(ENVIRON_KEY)
+        if not socket_run:
+            raise exceptions.AuthenticationFailed(SOCKET_ONLY)
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Invalid agent token header.")
         run = run_for_token(header[1].decode(errors="replace"))
         if run is None:
             raise exceptions.AuthenticationFailed("Agent token unknown, expired or revoked.")
+        if str(run.pk) != str(socket_run):
+            raise exceptions.AuthenticationFailed("This agent token belongs to another run's socket.")
         return AgentPrincipal(run), None
 
     def authenticate_header(self, request) -> str:
@@ -48,5 +60,7 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Agent <token>`: one run's short-lived agent identity (its own run's endpoints only).",
+            "description": "`Agent <token>`: one run's short-lived agent identity, accepted only through the "
+            "run's own Unix socket inside its sandbox (`GOLDPATH_AGENT_SOCKET`) and only on its own run's "
+            "`progress/` and `result/` endpoints; refused over HTTP.",
         }

@@ -2,12 +2,17 @@
 
 Deterministic from (prompt, index) so parallel runs differ; words in the prompt trigger
 test behaviours: [fail], [hang], [network].
+
+Like a real agent integration, it reports progress and attaches its result through the run's
+own socket (GOLDPATH_AGENT_SOCKET) with its identity token; standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +24,35 @@ from urllib.parse import urlsplit
 
 def _say(text: str) -> None:
     print(f"[demo-agent] {text}", flush=True)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=10)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def _report(endpoint: str, payload: dict) -> None:
+    """POST to the run's own agent endpoint through its socket; a failed report never fails the run."""
+    path, token = os.environ.get("GOLDPATH_AGENT_SOCKET"), os.environ.get("GOLDPATH_AGENT_TOKEN")
+    api = os.environ.get("GOLDPATH_AGENT_API")
+    if not (path and token and api):
+        return
+    try:
+        conn = _UnixHTTPConnection(path)
+        conn.request("POST", f"{api}{endpoint}/", body=json.dumps(payload),
+                     headers={"Authorization": f"Agent {token}", "Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+    except OSError as exc:
+        _say(f"could not report {endpoint}: {exc}")
+        return
+    _say(f"reported {endpoint}: HTTP {status}")
 
 
 def _try_network() -> int:
@@ -54,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prompt = args.prompt if args.prompt is not None else Path(args.prompt_file).read_text(encoding="utf-8")
     _say(f"run {args.index} starting in {os.getcwd()}")
+    _report("progress", {"progress": f"run {args.index}: editing files"})
     if "[fail]" in prompt:
         _say("failing as asked by the prompt")
         print("demo agent: asked to fail", file=sys.stderr, flush=True)
@@ -69,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = Path("GOLDPATH_DEMO.md")
     existing = demo.read_text(encoding="utf-8") if demo.exists() else "# Goldpath demo agent\n\n"
     demo.write_text(existing + f"- run {args.index}: {digest[:16]}\n", encoding="utf-8")
+    changed = [demo.name]
     _say(f"wrote GOLDPATH_DEMO.md ({digest[:16]})")
     readme = Path("README.md")
     if readme.exists():
         with readme.open("a", encoding="utf-8") as fh:
             fh.write(f"\n<!-- demo agent run {args.index}: {digest[16:24]} -->\n")
+        changed.append(readme.name)
         _say("appended a note to README.md")
+    _report("result", {"result": {"digest": digest[:16], "files": sorted(changed)}})
     _say("done")
     return 0
 

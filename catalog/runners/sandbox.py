@@ -1,8 +1,12 @@
 """Run one agent process in a bubblewrap sandbox with limits, masked logs and optional egress.
 
-Steps (AWX BaseTask style): prepare() stages a private temp dir (demo agent copy, egress
-socket, forwarder), build_args()/build_env() make the bwrap argv and a cleared env,
-execute() streams output and enforces the time limit, collect() returns a SandboxResult.
+Steps (AWX BaseTask style): prepare() stages a private scratch dir under the caller's
+`scratch_root` (demo agent copy, egress socket, the run's agent socket, forwarder),
+build_args()/build_env() make the bwrap argv and a fresh environment, execute() streams output
+and enforces the time limit, collect() returns a SandboxResult.
+
+Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is
+started with the agent's whole environment (no --setenv), which it hands to the agent.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from catalog.runners.agentsock import AgentSocket
 from catalog.runners.egress import EgressProxy
 
 MASK = "********"
 SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
 EGRESS_DIR = "/opt/goldpath/egress"  # bound read-write: holds the proxy's Unix socket
+AGENT_DIR = "/opt/goldpath/agent"  # bound read-write: holds the run's own agent socket
+SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
 UNSANDBOXED_HINT = ("bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
                     "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -66,6 +73,11 @@ def serve():
 threading.Thread(target=serve, daemon=True).start()
 sys.exit(subprocess.call(cmd))
 '''
+
+
+def short_socket_dir(runner_id: str) -> Path:
+    """Where a runner's sockets go when its scratch dir's path is too long for AF_UNIX."""
+    return Path(tempfile.gettempdir()) / f"gp-sock-{runner_id}"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -116,7 +128,9 @@ class SandboxRunner:
                  network: str | list[str] = "none",
                  on_log: Callable[[str, str], None] | None = None,
                  heartbeat: Callable[[], None] | None = None, heartbeat_interval: float = 5.0,
-                 allow_unsandboxed: bool = False, bwrap: str | None = None, proxy_port: int = 3128) -> None:
+                 allow_unsandboxed: bool = False, bwrap: str | None = None, proxy_port: int = 3128,
+                 scratch_root: str | os.PathLike[str] | None = None,
+                 agent_socket: Callable[[Path], AgentSocket] | None = None) -> None:
         self.argv = list(argv)
         self.workdir = Path(workdir).resolve()
         self.env = dict(env or {})
@@ -131,13 +145,17 @@ class SandboxRunner:
         self.allow_unsandboxed = allow_unsandboxed
         self.bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
         self.proxy_port = proxy_port
+        self.scratch_root = Path(scratch_root) if scratch_root else Path(tempfile.gettempdir())
+        self.agent_socket_factory = agent_socket
         self.run_id = uuid.uuid4().hex[:12]
         self.limits_applied: dict[str, object] = {}
         self.egress_log: list[dict[str, object]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._canceled = threading.Event()
         self._tmp: Path | None = None
+        self._sockets: Path | None = None
         self._proxy: EgressProxy | None = None
+        self._agent_socket: AgentSocket | None = None
         self._cgroups: list[Path] = []
         self._log_lock = threading.Lock()
 
@@ -175,8 +193,13 @@ class SandboxRunner:
             raise SandboxUnavailable(UNSANDBOXED_HINT)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
-        self._tmp = Path(tempfile.mkdtemp(prefix="goldpath-sbx-"))
-        os.chmod(self._tmp, 0o700)
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.scratch_root / f"sbx-{self.run_id}"
+        self._tmp.mkdir(mode=0o700)
+        self._sockets = self._tmp
+        if len(str(self._tmp / "egress" / "egress.sock")) > SOCKET_PATH_MAX:
+            self._sockets = short_socket_dir(self.run_id)
+            self._sockets.mkdir(mode=0o700)
         lib = self._tmp / "lib"
         (lib / "catalog").mkdir(parents=True)
         (lib / "catalog" / "__init__.py").write_text("")
@@ -184,16 +207,24 @@ class SandboxRunner:
                         ignore=shutil.ignore_patterns("__pycache__"))
         (lib / "goldpath_forwarder.py").write_text(FORWARDER)
         if isinstance(self.network, list):
-            (self._tmp / "egress").mkdir()
-            self._proxy = EgressProxy(self._tmp / "egress" / "egress.sock", self.network, self._on_connection)
+            (self._sockets / "egress").mkdir(mode=0o700)
+            self._proxy = EgressProxy(self._sockets / "egress" / "egress.sock", self.network, self._on_connection)
             self._proxy.start()
+        if self.agent_socket_factory is not None:
+            (self._sockets / "agent").mkdir(mode=0o700)
+            self._agent_socket = self.agent_socket_factory(self._sockets / "agent" / "agent.sock")
+            self._agent_socket.start()
 
     def _paths(self) -> tuple[str, str, str]:
         """(lib dir, egress socket, workdir) as the agent sees them."""
-        assert self._tmp is not None
+        assert self._tmp is not None and self._sockets is not None
         if self.sandboxed:
             return SANDBOX_LIB, f"{EGRESS_DIR}/egress.sock", "/workspace"
-        return str(self._tmp / "lib"), str(self._tmp / "egress" / "egress.sock"), str(self.workdir)
+        return str(self._tmp / "lib"), str(self._sockets / "egress" / "egress.sock"), str(self.workdir)
+
+    def _agent_socket_path(self) -> str:
+        assert self._sockets is not None
+        return f"{AGENT_DIR}/agent.sock" if self.sandboxed else str(self._sockets / "agent" / "agent.sock")
 
     def build_command(self) -> list[str]:
         """The agent argv, with `python` mapped to the runtime and wrapped by the forwarder."""
@@ -206,7 +237,7 @@ class SandboxRunner:
         return cmd
 
     def build_env(self) -> dict[str, str]:
-        """A cleared environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, extras, secrets."""
+        """A fresh environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, agent socket, extras, secrets."""
         lib, _, _ = self._paths()
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp" if self.sandboxed else str(self._tmp),
                "LANG": "C.UTF-8", "PYTHONPATH": lib, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
@@ -216,6 +247,8 @@ class SandboxRunner:
             for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
                 env[key] = proxy
             env["NO_PROXY"] = env["no_proxy"] = ""
+        if self._agent_socket is not None:
+            env["GOLDPATH_AGENT_SOCKET"] = self._agent_socket_path()
         env.update(self.env)
         env.update(self.secrets)
         return env
@@ -226,7 +259,8 @@ class SandboxRunner:
         if not self.sandboxed:
             return cmd
         assert self._tmp is not None and self.bwrap
-        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+        assert self._sockets is not None
+        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
         for path in ("/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"):
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
@@ -235,10 +269,10 @@ class SandboxRunner:
             args += ["--ro-bind", path, path]
         args += ["--ro-bind", str(self._tmp / "lib"), SANDBOX_LIB]
         if isinstance(self.network, list):
-            args += ["--bind", str(self._tmp / "egress"), EGRESS_DIR]
+            args += ["--bind", str(self._sockets / "egress"), EGRESS_DIR]
+        if self._agent_socket is not None:
+            args += ["--bind", str(self._sockets / "agent"), AGENT_DIR]
         args += ["--bind", str(self.workdir), "/workspace", "--chdir", "/workspace"]
-        for key, value in self.build_env().items():
-            args += ["--setenv", key, value]
         return [*args, "--", *cmd]
 
     def description(self) -> dict[str, object]:
@@ -247,7 +281,8 @@ class SandboxRunner:
             "engine": "bubblewrap" if self.sandboxed else "none",
             "network": self.network if isinstance(self.network, list) else "none",
             "binds": {"ro": ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", *self._python_dirs(), SANDBOX_LIB],
-                      "rw": ["/workspace"] + ([EGRESS_DIR] if isinstance(self.network, list) else []),
+                      "rw": ["/workspace"] + ([EGRESS_DIR] if isinstance(self.network, list) else [])
+                      + ([AGENT_DIR] if self.agent_socket_factory is not None else []),
                       "tmpfs": ["/tmp"]} if self.sandboxed else {},
             "namespaces": ["user", "ipc", "pid", "net", "uts", "cgroup"] if self.sandboxed else [],
             "limits": {"time_limit_s": self.time_limit, "memory_mb": self.memory_mb,
@@ -338,7 +373,7 @@ class SandboxRunner:
         _, _, cwd = self._paths()
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True, preexec_fn=self._preexec,
-                                      env=None if self.sandboxed else self.build_env(),
+                                      env=self.build_env(),
                                       cwd=None if self.sandboxed else cwd)
         pumps = [threading.Thread(target=self._pump, args=(name, pipe), daemon=True)
                  for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))]
@@ -373,6 +408,8 @@ class SandboxRunner:
     def cleanup(self) -> None:
         if self._proxy:
             self._proxy.stop()
+        if self._agent_socket:
+            self._agent_socket.stop()
         for cg in self._cgroups:
             for _ in range(50):
                 try:
@@ -380,8 +417,8 @@ class SandboxRunner:
                     break
                 except OSError:
                     time.sleep(0.05)
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        for path in {self._tmp, self._sockets} - {None}:
+            shutil.rmtree(path, ignore_errors=True)
 
     def run(self) -> SandboxResult:
         """prepare -> build -> execute -> collect; always cleans up."""
