@@ -108,6 +108,12 @@ class MemberAddForm(forms.Form):
     manager = forms.BooleanField(required=False, label="Manager of this team")
 
 
+class TeamCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=50, help_text="Lower-case letters, digits and hyphens; used in URLs and the API.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
     verb = forms.CharField(required=False, max_length=64, help_text="e.g. tool.approve, or tool. for every tool verb")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("reviews/", tools.review_queue, name="review-queue"),
     re_path(rf"^reviews/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.review_action, name="review-action"),
     path("teams/", teams.team_list, name="team-list"),
+    path("teams/new/", teams.team_create, name="team-create"),
     path("teams/<slug:slug>/", teams.team_detail, name="team-detail"),
     path("teams/<slug:slug>/members/", teams.team_member_add, name="team-member-add"),
     path(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.models import AITool, AuditEvent, ToolVersion
+from catalog.models import AITool, AuditEvent, Team, ToolVersion
 from catalog.services import tools as tool_services
 from tests.factories import PASSWORD, ToolFactory
 
@@ -298,6 +298,24 @@ def test_admin_manages_members(client, people, teams):
     assert not payments.members.filter(username="alice").exists()
     verbs = list(AuditEvent.objects.filter(target_repr="payments").values_list("verb", flat=True))
     assert verbs.count("team.member_add") == 2 and "team.member_remove" in verbs
+
+
+def test_admin_creates_a_team_from_the_team_list(client, people, teams):
+    login(client, people["carol"])
+    assert "New team" not in client.get("/teams/").content.decode()
+    assert client.post("/teams/new/", {"name": "Data", "slug": "data"}).status_code == 403
+    login(client, people["admin"])
+    assert "New team" in client.get("/teams/").content.decode()
+    bad = client.post("/teams/new/", {"name": "Payments again", "slug": "payments"})
+    assert bad.status_code == 400 and "A team with this slug already exists." in bad.content.decode()
+    bad = client.post("/teams/new/", {"name": "", "slug": "Not a slug!"})
+    assert bad.status_code == 400 and "This field is required." in bad.content.decode()
+    response = client.post("/teams/new/", {"name": "Data platform", "slug": "data", "description": "Pipelines"})
+    assert response.status_code == 302 and response["Location"] == "/teams/data/"
+    team = Team.objects.get(slug="data")
+    assert team.name == "Data platform" and team.group.name == "team:data"
+    assert AuditEvent.objects.filter(verb="team.create", target_repr="data").count() == 1
+    assert "Data platform" in client.get("/teams/data/").content.decode()
 
 
 # --- audit log --------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def execute_run(run_id: int) -> str:
                 expand_argv(list(group.test_command), group.prompt, run.index),
                 copy,
                 env=env,
-                secrets=secrets,
+                secrets={k: v for k, v in secrets.items() if k != "GOLDPATH_AGENT_TOKEN"},  # no socket here
                 time_limit=float(group.time_limit_s),
                 network=[],
                 logs=logs,

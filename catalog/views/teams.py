@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from .. import permissions as perms
 from .. import selectors
-from ..forms import MemberAddForm, add_domain_errors
+from ..forms import MemberAddForm, TeamCreateForm, add_domain_errors
 from ..models import Role, Team
 from ..services import teams as team_services
 from ..services.errors import DomainError, NotPermitted
@@ -26,7 +26,7 @@ ACCESS_SECTION = "catalog/_team_access_section.html"
 
 
 @login_required
-def team_list(request):
+def team_list(request, form: TeamCreateForm | None = None, status: int = 200):
     teams = (
         selectors.visible_teams(request.user)
         .annotate(member_count=Count("members", distinct=True), tool_count=Count("owned_tools", distinct=True))
@@ -34,7 +34,27 @@ def team_list(request):
         .order_by("name")
     )
     mine = selectors.team_ids_of(request.user)
-    return render(request, "catalog/team_list.html", {"teams": teams, "my_team_ids": mine})
+    create_form = form or (TeamCreateForm() if perms.can_manage_teams(request.user) else None)
+    return render(request, "catalog/team_list.html", {"teams": teams, "my_team_ids": mine, "create_form": create_form},
+                  status=status)
+
+
+@login_required
+@require_POST
+def team_create(request):
+    _admin_only(request)
+    form = TeamCreateForm(request.POST)
+    if not form.is_valid():
+        return team_list(request, form=form, status=400)
+    try:
+        team = team_services.team_create(actor=request.user, **form.cleaned_data)
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        add_domain_errors(form, exc)
+        return team_list(request, form=form, status=400)
+    messages.success(request, f"Team {team.name} created. Add its members and managers below.")
+    return redirect("catalog:team-detail", slug=team.slug)
 
 
 def _members(team: Team) -> list[dict]:
