@@ -50,6 +50,7 @@ urlpatterns = [
     path("agents/", agents.agent_groups, name="agent-groups"),
     path("agents/<int:pk>/", agents.agent_group, name="agent-group"),
     path("agents/<int:pk>/grid/", agents.agent_group_grid, name="agent-group-grid"),
+    path("agents/<int:pk>/results/", agents.agent_group_results, name="agent-group-results"),
     path("agents/<int:pk>/cancel/", agents.agent_group_cancel, name="agent-group-cancel"),
     path("agents/<int:pk>/accept/", agents.agent_group_accept, name="agent-group-accept"),
     path("provenance/", agents.provenance_lookup, name="provenance"),

@@ -80,3 +80,31 @@ def socket_post(path: str, url: str, payload: dict, *, token: str | None = None,
     body = response.read()
     conn.close()
     return response.status, (json.loads(body) if body.startswith(b"{") else {"raw": body.decode()})
+
+
+def change_diff(repo: Path, scratch: Path, *, name: str = "GREETING.md", text: str = "Hello from an agent.\n") -> str:
+    """A real `git diff` against the repository's HEAD (made in a throwaway clone) that accepts cleanly."""
+    clone = scratch / f"clone-{name}"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True, env=git_env())
+    (clone / name).write_text(text)
+    git(clone, "add", "-A")
+    return git(clone, "diff", "--cached", "--binary") + "\n"
+
+
+def finish_run(run, *, status: str = "succeeded", diff: str = "", test_exit_code: int | None = None, log=()):
+    """Drive a run through the worker's service calls (claim, log, finish) without a worker."""
+    from catalog.services import agents as agent_services
+
+    agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
+    if log:
+        agent_services.agent_run_log(run_id=run.pk, lines=[("stdout", line) for line in log])
+    files = [line[6:] for line in diff.splitlines() if line.startswith("+++ b/")]
+    return agent_services.agent_run_finish(
+        run_id=run.pk,
+        status=status,
+        exit_code=0 if status == "succeeded" else 1,
+        diff=diff,
+        diff_stat={"files": files, "insertions": diff.count("\n+") - len(files), "deletions": 0} if diff else {},
+        test_exit_code=test_exit_code,
+        test_output="1 passed" if test_exit_code == 0 else "",
+    )

@@ -3,10 +3,16 @@ cancel, and the provenance lookup."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import AgentGroup
-from tests.agent_helpers import demo_tool, make_repo
+from catalog.services import agents as agent_services
+from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +72,96 @@ def test_provenance_page_without_a_record(client, people):
     client.force_login(people["erin"])
     page = client.get("/provenance/?commit=abcdef1234")
     assert page.status_code == 200 and b"not made by an agent run" in page.content
+
+
+def _launch(people, repo, count=2, who="alice"):
+    return agent_services.agent_group_create(
+        actor=people[who],
+        prompt="Add a greeting",
+        repository=str(repo),
+        agents=[{"tool": "demo-agent", "count": count}],
+    )
+
+
+def _key(html: str) -> str:
+    return re.search(r'id="agent-results-key" name="results_key" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_results_section_follows_the_grid_without_a_reload(people, world, tmp_path):
+    group = _launch(people, world)
+    first, second = group.runs.order_by("index")
+    alice = Client(enforce_csrf_checks=True)
+    alice.force_login(people["alice"])
+    page = alice.get(f"/agents/{group.pk}/").content.decode()
+    assert "diffs appear here as agents finish" in page and "reload" not in page
+    assert 'hx-include="#agent-results-key"' in page
+    key = _key(page)
+    grid = alice.get(f"/agents/{group.pk}/grid/", {"results_key": key}).content.decode()
+    assert 'id="agent-results"' not in grid  # nothing changed: the grid comes alone
+
+    # run 1 finishes with a diff: the next grid refresh brings the results section along (out of band)
+    finish_run(first, diff=change_diff(world, tmp_path), test_exit_code=0, log=["thinking", "wrote GREETING.md"])
+    grid = alice.get(f"/agents/{group.pk}/grid/", {"results_key": key}).content.decode()
+    assert '<section class="card" id="agent-results"' in grid and 'hx-swap-oob="true"' in grid
+    assert f'id="diff-{first.pk}"' in grid and "+Hello from an agent." in grid and "passed" in grid
+    assert grid.count("Accept this result") == 1 and "csrfmiddlewaretoken" in grid
+    assert 'hx-trigger="every 2s"' in grid  # run 2 still pending: the grid keeps polling
+    assert "wrote GREETING.md" in grid
+    key = _key(grid)
+    assert 'id="agent-results"' not in alice.get(f"/agents/{group.pk}/grid/", {"results_key": key}).content.decode()
+
+    # the last run fails: the group finishes, the grid and results come once more, then nothing polls
+    finish_run(second, status="failed")
+    assert AgentGroup.objects.get(pk=group.pk).status == "finished"
+    grid = alice.get(f"/agents/{group.pk}/grid/", {"results_key": key}).content.decode()
+    assert 'id="agent-results"' in grid and "hx-trigger" not in grid and "hx-get" not in grid
+    assert "Cancel all runs" not in grid
+
+    # the accept button of the refreshed section works with its CSRF token
+    token = re.search(
+        rf'action="/agents/{group.pk}/accept/"><input type="hidden" name="csrfmiddlewaretoken" value="([^"]+)"', grid
+    ).group(1)
+    assert alice.post(f"/agents/{group.pk}/accept/", {"run": first.pk}).status_code == 403  # no token: refused
+    response = alice.post(f"/agents/{group.pk}/accept/", {"run": first.pk, "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    group.refresh_from_db()
+    assert group.accept_status == "done" and len(group.accepted_commit) == 40
+    results = alice.get(f"/agents/{group.pk}/results/").content.decode()
+    assert "Accept this result" not in results and group.accepted_commit[:12] in results
+
+
+def test_results_partial_is_for_those_who_see_the_group(client, people, world, tmp_path):
+    group = _launch(people, world, count=1)
+    finish_run(group.runs.get(), diff=change_diff(world, tmp_path), test_exit_code=1)
+    url = f"/agents/{group.pk}/results/"
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    expected = {"alice": 200, "bob": 200, "carol": 200, "erin": 200, "admin": 200, "dave": 404, "frank": 200}
+    for who, status in expected.items():
+        client.force_login(people[who])
+        response = client.get(url)
+        assert response.status_code == status, who
+        if status == 200:
+            body = response.content.decode()
+            assert 'id="agent-results"' in body and "failed (1)" in body
+            # accept buttons only for the requester and platform engineers (the service's rule)
+            assert ("Accept this result" in body) == (who in {"alice", "bob", "frank", "admin"}), who
+    client.force_login(people["dave"])
+    assert client.get(f"/agents/{group.pk}/grid/").status_code == 404
+    client.force_login(people["alice"])
+    assert client.get("/agents/999999/results/").status_code == 404
+
+
+def test_grid_costs_the_same_queries_for_one_run_or_many(client, people, world):
+    client.force_login(people["alice"])
+
+    def queries(count):
+        group = _launch(people, world, count=count)
+        for run in group.runs.all():
+            agent_services.agent_run_log(run_id=run.pk, lines=[("stdout", f"line {i}") for i in range(10)])
+        with CaptureQueriesContext(connection) as ctx:
+            grid = client.get(f"/agents/{group.pk}/grid/", {"results_key": "stale"}).content.decode()
+        assert grid.count("line 9") == count and "line 3" not in grid  # the tail: the last 6 lines of each run
+        return len(ctx.captured_queries)
+
+    assert queries(1) == queries(6)

@@ -3,11 +3,13 @@ accept, and the provenance lookup. Thin: selectors, services, the same answers a
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -15,7 +17,7 @@ from django.views.decorators.http import require_POST
 from .. import permissions as perms
 from .. import selectors
 from ..agents import provenance as prov
-from ..models import RUN_ACTIVE, AgentRun, DataClassification, NetworkPolicy
+from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataClassification, NetworkPolicy
 from ..services import agents as agent_services
 from ..services.errors import DomainError
 
@@ -84,32 +86,91 @@ def _group_or_404(request, pk: int):
     return get_object_or_404(selectors.visible_agent_groups(request.user), pk=pk)
 
 
-def _grid_context(request, group) -> dict:
-    runs = list(group.runs.select_related("tool", "tool_version").order_by("index"))
+def _tails(runs) -> dict[int, list[str]]:
+    """The last LOG_TAIL log lines of every run in one query (each run row knows its last seq)."""
+    cond = Q()
     for run in runs:
-        run.tail = list(reversed(run.log_lines.order_by("-seq").values_list("text", flat=True)[:LOG_TAIL]))
+        if run.log_seq:
+            cond |= Q(run_id=run.pk, seq__gt=run.log_seq - LOG_TAIL)
+    tails: dict[int, list[str]] = {run.pk: [] for run in runs}
+    if cond:
+        for run_id, text in (
+            AgentRunLogLine.objects.filter(cond).order_by("run_id", "seq").values_list("run_id", "text")
+        ):
+            tails[run_id].append(text)
+    return tails
+
+
+def _results_key(group, runs, live: bool) -> str:
+    """What the results section shows, condensed: the grid carries it, so a page whose results are stale
+    gets them with the next grid refresh (and only then)."""
+    parts = [
+        "1" if live else "0",
+        group.accept_status,
+        str(group.accepted_run_id or ""),
+        group.accepted_commit,
+        group.accept_error[:50],
+        *(f"{r.pk}:{r.status}:{r.test_exit_code}:{int(r.has_diff)}" for r in runs),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _grid_context(request, group) -> dict:
+    """The grid's runs without their diffs and test output (the results section loads those when they change)."""
+    runs = list(
+        group.runs.select_related("tool", "tool_version")
+        .defer("diff", "test_output", "argv_template", "result")
+        .annotate(has_diff=ExpressionWrapper(~Q(diff=""), output_field=BooleanField()))
+        .order_by("index")
+    )
+    tails = _tails(runs)
+    for run in runs:
+        run.tail = tails[run.pk]
     active = any(r.status in RUN_ACTIVE for r in runs)
+    # a remote accept is committed by a worker: keep refreshing until it is done
+    live = active or group.accept_status == AcceptStatus.PENDING
     return {
         "group": group,
         "runs": runs,
         "active": active,
+        "live": live,
+        "results_key": _results_key(group, runs, live),
         "may_act": perms.is_platform(request.user) or group.requester_id == request.user.pk,
     }
+
+
+def _results_context(group, context: dict) -> dict:
+    """Adds the runs with a diff (diff and test output loaded here only)."""
+    ids = [r.pk for r in context["runs"] if r.has_diff]
+    diff_runs = list(group.runs.filter(pk__in=ids).select_related("tool").order_by("index")) if ids else []
+    return {**context, "diff_runs": diff_runs}
 
 
 @login_required
 def agent_group(request, pk: int):
     group = _group_or_404(request, pk)
-    context = _grid_context(request, group)
-    context["diff_runs"] = [r for r in context["runs"] if r.diff]
+    context = _results_context(group, _grid_context(request, group))
     return render(request, "catalog/agent_group.html", context)
 
 
 @login_required
 def agent_group_grid(request, pk: int):
-    """The live grid alone (htmx polls it every 2 s while runs are active)."""
+    """The live grid alone (htmx polls it every 2 s while runs are active). When the page says its results
+    section is older than what the grid shows (`?results_key=`), the section comes along as an htmx
+    out-of-band swap."""
     group = _group_or_404(request, pk)
-    return render(request, "catalog/_agent_grid.html", _grid_context(request, group))
+    context = _grid_context(request, group)
+    seen = request.GET.get("results_key")
+    if seen is not None and seen != context["results_key"]:
+        context = {**_results_context(group, context), "results_oob": True}
+    return render(request, "catalog/_agent_grid.html", context)
+
+
+@login_required
+def agent_group_results(request, pk: int):
+    """The "results side by side" section alone (diffs, tests, accept buttons with a fresh CSRF token)."""
+    group = _group_or_404(request, pk)
+    return render(request, "catalog/_agent_results.html", _results_context(group, _grid_context(request, group)))
 
 
 @login_required

@@ -3,71 +3,13 @@ alice finds a tool and proposes one, bob approves it from the review queue, erin
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-
-import pytest
-from django.db import connections
 
 from catalog.models import AITool, AuditEvent
-from tests.factories import PASSWORD, ToolFactory
+from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in, sign_out
+from tests.factories import ToolFactory
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(os.environ.get("GOLDPATH_SCREENSHOTS", "/tmp"))
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"chromium is not installed ({CHROMIUM} missing)"),
-]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-            # ORM calls made while Playwright's loop runs use their own connection (asgiref's context-local
-            # handler); close it, or PostgreSQL refuses to drop the test database at the end of the session.
-            connections.close_all()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
-def sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
-
-
-def sign_out(page) -> None:
-    page.get_by_role("button", name="Sign out").click()
-    page.wait_for_load_state()
+pytestmark = BROWSER_MARKS
 
 
 def test_propose_review_approve_audit(transactional_db, live_server, people, page):
