@@ -14,4 +14,5 @@ def goldpath(request):
         "gp_is_admin": perms.is_admin(user),
         "gp_can_read_audit": perms.can_read_audit(user),
         "gp_can_read_reports": perms.can_read_reports(user),
+        "gp_can_manage_vendor_keys": perms.can_manage_vendor_keys(user),
     }

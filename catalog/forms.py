@@ -120,3 +120,32 @@ class AuditFilterForm(forms.Form):
     target = forms.CharField(required=False, max_length=200, help_text="e.g. a tool's slug")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+
+class VendorApiKeyForm(forms.Form):
+    """Add or replace (rotate) a team's key for a tool. The value is a password field: never rendered back."""
+
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.order_by("slug"), to_field_name="slug", empty_label="Choose a team…"
+    )
+    tool = forms.ModelChoiceField(
+        queryset=AITool.objects.order_by("name"), to_field_name="slug", empty_label="Choose a tool…"
+    )
+    env_var = forms.CharField(
+        max_length=100,
+        label="Environment variable",
+        help_text="The variable the tool reads, e.g. ANTHROPIC_API_KEY (upper case; not PATH, HOME or GOLDPATH_*).",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    value = forms.CharField(
+        max_length=4000,
+        label="Key",
+        help_text="Stored encrypted; only its last 4 characters are ever shown again. Saving replaces any key this "
+        "team already has for the tool.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].label_from_instance = lambda team: f"{team.name} ({team.slug})"
+        self.fields["tool"].label_from_instance = lambda tool: f"{tool.name} ({tool.slug}, {tool.get_status_display()})"

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .views import access, agents, audit, reports, teams, tools, workspaces
+from .views import access, agents, audit, reports, teams, tools, vendor_keys, workspaces
 
 app_name = "catalog"
 ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
@@ -54,4 +54,6 @@ urlpatterns = [
     path("agents/<int:pk>/cancel/", agents.agent_group_cancel, name="agent-group-cancel"),
     path("agents/<int:pk>/accept/", agents.agent_group_accept, name="agent-group-accept"),
     path("provenance/", agents.provenance_lookup, name="provenance"),
+    path("vendor-keys/", vendor_keys.vendor_keys, name="vendor-keys"),
+    path("vendor-keys/<int:pk>/delete/", vendor_keys.vendor_key_delete, name="vendor-key-delete"),
 ]
