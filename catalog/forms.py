@@ -67,6 +67,32 @@ class ToolProposeForm(forms.Form):
         return data
 
 
+class ToolEditForm(ToolProposeForm):
+    """The propose form without the slug (it never changes), filled from the tool; every field goes to the
+    service, which records only what changed."""
+
+    owner_team = forms.ModelChoiceField(queryset=Team.objects.order_by("slug"), to_field_name="slug")
+
+    def __init__(self, *args, tool: AITool, **kwargs):
+        from .services.tools import EDITABLE_FIELDS
+
+        initial = {f: getattr(tool, f) for f in EDITABLE_FIELDS}
+        super().__init__(*args, initial=initial, **kwargs)
+        del self.fields["slug"]
+        for name in ("kind", "risk_tier", "max_data_classification"):
+            self.fields[name].choices = self.fields[name].choices[1:]  # no "Choose…": the tool has a value
+        if tool.status == ToolStatus.APPROVED:
+            self.fields["risk_tier"].help_text = (
+                "Raising the risk tier sends this approved tool back to review; any change of tier clears "
+                "the approvals collected."
+            )
+
+    def service_data(self) -> dict:
+        from .services.tools import EDITABLE_FIELDS
+
+        return {f: self.cleaned_data[f] for f in EDITABLE_FIELDS if f in self.cleaned_data}
+
+
 class ToolVersionForm(forms.Form):
     version = forms.CharField(max_length=50)
     release_notes_url = forms.URLField(required=False, assume_scheme="https", label="Release notes link")

@@ -12,6 +12,7 @@ urlpatterns = [
     # "new" is therefore not usable as a tool slug in pages (the API still serves it)
     path("tools/new/", tools.tool_new, name="tool-new"),
     path("tools/<slug:slug>/", tools.tool_detail, name="tool-detail"),
+    path("tools/<slug:slug>/edit/", tools.tool_edit, name="tool-edit"),
     path("tools/<slug:slug>/versions/new/", tools.tool_version_new, name="tool-version-new"),
     re_path(rf"^tools/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.tool_action, name="tool-action"),
     path("reviews/", tools.review_queue, name="review-queue"),

@@ -14,7 +14,7 @@ from django.template.loader import select_template
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
-from ..forms import ReasonForm, ToolFilterForm, ToolProposeForm, ToolVersionForm, add_domain_errors
+from ..forms import ReasonForm, ToolEditForm, ToolFilterForm, ToolProposeForm, ToolVersionForm, add_domain_errors
 from ..models import AITool, AuditEvent, ToolStatus
 from ..services import tools as tool_services
 from ..services.errors import DomainError, NotPermitted
@@ -203,6 +203,40 @@ def tool_new(request):
             return redirect(tool_detail_url(tool))
     status = 400 if request.method == "POST" else 200
     return render(request, "catalog/tool_form.html", {"form": form}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tool_edit(request, slug: str):
+    """Edit a tool's metadata: the same rule and service as PATCH /api/v1/tools/<slug>/ (platform engineers
+    always, the proposer until approval; raising the risk tier of an approved tool sends it back to review)."""
+    tool = get_object_or_404(AITool.objects.select_related("owner_team"), slug=slug)
+    if not perms.can_edit_tool(request.user, tool):
+        raise PermissionDenied("Your role may not edit this tool.")
+    form = ToolEditForm(request.POST or None, tool=tool)
+    if request.method == "POST" and form.is_valid():
+        before = (tool.status, tool.risk_tier, tool.updated_at)
+        try:
+            updated = tool_services.tool_update(tool=tool, actor=request.user, data=form.service_data())
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+        else:
+            if updated.updated_at == before[2]:
+                messages.info(request, "Nothing changed.")
+            elif updated.status != before[0]:
+                messages.warning(
+                    request,
+                    f"{updated.name} saved. Its risk tier went up from {before[1]} to {updated.risk_tier}, so it is "
+                    f"back in review and needs {updated.required_approvals} approval"
+                    f"{'s' if updated.required_approvals > 1 else ''} again.",
+                )
+            else:
+                messages.success(request, f"{updated.name} saved.")
+            return redirect(tool_detail_url(updated))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalog/tool_form.html", {"form": form, "tool": tool}, status=status)
 
 
 @login_required
