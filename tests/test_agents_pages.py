@@ -165,3 +165,22 @@ def test_grid_costs_the_same_queries_for_one_run_or_many(client, people, world):
         return len(ctx.captured_queries)
 
     assert queries(1) == queries(6)
+
+
+def test_a_failed_accept_may_be_tried_again(client, people, world, tmp_path):
+    group = _launch(people, world, count=2)
+    broken, good = group.runs.order_by("index")
+    finish_run(
+        broken,
+        diff="diff --git a/nowhere.txt b/nowhere.txt\n--- a/nowhere.txt\n+++ b/nowhere.txt\n@@ -1 +1 @@\n-x\n+y\n",
+    )
+    finish_run(good, diff=change_diff(world, tmp_path))
+    client.force_login(people["alice"])
+    response = client.post(f"/agents/{group.pk}/accept/", {"run": broken.pk}, follow=True)
+    assert "The commit failed" in response.content.decode()
+    results = client.get(f"/agents/{group.pk}/results/").content.decode()
+    assert "The last accept of this result failed" in results and results.count("Accept this result") == 2
+    response = client.post(f"/agents/{group.pk}/accept/", {"run": good.pk}, follow=True)
+    assert "Committed" in response.content.decode()
+    group.refresh_from_db()
+    assert group.accept_status == "done" and group.accepted_run_id == good.pk
