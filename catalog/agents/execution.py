@@ -101,12 +101,12 @@ def _agent_socket(run_id: int):
     from ..runners.agentsock import AgentSocket, portal_host
 
     handler = WSGIHandler()
-    return lambda path: AgentSocket(path, handler, run_id=str(run_id), paths=agent_endpoints(run_id),
-                                    host=portal_host())
+    return lambda path: AgentSocket(
+        path, handler, run_id=str(run_id), paths=agent_endpoints(run_id), host=portal_host()
+    )
 
 
-def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat, scratch,
-            agent_socket=None):
+def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat, scratch, agent_socket=None):
     from ..runners.sandbox import SandboxRunner
 
     return SandboxRunner(

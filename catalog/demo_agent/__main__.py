@@ -45,8 +45,12 @@ def _report(endpoint: str, payload: dict) -> None:
         return
     try:
         conn = _UnixHTTPConnection(path)
-        conn.request("POST", f"{api}{endpoint}/", body=json.dumps(payload),
-                     headers={"Authorization": f"Agent {token}", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            f"{api}{endpoint}/",
+            body=json.dumps(payload),
+            headers={"Authorization": f"Agent {token}", "Content-Type": "application/json"},
+        )
         status = conn.getresponse().status
         conn.close()
     except OSError as exc:

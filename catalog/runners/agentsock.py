@@ -38,8 +38,13 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, app: WSGIApp):
         super().__init__(path, _Handler)
         self.app = app
-        self.base_environ = {"SERVER_NAME": "localhost", "SERVER_PORT": "0", "GATEWAY_INTERFACE": "CGI/1.1",
-                             "SCRIPT_NAME": "", "CONTENT_LENGTH": ""}
+        self.base_environ = {
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "0",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SCRIPT_NAME": "",
+            "CONTENT_LENGTH": "",
+        }
 
     def get_app(self) -> WSGIApp:
         return self.app
@@ -48,8 +53,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class AgentSocket:
     """Serve `app` on `path` for one run: only POST to `paths` (regexes), each marked with `run_id`."""
 
-    def __init__(self, path: str | os.PathLike[str], app: WSGIApp, *, run_id: str, paths: list[str],
-                 host: str = "localhost"):
+    def __init__(
+        self, path: str | os.PathLike[str], app: WSGIApp, *, run_id: str, paths: list[str], host: str = "localhost"
+    ):
         self.path = Path(path)
         self.app = app
         self.run_id = str(run_id)
@@ -76,8 +82,12 @@ class AgentSocket:
         self.path.unlink(missing_ok=True)
         self._server = _Server(str(self.path), self._gate)
         os.chmod(self.path, 0o600)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"agent-socket-{self.run_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"agent-socket-{self.run_id}",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -73,8 +73,12 @@ class _Handler(socketserver.StreamRequestHandler):
         self.server.on_connection(host, port, allowed)
         if not allowed:
             msg = f"goldpath egress proxy: {host}:{port} is not allowed by policy\n".encode()
-            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: "
-                             + str(len(msg)).encode() + b"\r\nConnection: close\r\n\r\n" + msg)
+            self.wfile.write(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(msg)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + msg
+            )
             return
         try:
             upstream = socket.create_connection((host, port), timeout=10)
@@ -101,8 +105,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class EgressProxy:
     """Threaded allow-list proxy listening on `socket_path`; start()/stop()."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], allowed_hosts: list[str],
-                 on_connection: OnConnection | None = None) -> None:
+    def __init__(
+        self, socket_path: str | os.PathLike[str], allowed_hosts: list[str], on_connection: OnConnection | None = None
+    ) -> None:
         self.socket_path = str(socket_path)
         self.allowed_hosts = list(allowed_hosts)
         self.on_connection: OnConnection = on_connection or (lambda host, port, allowed: None)
@@ -117,7 +122,9 @@ class EgressProxy:
         server.on_connection = self.on_connection
         os.chmod(self.socket_path, 0o666)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="egress-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="egress-proxy", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

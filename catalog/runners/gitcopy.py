@@ -30,10 +30,10 @@ def _env(author: tuple[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _git(args: list[str], cwd: Path | None = None, author: tuple[str, str] | None = None,
-         input_text: str | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=_env(author), input=input_text,
-                          capture_output=True, text=True)
+def _git(
+    args: list[str], cwd: Path | None = None, author: tuple[str, str] | None = None, input_text: str | None = None
+) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=_env(author), input=input_text, capture_output=True, text=True)
     if proc.returncode != 0:
         raise GitError(f"git {args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
@@ -62,8 +62,15 @@ def collect_diff(dest: Path, base_sha: str) -> str:
     return _git(["diff", "--cached", "--binary", base_sha], cwd=Path(dest))
 
 
-def commit_diff(repository: str, base_sha: str, diff: str, branch: str, message: str,
-                trailers: dict[str, str], author: tuple[str, str]) -> tuple[str, str]:
+def commit_diff(
+    repository: str,
+    base_sha: str,
+    diff: str,
+    branch: str,
+    message: str,
+    trailers: dict[str, str],
+    author: tuple[str, str],
+) -> tuple[str, str]:
     """Apply `diff` on new `branch` in `repository` via a temp clone; return (commit, tree) shas.
 
     The user's working tree and current branch are never touched: we commit in a temporary

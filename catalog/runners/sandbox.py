@@ -36,14 +36,16 @@ SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress
 EGRESS_DIR = "/opt/goldpath/egress"  # bound read-write: holds the proxy's Unix socket
 AGENT_DIR = "/opt/goldpath/agent"  # bound read-write: holds the run's own agent socket
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
-UNSANDBOXED_HINT = ("bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
-                    "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox")
+UNSANDBOXED_HINT = (
+    "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
+    "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox"
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # Runs inside the sandbox: listens on 127.0.0.1:<port>, forwards each connection to the
 # egress proxy's Unix socket, then execs nothing -- it runs the agent as a child and exits
 # with its code, so the agent sees an ordinary HTTP(S) proxy on loopback.
-FORWARDER = r'''
+FORWARDER = r"""
 import os, select, socket, subprocess, sys, threading
 port, sock_path, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[4:]
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,7 +74,7 @@ def serve():
         threading.Thread(target=pipe, args=(c, u), daemon=True).start()
 threading.Thread(target=serve, daemon=True).start()
 sys.exit(subprocess.call(cmd))
-'''
+"""
 
 
 def short_socket_dir(runner_id: str) -> Path:
@@ -122,15 +124,26 @@ class SandboxResult:
 class SandboxRunner:
     """One agent process; create, call run() (blocking), cancel() from another thread."""
 
-    def __init__(self, argv: list[str], workdir: str | os.PathLike[str], *,
-                 env: dict[str, str] | None = None, secrets: dict[str, str] | None = None,
-                 time_limit: float = 600, memory_mb: int | None = 2048, max_processes: int | None = 256,
-                 network: str | list[str] = "none",
-                 on_log: Callable[[str, str], None] | None = None,
-                 heartbeat: Callable[[], None] | None = None, heartbeat_interval: float = 5.0,
-                 allow_unsandboxed: bool = False, bwrap: str | None = None, proxy_port: int = 3128,
-                 scratch_root: str | os.PathLike[str] | None = None,
-                 agent_socket: Callable[[Path], AgentSocket] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        workdir: str | os.PathLike[str],
+        *,
+        env: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        time_limit: float = 600,
+        memory_mb: int | None = 2048,
+        max_processes: int | None = 256,
+        network: str | list[str] = "none",
+        on_log: Callable[[str, str], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_interval: float = 5.0,
+        allow_unsandboxed: bool = False,
+        bwrap: str | None = None,
+        proxy_port: int = 3128,
+        scratch_root: str | os.PathLike[str] | None = None,
+        agent_socket: Callable[[Path], AgentSocket] | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.workdir = Path(workdir).resolve()
         self.env = dict(env or {})
@@ -203,8 +216,11 @@ class SandboxRunner:
         lib = self._tmp / "lib"
         (lib / "catalog").mkdir(parents=True)
         (lib / "catalog" / "__init__.py").write_text("")
-        shutil.copytree(Path(__file__).resolve().parent.parent / "demo_agent", lib / "catalog" / "demo_agent",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            Path(__file__).resolve().parent.parent / "demo_agent",
+            lib / "catalog" / "demo_agent",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         (lib / "goldpath_forwarder.py").write_text(FORWARDER)
         if isinstance(self.network, list):
             (self._sockets / "egress").mkdir(mode=0o700)
@@ -239,9 +255,15 @@ class SandboxRunner:
     def build_env(self) -> dict[str, str]:
         """A fresh environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, agent socket, extras, secrets."""
         lib, _, _ = self._paths()
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp" if self.sandboxed else str(self._tmp),
-               "LANG": "C.UTF-8", "PYTHONPATH": lib, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-               "GOLDPATH_RUN_ID": self.run_id}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp" if self.sandboxed else str(self._tmp),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": lib,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "GOLDPATH_RUN_ID": self.run_id,
+        }
         if isinstance(self.network, list):
             proxy = f"http://127.0.0.1:{self.proxy_port}"
             for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -280,18 +302,28 @@ class SandboxRunner:
         return {
             "engine": "bubblewrap" if self.sandboxed else "none",
             "network": self.network if isinstance(self.network, list) else "none",
-            "binds": {"ro": ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", *self._python_dirs(), SANDBOX_LIB],
-                      "rw": ["/workspace"] + ([EGRESS_DIR] if isinstance(self.network, list) else [])
-                      + ([AGENT_DIR] if self.agent_socket_factory is not None else []),
-                      "tmpfs": ["/tmp"]} if self.sandboxed else {},
+            "binds": {
+                "ro": ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", *self._python_dirs(), SANDBOX_LIB],
+                "rw": ["/workspace"]
+                + ([EGRESS_DIR] if isinstance(self.network, list) else [])
+                + ([AGENT_DIR] if self.agent_socket_factory is not None else []),
+                "tmpfs": ["/tmp"],
+            }
+            if self.sandboxed
+            else {},
             "namespaces": ["user", "ipc", "pid", "net", "uts", "cgroup"] if self.sandboxed else [],
-            "limits": {"time_limit_s": self.time_limit, "memory_mb": self.memory_mb,
-                       "max_processes": self.max_processes},
+            "limits": {
+                "time_limit_s": self.time_limit,
+                "memory_mb": self.memory_mb,
+                "max_processes": self.max_processes,
+            },
         }
 
     def _setup_cgroups(self) -> None:
-        for controller, file, value in (("memory", "memory.limit_in_bytes", self.memory_mb and self.memory_mb << 20),
-                                        ("pids", "pids.max", self.max_processes)):
+        for controller, file, value in (
+            ("memory", "memory.limit_in_bytes", self.memory_mb and self.memory_mb << 20),
+            ("pids", "pids.max", self.max_processes),
+        ):
             if not value:
                 continue
             base = CGROUP_ROOT / controller
@@ -368,15 +400,27 @@ class SandboxRunner:
         self.limits_applied.update(rl)
         self.limits_applied["time_limit_s"] = self.time_limit
         args = self.build_args()
-        self._log("system", self.mask(f"launching ({'bubblewrap' if self.sandboxed else 'UNSANDBOXED'}): "
-                                      f"{json.dumps(self.build_command())}"))
+        self._log(
+            "system",
+            self.mask(
+                f"launching ({'bubblewrap' if self.sandboxed else 'UNSANDBOXED'}): {json.dumps(self.build_command())}"
+            ),
+        )
         _, _, cwd = self._paths()
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, start_new_session=True, preexec_fn=self._preexec,
-                                      env=self.build_env(),
-                                      cwd=None if self.sandboxed else cwd)
-        pumps = [threading.Thread(target=self._pump, args=(name, pipe), daemon=True)
-                 for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))]
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=self._preexec,
+            env=self.build_env(),
+            cwd=None if self.sandboxed else cwd,
+        )
+        pumps = [
+            threading.Thread(target=self._pump, args=(name, pipe), daemon=True)
+            for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))
+        ]
         for t in pumps:
             t.start()
         deadline = time.monotonic() + self.time_limit
@@ -428,9 +472,15 @@ class SandboxRunner:
             status, code = self.execute()
         finally:
             self.cleanup()
-        return SandboxResult(status=status, exit_code=code, started=started, finished=_now(),
-                             limits_applied=dict(self.limits_applied), sandbox=self.description(),
-                             egress=list(self.egress_log))
+        return SandboxResult(
+            status=status,
+            exit_code=code,
+            started=started,
+            finished=_now(),
+            limits_applied=dict(self.limits_applied),
+            sandbox=self.description(),
+            egress=list(self.egress_log),
+        )
 
     def cancel(self) -> None:
         """Ask run() to kill the tree; the result's status becomes `canceled`."""

@@ -35,8 +35,12 @@ def team_list(request, form: TeamCreateForm | None = None, status: int = 200):
     )
     mine = selectors.team_ids_of(request.user)
     create_form = form or (TeamCreateForm() if perms.can_manage_teams(request.user) else None)
-    return render(request, "catalog/team_list.html", {"teams": teams, "my_team_ids": mine, "create_form": create_form},
-                  status=status)
+    return render(
+        request,
+        "catalog/team_list.html",
+        {"teams": teams, "my_team_ids": mine, "create_form": create_form},
+        status=status,
+    )
 
 
 @login_required
