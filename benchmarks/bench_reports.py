@@ -7,8 +7,11 @@ Creates a scratch database (`<db>_bench_reports`, dropped at the end), generates
 10 million) over the last year for 200 teams x 10 users and 40 tools with one server-side
 `INSERT ... SELECT generate_series(...)` per million rows, builds the rollups, then measures (p50/p95
 over 20 runs):
-  - the report for one team over 12 weeks (weekly), and for all teams over 4 weeks (weekly), read from
-    the rollups (`catalog.reports.adoption.adoption_report`, the function the API calls);
+  - the report for one team over 12 whole weeks and for all teams over 4 whole weeks (weekly; the shape of
+    the report's default range), and for all teams over 4 weeks starting on a Thursday (its first week
+    computed live from the days), read from the rollups (`catalog.reports.adoption.adoption_report`, the
+    function the API calls);
+  - the API request end to end (sign-in session, the report, the JSON response) for the all-teams cases;
   - the same numbers computed by a plain GROUP BY over the raw events (sums + distinct users), as a ratio;
   - the incremental rollup for one new day of events (N/365 rows), and its rerun.
 Target: p95 under 50 ms for both report queries.
@@ -277,17 +280,23 @@ def main() -> None:
         )
 
         reader = Reader()
+        monday = today - dt.timedelta(days=today.weekday())
+        # the report's own default shape: whole weeks, this week to date included (read from stored rows) ...
         one_team = ReportParams(
-            date_from=today - dt.timedelta(weeks=12) + dt.timedelta(days=1),
-            date_to=today,
-            granularity="week",
-            team="team-7",
+            date_from=monday - dt.timedelta(weeks=11), date_to=today, granularity="week", team="team-7"
         )
-        all_teams = ReportParams(
-            date_from=today - dt.timedelta(weeks=4) + dt.timedelta(days=1), date_to=today, granularity="week"
+        all_teams = ReportParams(date_from=monday - dt.timedelta(weeks=3), date_to=today, granularity="week")
+        # ... and a rolling window starting mid-week, whose first week is computed live from the days
+        rolling = ReportParams(
+            date_from=monday - dt.timedelta(weeks=3) + dt.timedelta(days=3), date_to=today, granularity="week"
         )
         results = {}
-        for label, params in (("one team, 12 weeks", one_team), ("all teams, 4 weeks", all_teams)):
+        cases = (
+            ("one team, 12 whole weeks", one_team),
+            ("all teams, 4 whole weeks", all_teams),
+            ("all teams, 4 weeks from a Thursday", rolling),
+        )
+        for label, params in cases:
             report = adoption_report(reader, params)
             rollup_ms = timed(lambda p=params: adoption_report(reader, p), args.runs)
             with connection.cursor() as cur:
@@ -318,6 +327,31 @@ def main() -> None:
                 flush=True,
             )
 
+        # the API request end to end (auth, query, JSON response), as an auditor
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from catalog.models import Profile, Role
+
+        auditor = get_user_model().objects.create(username="bench-auditor")
+        Profile.objects.update_or_create(user=auditor, defaults={"role": Role.AUDITOR})
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(auditor)
+        for label, params in cases[1:]:
+            query = {"from": params.date_from.isoformat(), "to": params.date_to.isoformat()}
+
+            def get(q=query) -> None:
+                response = client.get("/api/v1/reports/adoption/", q, HTTP_ACCEPT="application/json")
+                assert response.status_code == 200, response.content[:300]
+
+            api_ms = timed(get, args.runs)
+            size = len(client.get("/api/v1/reports/adoption/", query, HTTP_ACCEPT="application/json").content)
+            print(
+                f"GET /api/v1/reports/adoption/ ({label}, {size / 1e6:.1f} MB of JSON): "
+                f"p50 {statistics.median(api_ms):.1f} ms, p95 {pct(api_ms, 95):.1f} ms",
+                flush=True,
+            )
+
         # incremental: one more day of events (today), then the rollup task's work, then its rerun
         per_day = max(1, args.events // args.days)
         state = RollupState.objects.get(name="usage")
@@ -337,8 +371,8 @@ def main() -> None:
             f"incremental rollup of one new day ({per_day:,} events, {done['days']} day rebuilt): {inc_ms:.0f} ms; "
             f"rerun (same day again, inside the lookback): {rerun_ms:.0f} ms"
         )
-        ok = all(pct(r[0], 95) < 50 for r in results.values())
-        print(f"target p95 < 50 ms: {'met' if ok else 'NOT met'}")
+        for label, (rollup_ms, _raw) in results.items():
+            print(f"target p95 < 50 ms, {label}: {'met' if pct(rollup_ms, 95) < 50 else 'NOT met'}")
     finally:
         if args.keep:
             print(f"kept {url}")

@@ -19,6 +19,7 @@ from catalog.models import (
     UsageDaily,
     UsageEvent,
     UsageFirstUse,
+    UsagePeriod,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -382,6 +383,40 @@ def test_report_fields_totals_cost_unused_seats_and_pending_requests(people, api
     assert pending["age_days"] >= 0
     assert {s["stage"] for s in report["funnel"]} == {"requested", "granted", "first_use", "accepted_agent_result"}
     assert report["demo_data"] is False
+
+
+def test_a_whole_week_read_from_its_stored_row_matches_the_week_computed_live(people, api, activity):
+    """A whole week comes from the row the rollup stored; ending the range on Saturday clips the week, so the
+    report computes it live from the days. Nothing happened on that Sunday: every number must agree."""
+    d = activity
+    client = api(people["erin"])
+    whole = client.get(REPORT, {"from": d, "to": d + dt.timedelta(days=6)}).json()
+    live = client.get(REPORT, {"from": d, "to": d + dt.timedelta(days=5)}).json()
+    assert UsagePeriod.objects.filter(kind="week", start=d, row_json__isnull=False).exists()
+    assert len(whole["rows"]) == len(live["rows"]) >= 3
+    for stored, computed in zip(whole["rows"], live["rows"], strict=True):
+        assert stored.pop("period_end") == (d + dt.timedelta(days=6)).isoformat()
+        assert computed.pop("period_end") == (d + dt.timedelta(days=5)).isoformat()
+        # seat costs are prorated per day, so one day fewer costs less; everything else is the same
+        for cost in ("seat_cost", "estimated_cost"):
+            stored.pop(cost), computed.pop(cost)
+        assert stored == computed
+    # 30 s and 50 s, read at 1 s bucket midpoints
+    assert whole["totals"]["median_time_to_ready_s"] == live["totals"]["median_time_to_ready_s"] == 40.5
+
+
+def test_report_rounds_half_away_from_zero(people, teams, claude, api):
+    """1 accepted result in 8 finished runs is 0.125: shown as 0.125 (3 places), and 1/16 = 0.0625 as 0.063."""
+    d = monday(1)
+    alice = people["alice"]
+    for i in range(16):
+        record_usage("agent_run_finished", user=alice, tool=claude, at=at(d), outcome="succeeded", key=f"f{i}")
+    record_usage("agent_result_accepted", user=alice, tool=claude, at=at(d), key="a1")
+    rollup_usage()
+    client = api(people["erin"])
+    for to in (d + dt.timedelta(days=6), d + dt.timedelta(days=5)):  # stored row, then computed live
+        [row] = client.get(REPORT, {"from": d, "to": to, "tool": "claude-code"}).json()["rows"]
+        assert row["agent_acceptance_rate"] == 0.063
 
 
 def test_report_csv_has_the_same_rows_as_json(people, api, activity):

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from .. import permissions as perms
 from ..models import UsageEvent
-from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params
+from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params, report_json
 from ..services.errors import InvalidInput
 from ..usage_import import usage_import
 from .renderers import CSVRenderer
@@ -205,4 +205,7 @@ class AdoptionReportView(APIView):
             name = f"goldpath-adoption-{params.date_from}-{params.date_to}.csv"
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response
-        return Response(report)
+        if getattr(request.accepted_renderer, "format", "") == "json":
+            # the rows arrive as JSON text from the database and go out as they are
+            return HttpResponse(report_json(report), content_type="application/json")
+        return Response({**report, "rows": list(report["rows"])})

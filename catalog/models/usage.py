@@ -171,6 +171,11 @@ class UsagePeriod(models.Model):
     acceptances = models.PositiveBigIntegerField(default=0)
     usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
     reported_users = models.PositiveIntegerField(default=0, help_text="peak vendor-reported daily active users")
+    active_users = models.PositiveIntegerField(null=True, blank=True, help_text="distinct active users in the period")
+    median_ready_s = models.FloatField(null=True, blank=True, help_text="median time to ready of start builds")
+    row_json = models.TextField(
+        null=True, blank=True, help_text="the report row's static members as JSON text (see reports/rowsql.py)"
+    )
 
     class Meta:
         constraints = [
@@ -217,6 +222,7 @@ class UsagePeriodBucket(models.Model):
                 fields=["kind", "start", "team_slug", "tool_slug", "bucket"], name="uniq_usage_period_bucket"
             )
         ]
+        indexes = [models.Index(fields=["kind", "team_slug", "start"], name="usage_period_bucket_team")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug} bucket {self.bucket}: {self.count}"

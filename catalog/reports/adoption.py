@@ -21,9 +21,10 @@ Definitions (also on the page and in the API docs):
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connection
@@ -34,6 +35,7 @@ from ..models import (
     AccessGrant,
     AccessRequest,
     AccessRequestStatus,
+    AITool,
     Team,
     UsageDaily,
     UsageFirstUse,
@@ -45,6 +47,7 @@ from ..models import (
 )
 from ..services.errors import InvalidInput, NotPermitted
 from .rollup import PERIOD_COLUMNS, bucket_value
+from .rowsql import Dialect, median_sql, row_json_sql, static_fragment_sql
 
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
@@ -181,55 +184,6 @@ def _period_sql(granularity: str) -> str:
     return "day"
 
 
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def _where(params: ReportParams, scope: list[str] | None) -> tuple[str, list[Any]]:
-    sql = ["day >= %s", "day <= %s"]
-    args: list[Any] = [params.date_from, params.date_to]
-    if scope is not None:
-        if not scope:
-            sql.append("1 = 0")
-        else:
-            sql.append(f"team_slug IN ({', '.join(['%s'] * len(scope))})")
-            args.extend(scope)
-    if params.tool:
-        sql.append("tool_slug = %s")
-        args.append(params.tool)
-    return " AND ".join(sql), args
-
-
-def _fetch(sql: str, args: list[Any]) -> list[tuple]:
-    with connection.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-# --- queries over the rollups -------------------------------------------------------------------
-
-
-def _sums_sql() -> str:
-    """SUM of each rollup column, cast so every driver returns ints (and the cost a decimal)."""
-    return ", ".join(
-        f"SUM({c})" if c == "usage_cost" else f"CAST(COALESCE(SUM({c}), 0) AS bigint)" for c in SUM_COLUMNS
-    )
-
-
-def _sum_rows(rows: list[tuple], out: dict[tuple, dict[str, Any]], key_of) -> None:
-    for row in rows:
-        values = dict(zip(SUM_COLUMNS, row[3:-1], strict=True))
-        cost = values["usage_cost"]
-        if not isinstance(cost, Decimal):
-            values["usage_cost"] = Decimal(str(cost or 0))
-        values["reported_users"] = row[-1] or 0
-        out[key_of(row)] = values
-
-
 def whole_periods(params: ReportParams, plist, today: dt.date) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
     """Split periods into whole ones (read from the week/month rollup) and clipped ones (summed from days).
     A period cut only by `to` on or after today is whole: no day after today has events yet."""
@@ -245,42 +199,11 @@ def whole_periods(params: ReportParams, plist, today: dt.date) -> tuple[list[dt.
     return whole, clipped
 
 
-def _daily_sums(params: ReportParams, scope: list[str] | None, plist=None, today=None) -> dict[tuple, dict[str, Any]]:
-    plist = plist if plist is not None else periods(params)
-    today = today or timezone.now().date()
-    whole, clipped = whole_periods(params, plist, today)
-    sums = _sums_sql()
-    out: dict[tuple, dict[str, Any]] = {}
-    if whole:
-        where, args = _where(params, scope)
-        where = where.replace("day >= %s AND day <= %s", "kind = %s AND start >= %s AND start <= %s", 1)
-        args = [params.granularity, whole[0], whole[-1], *args[2:]]
-        rows = _fetch(
-            f"SELECT start, team_slug, tool_slug, {sums}, MAX(reported_users) FROM {UsagePeriod._meta.db_table} "
-            f"WHERE {where} GROUP BY start, team_slug, tool_slug",
-            args,
-        )
-        _sum_rows(rows, out, lambda r: (_as_date(r[0]), r[1], r[2]))
-    ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
-    if ranges:
-        where, args = _where(params, scope)
-        days_sql = " OR ".join(["(day >= %s AND day <= %s)"] * len(ranges))
-        where = where.replace("day >= %s AND day <= %s", f"({days_sql})", 1)
-        args = [d for r in ranges for d in r] + args[2:]
-        period = _period_sql(params.granularity)
-        rows = _fetch(
-            f"SELECT {period} AS p, team_slug, tool_slug, {sums}, MAX(reported_users) "
-            f"FROM {UsageDaily._meta.db_table} WHERE {where} GROUP BY p, team_slug, tool_slug",
-            args,
-        )
-        _sum_rows(rows, out, lambda r: (_as_date(r[0]), r[1], r[2]))
-    return out
-
-
-def _year_masks(plist, params: ReportParams) -> list[tuple[str, int, str]]:
-    """(period key, year, bit(366) mask text) for each period and for the whole range ('range')."""
+def _year_masks(plist, params: ReportParams | None = None) -> list[tuple[str, int, str]]:
+    """(period key, year, bit(366) mask text) for each period, and for the whole range ('range') if given."""
     spans = [(key.isoformat(), first, last) for key, first, last in plist]
-    spans.append(("range", params.date_from, params.date_to))
+    if params is not None:
+        spans.append(("range", params.date_from, params.date_to))
     out = []
     for label, first, last in spans:
         by_year: dict[int, list[str]] = {}
@@ -290,162 +213,6 @@ def _year_masks(plist, params: ReportParams) -> list[tuple[str, int, str]]:
             bits[day.timetuple().tm_yday - 1] = "1"
             day += dt.timedelta(days=1)
         out.extend((label, year, "".join(bits)) for year, bits in by_year.items())
-    return out
-
-
-def _period_users(params: ReportParams, whole: list[dt.date], out: dict[str, dict[tuple, int]]) -> None:
-    """Distinct users of whole periods, precomputed (every team: rows, tool series, team series)."""
-    args: list[Any] = [params.granularity, whole[0], whole[-1]]
-    tool_sql = ""
-    if params.tool:
-        tool_sql = " AND tool_slug = %s"
-        args.append(params.tool)
-    rows = _fetch(
-        f"SELECT start, team_slug, tool_slug, users FROM {UsagePeriodUsers._meta.db_table} "
-        f"WHERE kind = %s AND start >= %s AND start <= %s{tool_sql}",
-        args,
-    )
-    tool = params.tool
-    for start, team, tl, n in rows:
-        key = _as_date(start)
-        if team == "*" and tl == "*":
-            continue
-        if team == "*":
-            out["tool_series"][(key, tl)] = n
-        elif tl == "*":
-            if not tool:
-                out["team_series"][(key, team)] = n
-        else:
-            out["row"][(key, team, tl)] = n
-            if tool:
-                out["team_series"][(key, team)] = n
-
-
-def _distinct_users_bitmaps(params: ReportParams, plist) -> dict[str, dict[tuple, int]]:
-    """PostgreSQL, every team: distinct users from the per user x year day bitmaps, one scan.
-    '*' rows fold tools (a team's users) or teams (a tool's users), so no DISTINCT is needed unless the
-    range spans two years (a user then has a row per year)."""
-    from .rollup import USER_YEAR_TABLE
-
-    masks = _year_masks(plist, params)
-    multi_year = params.date_from.year != params.date_to.year
-    count = "COUNT(DISTINCT a.user_ref)" if multi_year else "COUNT(*)"
-    values = ", ".join(["(%s, %s, CAST(%s AS bit(366)))"] * len(masks))
-    args: list[Any] = [v for m in masks for v in m]
-    tool_sql = ""
-    if params.tool:
-        tool_sql = " AND a.tool_slug IN (%s, '*')"
-        args.append(params.tool)
-    rows = _fetch(
-        f"WITH m(p, yr, mask) AS (VALUES {values}) "
-        f"SELECT m.p, a.team_slug, a.tool_slug, {count} FROM {USER_YEAR_TABLE} a "
-        f"JOIN m ON a.year = m.yr AND (a.days & m.mask) <> CAST(REPEAT('0', 366) AS bit(366)){tool_sql} "
-        "GROUP BY m.p, a.team_slug, a.tool_slug",
-        args,
-    )
-    out: dict[str, dict[tuple, int]] = {name: {} for name in GROUPINGS}
-    tool = params.tool
-    for p, team, tl, n in rows:
-        if p == "range":
-            if team == "*" and tl == "*":
-                if not tool:
-                    out["total"][()] = n
-            elif team == "*":
-                out["tool_total"][(tl,)] = n
-                if tool:
-                    out["total"][()] = n
-            elif tl == "*":
-                if not tool:
-                    out["team_total"][(team,)] = n
-            elif tool:
-                out["team_total"][(team,)] = n
-            continue
-        key = dt.date.fromisoformat(p)
-        if team == "*" and tl == "*":
-            continue
-        if team == "*":
-            out["tool_series"][(key, tl)] = n
-        elif tl == "*":
-            if not tool:
-                out["team_series"][(key, team)] = n
-        else:
-            out["row"][(key, team, tl)] = n
-            if tool:
-                out["team_series"][(key, team)] = n
-    return out
-
-
-GROUPINGS = {
-    "row": ("p", "team_slug", "tool_slug"),
-    "tool_series": ("p", "tool_slug"),
-    "team_series": ("p", "team_slug"),
-    "tool_total": ("tool_slug",),
-    "team_total": ("team_slug",),
-    "total": (),
-}
-
-
-def _key(cols: tuple[str, ...], p: Any, team: str, tool: str) -> tuple:
-    key: list[Any] = []
-    if "p" in cols:
-        key.append(_as_date(p))
-    if "team_slug" in cols:
-        key.append(team)
-    if "tool_slug" in cols:
-        key.append(tool)
-    return tuple(key)
-
-
-def _distinct_users(params: ReportParams, scope: list[str] | None, plist=None) -> dict[str, dict[tuple, int]]:
-    """Distinct active users for every grouping the report needs, in one statement.
-
-    PostgreSQL: one scan with GROUPING SETS; elsewhere a UNION ALL of the same GROUP BYs.
-    """
-    if connection.vendor == "postgresql" and scope is None and _has_user_years():
-        plist = plist if plist is not None else periods(params)
-        whole, _clipped = whole_periods(params, plist, timezone.now().date())
-        out = _distinct_users_bitmaps(params, [p for p in plist if p[0] not in set(whole)])
-        if whole:
-            _period_users(params, whole, out)
-        return out
-    where, args = _where(params, scope)
-    period = _period_sql(params.granularity)
-    table = UsageUserDay._meta.db_table
-    out: dict[str, dict[tuple, int]] = {name: {} for name in GROUPINGS}
-    if connection.vendor == "postgresql":
-        sets = ", ".join("(" + ", ".join(cols) + ")" for cols in GROUPINGS.values())
-        rows = _fetch(
-            f"SELECT p, team_slug, tool_slug, GROUPING(p, team_slug, tool_slug), COUNT(DISTINCT user_ref) "
-            f"FROM (SELECT {period} AS p, team_slug, tool_slug, user_ref FROM {table} WHERE {where}) s "
-            f"GROUP BY GROUPING SETS ({sets})",
-            args,
-        )
-        # GROUPING bit set = column not grouped: p=4, team=2, tool=1
-        masks = {
-            0: "row",
-            2: "tool_series",
-            1: "team_series",
-            6: "tool_total",
-            5: "team_total",
-            7: "total",
-        }
-        for p, team, tool, mask, n in rows:
-            name = masks[mask]
-            out[name][_key(GROUPINGS[name], p, team, tool)] = n
-        return out
-    parts, all_args = [], []
-    for i, cols in enumerate(GROUPINGS.values()):
-        select = [f"{period}" if "p" in cols else "NULL", "team_slug" if "team_slug" in cols else "NULL"]
-        select.append("tool_slug" if "tool_slug" in cols else "NULL")
-        group = ", ".join(period if c == "p" else c for c in cols)
-        parts.append(
-            f"SELECT {i}, {', '.join(select)}, COUNT(DISTINCT user_ref) FROM {table} WHERE {where}"
-            + (f" GROUP BY {group}" if group else "")
-        )
-        all_args.extend(args)
-    names = list(GROUPINGS)
-    for idx, p, team, tool, n in _fetch(" UNION ALL ".join(parts), all_args):
-        out[names[idx]][_key(GROUPINGS[names[idx]], p, team, tool)] = n
     return out
 
 
@@ -461,34 +228,357 @@ def _has_user_years() -> bool:
     return alias in _user_years_seen
 
 
-def _ready_histograms(
-    params: ReportParams, scope: list[str] | None, plist=None, today=None
-) -> dict[tuple, dict[int, int]]:
-    plist = plist if plist is not None else periods(params)
-    whole, clipped = whole_periods(params, plist, today or timezone.now().date())
-    out: dict[tuple, dict[int, int]] = defaultdict(dict)
-    rows: list[tuple] = []
+# --- the report statement -----------------------------------------------------------------------
+#
+# The whole report is one SQL statement over the rollups (PostgreSQL and SQLite alike): CTEs for the
+# periods, the summed columns, distinct users, time-to-ready histograms, prorated seat costs and team
+# sizes, joined per period x team x tool. The database writes the rows as JSON text, which the API
+# sends as it is: at 5,600 rows, building and re-serialising Python dicts alone would cost more
+# than the 50 ms budget. The summary parts (totals, top tools, series, unused seats) come back as
+# small JSON arrays that Python shapes. Rounding is half away from zero, in SQL and in Python.
+
+
+class _Statement:
+    """Collects CTEs and their arguments in order."""
+
+    def __init__(self) -> None:
+        self.ctes: list[str] = []
+        self.args: list[Any] = []
+
+    def cte(self, name: str, sql: str, args: list[Any]) -> None:
+        self.ctes.append(f"{name} AS ({sql})")
+        self.args.extend(args)
+
+
+def _filters(params: ReportParams, scope: list[str] | None, team: str = "team_slug", tool: str = "tool_slug"):
+    sql, args = "", []
+    if scope is not None:
+        if not scope:
+            sql += " AND 1 = 0"
+        else:
+            sql += f" AND {team} IN ({', '.join(['%s'] * len(scope))})"
+            args.extend(scope)
+    if params.tool:
+        sql += f" AND {tool} = %s"
+        args.append(params.tool)
+    return sql, args
+
+
+def _day_ranges(d: Dialect, ranges: list[tuple[dt.date, dt.date]]) -> tuple[str, list[Any]]:
+    sql = " OR ".join([f"(day >= {d.date} AND day <= {d.date})"] * len(ranges))
+    return f"({sql})", [day for r in ranges for day in r]
+
+
+def _union(parts: list[tuple[str, list[Any]]], empty: str = "") -> tuple[str, list[Any]]:
+    parts = [p for p in parts if p[0]]
+    if not parts:
+        return empty, []
+    return " UNION ALL ".join(p[0] for p in parts), [a for p in parts for a in p[1]]
+
+
+def _rollup_source(
+    d: Dialect,
+    params: ReportParams,
+    scope: list[str] | None,
+    whole: list[dt.date],
+    ranges: list[tuple[dt.date, dt.date]],
+    *,
+    period_table: str,
+    period_cols: str,
+    day_table: str,
+    day_cols: str,
+    extra_group: str = "",
+    whole_where: str = "",
+) -> list[tuple[str, list[Any]]]:
+    """Whole periods from the week/month rollup, clipped ones summed from the day rollup."""
+    filt, fargs = _filters(params, scope)
+    parts = []
     if whole:
-        where, args = _where(params, scope)
-        where = where.replace("day >= %s AND day <= %s", "kind = %s AND start >= %s AND start <= %s", 1)
-        rows += _fetch(
-            f"SELECT start, team_slug, tool_slug, bucket, count FROM {UsagePeriodBucket._meta.db_table} WHERE {where}",
-            [params.granularity, whole[0], whole[-1], *args[2:]],
+        parts.append(
+            (
+                f"SELECT start AS p, team_slug AS team, tool_slug AS tool, {period_cols} FROM {period_table} "
+                f"WHERE kind = %s AND start >= {d.date} AND start <= {d.date}{filt}{whole_where}",
+                [params.granularity, whole[0], whole[-1], *fargs],
+            )
         )
-    ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
     if ranges:
-        where, args = _where(params, scope)
-        days_sql = " OR ".join(["(day >= %s AND day <= %s)"] * len(ranges))
-        where = where.replace("day >= %s AND day <= %s", f"({days_sql})", 1)
-        period = _period_sql(params.granularity)
-        rows += _fetch(
-            f"SELECT {period} AS p, team_slug, tool_slug, bucket, SUM(count) FROM {UsageReadyBucket._meta.db_table} "
-            f"WHERE {where} GROUP BY p, team_slug, tool_slug, bucket",
-            [d for r in ranges for d in r] + args[2:],
+        days_sql, dargs = _day_ranges(d, ranges)
+        group = "1, 2, 3" + (", 4" if extra_group else "")
+        parts.append(
+            (
+                f"SELECT {_period_sql(params.granularity)} AS p, team_slug AS team, tool_slug AS tool, {day_cols} "
+                f"FROM {day_table} WHERE {days_sql}{filt} GROUP BY {group}",
+                [*dargs, *fargs],
+            )
         )
-    for p, team, tool, bucket, n in rows:
-        out[(_as_date(p), team, tool)][bucket] = int(n)
-    return out
+    return parts
+
+
+def _users_cte(
+    d: Dialect, params: ReportParams, scope: list[str] | None, plist, whole: list[dt.date]
+) -> tuple[str, list[Any]]:
+    """Distinct active users as (p, team, tool, n): '*' folds teams or tools, p NULL is the whole range."""
+    from .rollup import USER_YEAR_TABLE
+
+    if d.pg and scope is None and _has_user_years():
+        # whole periods precomputed by the rollup (their rows carry their own users: only the '*' folds are
+        # read here, for the series); clipped periods and the range from per user x year bitmaps
+        parts = []
+        if whole:
+            level, largs = (
+                (" AND tool_slug = %s", [params.tool])
+                if params.tool
+                else (" AND (team_slug = '*' OR tool_slug = '*')", [])
+            )
+            parts.append(
+                (
+                    f"SELECT start AS p, team_slug AS team, tool_slug AS tool, users AS n "
+                    f"FROM {UsagePeriodUsers._meta.db_table} WHERE kind = %s AND start >= %s AND start <= %s{level}",
+                    [params.granularity, whole[0], whole[-1], *largs],
+                )
+            )
+        multi_year = params.date_from.year != params.date_to.year
+        count = "COUNT(DISTINCT a.user_ref)" if multi_year else "COUNT(*)"
+        tool_sql, targs = (" AND a.tool_slug IN (%s, '*')", [params.tool]) if params.tool else ("", [])
+        clipped_periods = [p for p in plist if p[0] not in set(whole)]
+        # the range needs only the per-tool and overall counts: rows folded over teams
+        for masks, level in (
+            (_year_masks(clipped_periods), ""),
+            (_year_masks([], params), " AND a.team_slug = '*'"),
+        ):
+            if not masks:
+                continue
+            values = ", ".join(["(%s, %s, CAST(%s AS bit(366)))"] * len(masks))
+            parts.append(
+                (
+                    f"SELECT CAST(NULLIF(m.p, 'range') AS date), a.team_slug, a.tool_slug, {count} "
+                    f"FROM {USER_YEAR_TABLE} a JOIN (VALUES {values}) m(p, yr, mask) ON a.year = m.yr "
+                    f"AND (a.days & m.mask) <> CAST(REPEAT('0', 366) AS bit(366)){level}{tool_sql} "
+                    "GROUP BY m.p, a.team_slug, a.tool_slug",
+                    [*(v for m in masks for v in m), *targs],
+                )
+            )
+        return _union(parts, "")
+    filt, fargs = _filters(params, scope)
+    src = f"{UsageUserDay._meta.db_table} WHERE day >= {d.date} AND day <= {d.date}{filt}"
+    args = [params.date_from, params.date_to, *fargs]
+    period = _period_sql(params.granularity)
+    if d.pg:
+        return (
+            "SELECT p, COALESCE(team, '*'), COALESCE(tool, '*'), COUNT(DISTINCT user_ref) FROM "
+            f"(SELECT {period} AS p, team_slug AS team, tool_slug AS tool, user_ref FROM {src}) s "
+            "GROUP BY GROUPING SETS ((p, team, tool), (p, tool), (p, team), (tool), ())",
+            args,
+        )
+    selects = [
+        (f"{period}", "team_slug", "tool_slug", "1, 2, 3"),
+        (f"{period}", "'*'", "tool_slug", "1, 3"),
+        (f"{period}", "team_slug", "'*'", "1, 2"),
+        ("NULL", "'*'", "tool_slug", "3"),
+        ("NULL", "'*'", "'*'", ""),
+    ]
+    return _union(
+        [
+            (
+                f"SELECT {p}, {team}, {tool}, COUNT(DISTINCT user_ref) FROM {src}" + (f" GROUP BY {g}" if g else ""),
+                args,
+            )
+            for p, team, tool, g in selects
+        ],
+        "",
+    )
+
+
+def _report_sql(
+    params: ReportParams, scope: list[str] | None, plist, today: dt.date, now: dt.datetime
+) -> tuple[str, list[Any]]:
+    d = Dialect()
+    st = _Statement()
+    whole, clipped = whole_periods(params, plist, today)
+    ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
+    cols = SUM_COLUMNS
+
+    st.cte(
+        "per(pp, first_day, last_day)",
+        "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
+        [v for period in plist for v in period],
+    )
+    # summed columns; whole periods also bring their active users and their static row JSON
+    st.cte(
+        "sums",
+        *_union(
+            _rollup_source(
+                d,
+                params,
+                scope,
+                whole,
+                ranges,
+                period_table=UsagePeriod._meta.db_table,
+                period_cols=", ".join(cols) + ", reported_users AS rep, active_users AS active, row_json AS frag",
+                day_table=UsageDaily._meta.db_table,
+                day_cols=", ".join(f"SUM({c}) AS {c}" for c in cols)
+                + f", MAX(reported_users) AS rep, CAST(NULL AS {d.int}) AS active, CAST(NULL AS {d.text}) AS frag",
+            )
+        ),
+    )
+    st.cte("users(p, team, tool, n)", *_users_cte(d, params, scope, plist, whole))
+    # time-to-ready histograms: whole periods for the totals only, clipped ones for their rows' medians too
+    st.cte(
+        "hist",
+        *_union(
+            _rollup_source(
+                d,
+                params,
+                scope,
+                whole,
+                ranges,
+                period_table=UsagePeriodBucket._meta.db_table,
+                period_cols="bucket, count AS n, 1 AS whole",
+                day_table=UsageReadyBucket._meta.db_table,
+                day_cols="bucket, SUM(count) AS n, 0 AS whole",
+                extra_group="bucket",
+                # every team and tool: the rollup's per-period totals ('*'); else the (team, tool) rows
+                whole_where=" AND team_slug = '*'" if scope is None and not params.tool else " AND team_slug <> '*'",
+            )
+        ),
+    )
+    st.cte("med", median_sql(d, "SELECT p, team, tool, bucket, n FROM hist WHERE whole = 0"), [])
+    team_filter, team_args = _filters(params, scope, team="t.slug", tool="a.slug")
+    open_end = f"CASE WHEN gr.state = 'active' THEN {d.date} ELSE {d.date} END"
+    st.cte(
+        "g(team, tool, seats, price, first_day, last_day, active)",
+        f"SELECT t.slug, a.slug, gr.seats, CAST(a.monthly_price_per_seat AS {d.num}), {d.utc_date('gr.created_at')}, "
+        f"{d.least}(COALESCE({d.utc_date('gr.ended_at')}, {open_end}), COALESCE({d.utc_date('gr.expires_at')}, "
+        f"{open_end}), {open_end}), "
+        "CASE WHEN gr.state = 'active' AND (gr.expires_at IS NULL OR gr.expires_at > %s) THEN 1 ELSE 0 END "
+        f"FROM {AccessGrant._meta.db_table} gr JOIN {Team._meta.db_table} t ON t.id = gr.team_id "
+        f"JOIN {AITool._meta.db_table} a ON a.id = gr.tool_id "
+        f"WHERE gr.seats IS NOT NULL AND a.monthly_price_per_seat > 0 AND {d.utc_date('gr.created_at')} <= {d.date} "
+        f"AND (gr.ended_at IS NULL OR {d.utc_date('gr.ended_at')} >= {d.date}) "
+        f"AND (gr.expires_at IS NULL OR {d.utc_date('gr.expires_at')} >= {d.date}){team_filter}",
+        [
+            *[params.date_to, today] * 3,
+            connection.ops.adapt_datetimefield_value(now),
+            params.date_to,
+            params.date_from,
+            params.date_from,
+            *team_args,
+        ],
+    )
+    lo, hi = f"{d.greatest}(per.first_day, g.first_day)", f"{d.least}(per.last_day, g.last_day)"
+    st.cte(
+        "seat(p, team, tool, cost)",
+        f"SELECT per.pp, g.team, g.tool, SUM(g.price * g.seats * {d.days(hi, lo)} * 12 / 365) "
+        f"FROM g JOIN per ON {hi} >= {lo} GROUP BY per.pp, g.team, g.tool",
+        [],
+    )
+    mem_filter, mem_args = "", []
+    if scope is not None:
+        mem_filter = f" WHERE t.slug IN ({', '.join(['%s'] * len(scope))})" if scope else " WHERE 1 = 0"
+        mem_args = list(scope)
+    st.cte(
+        "mem(mteam, members)",
+        f"SELECT t.slug, COUNT(m.user_id) FROM {Team._meta.db_table} t "
+        f"LEFT JOIN {Team.members.through._meta.db_table} m ON m.team_id = t.id{mem_filter} GROUP BY t.slug",
+        mem_args,
+    )
+    # rows: every (period, team, tool) with sums, plus those with only a paid seat
+    users_join = med_join = ""
+    active = "s.active"
+    if ranges:  # clipped periods: users and median live (whole periods carry theirs)
+        users_join = " LEFT JOIN users u ON s.frag IS NULL AND u.p = s.p AND u.team = s.team AND u.tool = s.tool"
+        med_join = " LEFT JOIN med ON med.p = s.p AND med.team = s.team AND med.tool = s.tool"
+        active = f"COALESCE(s.active, {d.greatest}(COALESCE(u.n, 0), s.rep))"
+    zeros = ", ".join(f"0 AS {c}" for c in cols)
+    st.cte(
+        "r",
+        f"SELECT s.p, s.team, s.tool, {', '.join(f's.{c}' for c in cols)}, s.rep, s.frag, {active} AS active, "
+        f"{'med.median' if ranges else 'NULL'} AS median, COALESCE(seat.cost, 0) AS seat FROM sums s"
+        f"{users_join}{med_join} LEFT JOIN seat ON seat.p = s.p AND seat.team = s.team AND seat.tool = s.tool "
+        f"UNION ALL SELECT seat.p, seat.team, seat.tool, {zeros}, 0, NULL, 0, NULL, seat.cost FROM seat "
+        "LEFT JOIN sums x ON x.p = seat.p AND x.team = seat.team AND x.tool = seat.tool WHERE x.p IS NULL",
+        [],
+    )
+    st.cte("pairs", "SELECT team, tool, SUM(active_events) AS act, MAX(rep) AS peak FROM sums GROUP BY team, tool", [])
+
+    row = row_json_sql(d, f"COALESCE(frag, {static_fragment_sql(d)})")
+    order = f"r.p, team{d.collate}, tool{d.collate}"
+    source = "r JOIN per ON per.pp = r.p LEFT JOIN mem ON mem.mteam = r.team"
+    if d.pg:
+        rows = f"(SELECT '[' || COALESCE(string_agg({row}, ', ' ORDER BY {order}), '') || ']' FROM {source})"
+    else:
+        rows = (
+            f"(SELECT '[' || COALESCE(group_concat(j, ', '), '') || ']' FROM (SELECT {row} AS j FROM {source} "
+            f"ORDER BY {order}))"
+        )
+    summary = [
+        rows,
+        d.json_list(
+            ", ".join(f"SUM({c})" for c in cols) + ", (SELECT SUM(cost) FROM seat), (SELECT SUM(peak) FROM pairs)",
+            "sums",
+        ),
+        d.json_list(
+            "r.tool, SUM(agent_runs), SUM(active_events), SUM(seat + usage_cost), MAX(tp.peak)",
+            "r LEFT JOIN (SELECT tool, SUM(peak) AS peak FROM pairs GROUP BY tool) tp ON tp.tool = r.tool GROUP BY r.tool",
+        ),
+        d.json_list(
+            "p, team, SUM(workspaces_created), SUM(agent_runs), SUM(seat + usage_cost), SUM(rep)", "r GROUP BY p, team"
+        ),
+        d.json_list(
+            "p, team, tool, n", "users" + ("" if params.tool else " WHERE team = '*' OR tool = '*' OR p IS NULL")
+        ),
+        d.json_list("bucket, SUM(n)", "hist GROUP BY bucket"),
+        d.json_list("mteam, members", "mem"),
+        d.json_list(
+            f"team, tool, seats, price, CASE WHEN {d.least}(last_day, {d.date}) >= {d.greatest}(first_day, {d.date}) "
+            f"THEN price * seats * {d.days(f'{d.least}(last_day, {d.date})', f'{d.greatest}(first_day, {d.date})')} "
+            "* 12 / 365 ELSE 0 END",
+            "g WHERE active = 1 AND (team, tool) NOT IN (SELECT team, tool FROM pairs WHERE act > 0 OR peak > 0)",
+        ),
+    ]
+    sql = f"WITH {', '.join(st.ctes)} SELECT {', '.join(summary)}"
+    return sql, [*st.args, *[params.date_to, params.date_from] * 2]
+
+
+# --- shaping ------------------------------------------------------------------------------------
+
+
+class ReportRows(Sequence):
+    """The report rows as the JSON text the database wrote; parsed into dicts only when read.
+
+    The API writes `.json` into the response as it is; the page, the CSV and the command iterate."""
+
+    def __init__(self, text: str) -> None:
+        self.json = text
+        self._parsed: list[dict[str, Any]] | None = None
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if self._parsed is None:
+            self._parsed = json.loads(self.json)
+        return self._parsed
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._rows()[index]
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __repr__(self) -> str:
+        return f"ReportRows({len(self)} rows)"
+
+
+def report_json(report: dict[str, Any], *, indent: int | None = None) -> str:
+    """The report as JSON text, its rows spliced in as the database wrote them."""
+    rows = report["rows"]
+    rest = {k: v for k, v in report.items() if k != "rows"}
+    if indent is not None or not isinstance(rows, ReportRows):
+        return json.dumps({**rest, "rows": list(rows)}, indent=indent)
+    return json.dumps(rest)[:-1] + ', "rows": ' + rows.json + "}"
+
+
+def _half_up(value: float | Decimal | None, places: int) -> float:
+    """Round half away from zero, as SQL's ROUND does (Python's round() would go to even)."""
+    return float(Decimal(str(value or 0)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
 def _median(hist: dict[int, int]) -> float | None:
@@ -504,86 +594,32 @@ def _median(hist: dict[int, int]) -> float | None:
         while wanted and wanted[0] < seen:
             wanted.pop(0)
             found.append(bucket_value(bucket))
-    if len(found) == 1:
-        return round(found[0], 1)
-    return round(sum(found) / len(found), 1)
+    return _half_up(sum(found) / len(found), 1)
 
 
-def _merge_hist(target: dict[int, int], source: dict[int, int]) -> None:
-    for b, n in source.items():
-        target[b] = target.get(b, 0) + n
+def _rate(part: int, whole: int) -> float | None:
+    return _half_up(part / whole, 3) if whole else None
 
 
-def _paid_grants(params: ReportParams, scope: list[str] | None) -> list[dict[str, Any]]:
-    start = dt.datetime.combine(params.date_from, dt.time.min, tzinfo=dt.UTC)
-    end = dt.datetime.combine(params.date_to, dt.time.max, tzinfo=dt.UTC)
-    qs = AccessGrant.objects.filter(seats__isnull=False, tool__monthly_price_per_seat__gt=0, created_at__lte=end)
-    qs = qs.exclude(ended_at__lt=start).exclude(expires_at__lt=start)
-    if scope is not None:
-        qs = qs.filter(team__slug__in=scope)
-    if params.tool:
-        qs = qs.filter(tool__slug=params.tool)
-    out = []
-    now = timezone.now()
-    for team, tool, seats, price, created, ended, expires, state in qs.values_list(
-        "team__slug",
-        "tool__slug",
-        "seats",
-        "tool__monthly_price_per_seat",
-        "created_at",
-        "ended_at",
-        "expires_at",
-        "state",
-    ):
-        last = min(d for d in (ended, expires, end if state == "active" else now) if d is not None)
-        out.append(
-            {
-                "team": team,
-                "tool": tool,
-                "seats": seats,
-                "price": Decimal(price),
-                "first_day": created.astimezone(dt.UTC).date(),
-                "last_day": last.astimezone(dt.UTC).date(),
-                "active": state == "active" and (expires is None or expires > now),
-            }
-        )
-    return out
-
-
-def _seat_cost(grant: dict[str, Any], first: dt.date, last: dt.date) -> Decimal:
-    lo, hi = max(first, grant["first_day"]), min(last, grant["last_day"])
-    days = (hi - lo).days + 1
-    if days <= 0:
-        return Decimal(0)
-    return grant["price"] * grant["seats"] * days / MONTH_DAYS
-
-
-def _money(value: Decimal) -> float:
-    return round(float(value), 2)
-
-
-EMPTY_SUMS: dict[str, Any] = {**{c: 0 for c in SUM_COLUMNS}, "usage_cost": Decimal(0), "reported_users": 0}
-EMPTY_HIST: dict[int, int] = {}
-
-
-def _metrics(s: dict[str, Any], users: int, members: int | None, hist: dict[int, int], seat: Decimal) -> dict:
+def _totals(s: dict[str, Any], users: int, members: int | None, hist: dict[int, int], seat: float) -> dict:
+    """The totals line: the same metrics as a row, over the whole range and every row."""
     active = max(users, s["reported_users"])
-    usage = s["usage_cost"]
     ok, failed, finished = s["builds_succeeded"], s["builds_failed"], s["agent_runs_finished"]
-    accepted = s["agent_results_accepted"]
+    accepted, usage = s["agent_results_accepted"], s["usage_cost"]
+    acceptance = _rate(accepted, finished)
     return {
         "active_users": active,
         "team_members": members,
-        "adoption_rate": round(active / members, 3) if members else None,
+        "adoption_rate": _rate(active, members or 0),
         "workspaces_created": s["workspaces_created"],
-        "build_success_rate": round(ok / (ok + failed), 3) if ok + failed else None,
-        "median_time_to_ready_s": _median(hist) if hist else None,
+        "build_success_rate": _rate(ok, ok + failed),
+        "median_time_to_ready_s": _median(hist),
         "agent_runs": s["agent_runs"],
-        "agent_acceptance_rate": min(1.0, round(accepted / finished, 3)) if finished else None,
+        "agent_acceptance_rate": None if acceptance is None else min(1.0, acceptance),
         "policy_denials": s["policy_denials"],
-        "estimated_cost": _money(seat + usage),
-        "seat_cost": _money(seat),
-        "usage_cost": _money(usage),
+        "estimated_cost": _half_up(Decimal(str(seat)) + Decimal(str(usage)), 2),
+        "seat_cost": _half_up(seat, 2),
+        "usage_cost": _half_up(usage, 2),
         "builds_succeeded": ok,
         "builds_failed": failed,
         "agent_runs_finished": finished,
@@ -596,111 +632,97 @@ def _metrics(s: dict[str, Any], users: int, members: int | None, hist: dict[int,
     }
 
 
+def _json(value: Any) -> list:
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _users_summary(entries: list, tool: str | None) -> dict[str, dict[tuple, int]]:
+    """Fold the (p, team, tool, n) user counts into the series and totals the report shows."""
+    out: dict[str, dict[tuple, int]] = {"tool_series": {}, "team_series": {}, "tool_total": {}, "total": {}}
+    for p, team, tl, n in entries:
+        if p is None:  # the whole range
+            if team == "*" and tl == "*":
+                if not tool:
+                    out["total"][()] = n
+            elif team == "*":
+                out["tool_total"][(tl,)] = n
+                if tool:
+                    out["total"][()] = n
+            continue
+        key = _as_date(p)
+        if team == "*" and tl == "*":
+            continue
+        if team == "*":
+            out["tool_series"][(key, tl)] = n
+        elif tl == "*":
+            if not tool:
+                out["team_series"][(key, team)] = n
+        elif tool:
+            out["team_series"][(key, team)] = n
+    return out
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The whole report as plain data (JSON-ready); `rows` is exactly what `?format=csv` writes."""
+    """The whole report as plain data; `rows` (a ReportRows) is exactly what `?format=csv` writes."""
     now = now or timezone.now()
+    today = now.astimezone(dt.UTC).date()
     scope = report_scope(user, params.team)
     plist = periods(params)
     bounds = {key: (first, last) for key, first, last in plist}
-    sums = _daily_sums(params, scope, plist, now.date())
-    users = _distinct_users(params, scope, plist)
-    hists = _ready_histograms(params, scope, plist, now.date())
-    grants = _paid_grants(params, scope)
-    team_qs = Team.objects.all() if scope is None else Team.objects.filter(slug__in=scope)
-    members = {slug: n for slug, n in _member_counts(team_qs)}
+    sql, args = _report_sql(params, scope, plist, today, now)
+    with connection.cursor() as cur:
+        cur.execute(sql, args)
+        rows_json, totals_raw, tools_raw, team_raw, users_raw, hist_raw, mem_raw, unused_raw = cur.fetchone()
 
-    seat_costs: dict[tuple, Decimal] = defaultdict(Decimal)
-    for grant in grants:
-        for key, first, last in plist:
-            cost = _seat_cost(grant, first, last)
-            if cost:
-                seat_costs[(key, grant["team"], grant["tool"])] += cost
-
-    keys = sorted(set(sums) | set(seat_costs))
-    zero = Decimal(0)
-    rows = []
-    row_users = users["row"]
-    pair_active: dict[tuple, int] = defaultdict(int)
-    pair_peak: dict[tuple, int] = defaultdict(int)
-    tool_runs: dict[str, int] = defaultdict(int)
-    tool_active: dict[str, int] = defaultdict(int)
-    tool_cost: dict[str, Decimal] = defaultdict(Decimal)
-    team_period: dict[tuple, list] = {}
-    total_seat = zero
-    total_hist: dict[int, int] = {}
-    for key in keys:
-        period, team, tool = key
-        s = sums.get(key) or EMPTY_SUMS
-        seat = seat_costs.get(key, zero)
-        hist = hists.get(key) or EMPTY_HIST
-        first, last = bounds[period]
-        rows.append(
-            {
-                "period_start": first.isoformat(),
-                "period_end": last.isoformat(),
-                "team": team,
-                "tool": tool,
-                **_metrics(s, row_users.get(key, 0), members.get(team), hist, seat),
-            }
-        )
-        active, peak, runs, cost = s["active_events"], s["reported_users"], s["agent_runs"], seat + s["usage_cost"]
-        pair = (team, tool)
-        pair_active[pair] += active
-        if peak > pair_peak[pair]:
-            pair_peak[pair] = peak
-        tool_runs[tool] += runs
-        tool_active[tool] += active
-        tool_cost[tool] += cost
-        tp = team_period.get((period, team))
-        if tp is None:
-            tp = team_period[(period, team)] = [0, 0, zero, 0]
-        tp[0] += s["workspaces_created"]
-        tp[1] += runs
-        tp[2] += cost
-        tp[3] += peak
-        total_seat += seat
-        if hist:
-            _merge_hist(total_hist, hist)
-
-    total_sums = {c: sum((v[c] for v in sums.values()), zero if c == "usage_cost" else 0) for c in SUM_COLUMNS}
-    total_sums["reported_users"] = sum(pair_peak.values())
-    total_members = sum(members.values())
-    totals = _metrics(total_sums, users["total"].get((), 0), total_members or None, total_hist, total_seat)
+    [totals_row] = _json(totals_raw)
+    total_sums: dict[str, Any] = {c: int(v or 0) for c, v in zip(SUM_COLUMNS, totals_row, strict=False)}
+    total_sums["usage_cost"] = totals_row[SUM_COLUMNS.index("usage_cost")] or 0
+    total_seat = totals_row[len(SUM_COLUMNS)] or 0
+    total_sums["reported_users"] = int(totals_row[len(SUM_COLUMNS) + 1] or 0)
+    users = _users_summary(_json(users_raw), params.tool)
+    members = {team: int(n) for team, n in _json(mem_raw)}
+    total_hist = {int(b): int(n) for b, n in _json(hist_raw)}
+    totals = _totals(total_sums, users["total"].get((), 0), sum(members.values()) or None, total_hist, total_seat)
     totals.update({"period_start": params.date_from.isoformat(), "period_end": params.date_to.isoformat()})
 
-    tool_peak: dict[str, int] = defaultdict(int)
-    for (_team, tool), peak in pair_peak.items():
-        tool_peak[tool] += peak
     top_tools = sorted(
         (
             {
                 "tool": tool,
-                "active_users": max(users["tool_total"].get((tool,), 0), tool_peak[tool]),
-                "agent_runs": tool_runs[tool],
-                "active_events": tool_active[tool],
-                "estimated_cost": _money(tool_cost[tool]),
+                "active_users": max(users["tool_total"].get((tool,), 0), int(peak or 0)),
+                "agent_runs": int(runs),
+                "active_events": int(active),
+                "estimated_cost": _half_up(cost, 2),
             }
-            for tool in tool_runs
-            if tool and (tool_active[tool] or users["tool_total"].get((tool,), 0))
+            for tool, runs, active, cost, peak in _json(tools_raw)
+            if tool and (active or users["tool_total"].get((tool,), 0))
         ),
         key=lambda r: (-r["active_users"], -r["active_events"], r["tool"]),
     )[:5]
 
-    used_pairs = {pair for pair in pair_active if pair_active[pair] or pair_peak[pair]}
-    unused = []
-    for grant in grants:
-        if (grant["team"], grant["tool"]) in used_pairs or not grant["active"]:
-            continue
-        cost = _seat_cost(grant, params.date_from, params.date_to)
-        unused.append(
+    unused = sorted(
+        (
             {
-                "team": grant["team"],
-                "tool": grant["tool"],
-                "seats": grant["seats"],
-                "monthly_price_per_seat": _money(grant["price"]),
-                "estimated_cost": _money(cost),
+                "team": team,
+                "tool": tool,
+                "seats": int(seats),
+                "monthly_price_per_seat": _half_up(price, 2),
+                "estimated_cost": _half_up(cost, 2),
             }
-        )
+            for team, tool, seats, price, cost in _json(unused_raw)
+        ),
+        key=lambda u: (u["team"], u["tool"]),
+    )
 
     pending_qs = AccessRequest.objects.filter(status=AccessRequestStatus.PENDING).select_related(
         "team", "tool", "requester"
@@ -727,10 +749,10 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
     if params.tool:
         first_uses = first_uses.filter(tool_slug=params.tool)
     funnel = [
-        {"stage": "requested", "count": total_sums.get("access_requested", 0)},
-        {"stage": "granted", "count": total_sums.get("access_granted", 0)},
+        {"stage": "requested", "count": total_sums["access_requested"]},
+        {"stage": "granted", "count": total_sums["access_granted"]},
         {"stage": "first_use", "count": first_uses.count()},
-        {"stage": "accepted_agent_result", "count": total_sums.get("agent_results_accepted", 0)},
+        {"stage": "accepted_agent_result", "count": total_sums["agent_results_accepted"]},
     ]
 
     tool_series = [
@@ -738,17 +760,19 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
         for (p, tool), n in sorted(users["tool_series"].items())
         if tool and p in bounds
     ]
-    team_series = [
-        {
-            "period_start": bounds[p][0].isoformat(),
-            "team": team,
-            "active_users": max(users["team_series"].get((p, team), 0), tp[3]),
-            "workspaces_created": tp[0],
-            "agent_runs": tp[1],
-            "estimated_cost": _money(tp[2]),
-        }
-        for (p, team), tp in sorted(team_period.items())
-    ]
+    team_series = []
+    for p, team, workspaces, runs, cost, peak in sorted(_json(team_raw), key=lambda e: (str(e[0]), e[1])):
+        key = _as_date(p)
+        team_series.append(
+            {
+                "period_start": bounds[key][0].isoformat(),
+                "team": team,
+                "active_users": max(users["team_series"].get((key, team), 0), int(peak or 0)),
+                "workspaces_created": int(workspaces),
+                "agent_runs": int(runs),
+                "estimated_cost": _half_up(cost, 2),
+            }
+        )
 
     return {
         "from": params.date_from.isoformat(),
@@ -758,10 +782,10 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
         "tool": params.tool,
         "teams": sorted(members) if scope is None else scope,
         "periods": [{"period_start": f.isoformat(), "period_end": last.isoformat()} for _, f, last in plist],
-        "demo_data": bool(total_sums.get("demo_events", 0)),
-        "demo_events": total_sums.get("demo_events", 0),
+        "demo_data": bool(total_sums["demo_events"]),
+        "demo_events": total_sums["demo_events"],
         "generated_at": now.isoformat(),
-        "rows": rows,
+        "rows": ReportRows(rows_json),
         "totals": totals,
         "top_tools": top_tools,
         "unused_paid_seats": unused,
@@ -770,9 +794,3 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
         "tool_series": tool_series,
         "team_series": team_series,
     }
-
-
-def _member_counts(team_qs) -> list[tuple[str, int]]:
-    from django.db.models import Count
-
-    return list(team_qs.annotate(n=Count("members")).values_list("slug", "n"))

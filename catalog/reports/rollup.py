@@ -211,6 +211,45 @@ def _rebuild_periods(days: list[dt.date]) -> None:
             )
             cur.execute(f"DELETE FROM {UsagePeriodUsers._meta.db_table} WHERE kind = %s AND start = %s", [kind, first])
             cur.execute(_period_users_sql(), _period_users_args(kind, first, last))
+            refresh_period_rows(cur, kind, first)
+
+
+def refresh_period_rows(cur, kind: str, start: dt.date) -> None:
+    """Store each (team, tool) row of a whole period with its distinct users, median time to ready and the
+    static part of its report row, so a report over whole periods only adds today's team sizes and seats;
+    and the period's histogram over all teams and tools (team and tool '*')."""
+    from .rowsql import Dialect, median_sql, static_fragment_sql
+
+    d = Dialect()
+    period, users = UsagePeriod._meta.db_table, UsagePeriodUsers._meta.db_table
+    buckets = UsagePeriodBucket._meta.db_table
+    # the period's histogram over every team and tool ('*'), for the report's totals line
+    cur.execute(f"DELETE FROM {buckets} WHERE kind = %s AND start = %s AND team_slug = '*'", [kind, start])
+    cur.execute(
+        f"INSERT INTO {buckets} (kind, start, team_slug, tool_slug, bucket, count) "
+        f"SELECT kind, start, '*', '*', bucket, SUM(count) FROM {buckets} "
+        "WHERE kind = %s AND start = %s GROUP BY kind, start, bucket",
+        [kind, start],
+    )
+    med = median_sql(
+        d,
+        "SELECT start AS p, team_slug AS team, tool_slug AS tool, bucket, count AS n "
+        f"FROM {buckets} WHERE kind = %s AND start = %s AND team_slug <> '*'",
+    )
+    cols = ", ".join(f"p.{c}" for c in PERIOD_COLUMNS)
+    rows = (
+        f"SELECT p.id, p.team_slug AS team, p.tool_slug AS tool, {cols}, "
+        f"{d.greatest}(COALESCE(u.users, 0), p.reported_users) AS active, med.median FROM {period} p "
+        f"LEFT JOIN {users} u ON u.kind = p.kind AND u.start = p.start AND u.team_slug = p.team_slug "
+        "AND u.tool_slug = p.tool_slug "
+        f"LEFT JOIN ({med}) med ON med.team = p.team_slug AND med.tool = p.tool_slug "
+        "WHERE p.kind = %s AND p.start = %s"
+    )
+    cur.execute(
+        f"UPDATE {period} SET active_users = x.active, median_ready_s = x.median, row_json = x.frag "
+        f"FROM (SELECT id, active, median, {static_fragment_sql(d)} AS frag FROM ({rows}) q) x WHERE {period}.id = x.id",
+        [kind, start, kind, start],
+    )
 
 
 def _period_users_sql() -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from ...api.usage import rows_csv
-from ...reports.adoption import adoption_report, parse_params
+from ...reports.adoption import adoption_report, parse_params, report_json
 from ...reports.rollup import rollup_usage
 from ...services.errors import DomainError
 
@@ -48,7 +46,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(f"{exc.message} {exc.errors or ''}".strip()) from exc
         if options["fmt"] == "json":
-            self.stdout.write(json.dumps(report, indent=2))
+            self.stdout.write(report_json(report, indent=2))
         else:
             self.stdout.write(rows_csv(report["rows"]), ending="")
 

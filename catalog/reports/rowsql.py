@@ -1,0 +1,156 @@
+"""SQL shared by the rollup and the report: one definition of a report row, for PostgreSQL and SQLite.
+
+A report row's JSON has two parts. The static part (team, tool, active users, sums, rates, median) is
+fixed once a week or month is over, so the rollup stores it with each whole period (`row_json`); the
+report computes it live only for periods clipped by the report range. The dynamic part (period bounds,
+team size, adoption rate and seat costs) depends on today's teams and grants and is added at report
+time. Both parts are written by the database, rounding half away from zero.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from .rollup import BAND_OFFSETS
+
+# the row fields kept with each whole period; the others are added when the report runs
+STATIC_FIELDS = [
+    "team",
+    "tool",
+    "active_users",
+    "workspaces_created",
+    "build_success_rate",
+    "median_time_to_ready_s",
+    "agent_runs",
+    "agent_acceptance_rate",
+    "policy_denials",
+    "usage_cost",
+    "builds_succeeded",
+    "builds_failed",
+    "agent_runs_finished",
+    "agent_results_accepted",
+    "access_requested",
+    "access_granted",
+    "code_suggestions",
+    "code_acceptances",
+    "demo_events",
+]
+DYNAMIC_FIELDS = ["team_members", "adoption_rate", "estimated_cost", "seat_cost"]
+
+
+class Dialect:
+    """The few fragments that differ between PostgreSQL and SQLite."""
+
+    def __init__(self) -> None:
+        self.pg = connection.vendor == "postgresql"
+        self.num = "numeric" if self.pg else "REAL"
+        self.int = "bigint" if self.pg else "INTEGER"
+        self.text = "text" if self.pg else "TEXT"
+        self.greatest = "GREATEST" if self.pg else "MAX"
+        self.least = "LEAST" if self.pg else "MIN"
+        self.arr = "json_build_array" if self.pg else "json_array"
+        self.date = "CAST(%s AS date)" if self.pg else "%s"
+        self.collate = ' COLLATE "C"' if self.pg else ""
+
+    def utc_date(self, column: str) -> str:
+        return f"CAST(({column} AT TIME ZONE 'UTC') AS date)" if self.pg else f"date({column})"
+
+    def days(self, last: str, first: str) -> str:
+        """Whole days from `first` to `last`, both included."""
+        if self.pg:
+            return f"({last} - {first} + 1)"
+        return f"(CAST(julianday({last}) - julianday({first}) AS INTEGER) + 1)"
+
+    def quote(self, expr: str) -> str:
+        """A JSON string literal of a text value."""
+        return f"CAST(to_json(CAST({expr} AS text)) AS text)" if self.pg else f"json_quote({expr})"
+
+    def value(self, expr: str) -> str:
+        """A JSON number (or null) as text."""
+        return f"COALESCE(CAST({expr} AS {self.text}), 'null')"
+
+    def json_list(self, items: str, source: str) -> str:
+        """A JSON array of arrays, one per row of `source` (a FROM clause with any WHERE/GROUP BY)."""
+        agg = "json_agg(x)" if self.pg else "json_group_array(json(x))"
+        return f"(SELECT {agg} FROM (SELECT {self.arr}({items}) AS x FROM {source}) q)"
+
+
+def bucket_value_sql(column: str) -> str:
+    """`rollup.bucket_value` in SQL: the middle of a time-to-ready bucket, in seconds."""
+    parts = []
+    for lo, hi, width, offset in BAND_OFFSETS:
+        count = int((hi - lo) / width)
+        parts.append(f"WHEN {column} < {offset + count} THEN {lo} + ({column} - {offset}) * {width} + {width / 2}")
+    return f"CASE {' '.join(parts)} ELSE {BAND_OFFSETS[-1][1]} END"
+
+
+def median_sql(d: Dialect, source: str) -> str:
+    """(p, team, tool, median) from histogram rows (p, team, tool, bucket, n): the middle value, or the
+    mean of the two middle values, at bucket resolution."""
+    return (
+        f"SELECT p, team, tool, ROUND(CAST(AVG({bucket_value_sql('bucket')}) AS {d.num}), 1) AS median FROM ("
+        f"SELECT p, team, tool, bucket, n, "
+        f"CAST(SUM(n) OVER (PARTITION BY p, team, tool ORDER BY bucket) AS {d.int}) AS cum, "
+        f"CAST(SUM(n) OVER (PARTITION BY p, team, tool) AS {d.int}) AS total FROM ({source}) h) hc "
+        "WHERE (cum - n <= (total - 1) / 2 AND cum > (total - 1) / 2) OR (cum - n <= total / 2 AND cum > total / 2) "
+        "GROUP BY p, team, tool"
+    )
+
+
+def _rate(d: Dialect, part: str, whole: str) -> str:
+    return f"CASE WHEN {whole} > 0 THEN ROUND(CAST({part} AS {d.num}) / ({whole}), 3) END"
+
+
+def field_sql(d: Dialect) -> dict[str, str]:
+    """Each row field as an SQL expression over columns named team, tool, active (users), median, members,
+    seat (cost) and the rollup's summed columns."""
+    return {
+        "team": "team",
+        "tool": "tool",
+        "active_users": "active",
+        "team_members": "members",
+        "adoption_rate": _rate(d, "active", "members"),
+        "workspaces_created": "workspaces_created",
+        "build_success_rate": _rate(d, "builds_succeeded", "builds_succeeded + builds_failed"),
+        "median_time_to_ready_s": "median",
+        "agent_runs": "agent_runs",
+        "agent_acceptance_rate": f"CASE WHEN agent_runs_finished > 0 THEN {d.least}(1, "
+        f"{_rate(d, 'agent_results_accepted', 'agent_runs_finished')}) END",
+        "policy_denials": "policy_denials",
+        "estimated_cost": f"ROUND(CAST(seat + usage_cost AS {d.num}), 2)",
+        "seat_cost": f"ROUND(CAST(seat AS {d.num}), 2)",
+        "usage_cost": f"ROUND(CAST(usage_cost AS {d.num}), 2)",
+        "builds_succeeded": "builds_succeeded",
+        "builds_failed": "builds_failed",
+        "agent_runs_finished": "agent_runs_finished",
+        "agent_results_accepted": "agent_results_accepted",
+        "access_requested": "access_requested",
+        "access_granted": "access_granted",
+        "code_suggestions": "suggestions",
+        "code_acceptances": "acceptances",
+        "demo_events": "demo_events",
+    }
+
+
+def _members(d: Dialect, names: list[str]) -> str:
+    fields = field_sql(d)
+    out = []
+    for name in names:
+        expr = fields[name]
+        value = d.quote(expr) if name in ("team", "tool") else d.value(expr)
+        out.append(f"'\"{name}\": ' || {value}")
+    return " || ', ' || ".join(out)
+
+
+def static_fragment_sql(d: Dialect) -> str:
+    """The static members of a row object, as JSON text without braces (what `row_json` stores)."""
+    return _members(d, STATIC_FIELDS)
+
+
+def row_json_sql(d: Dialect, static: str) -> str:
+    """A whole row object: period bounds, the static members (`static`, an SQL text expression) and the
+    members that depend on today's teams and grants."""
+    return (
+        '\'{"period_start": "\' || CAST(first_day AS ' + d.text + ') || \'", "period_end": "\' || '
+        f"CAST(last_day AS {d.text}) || '\", ' || {static} || ', ' || {_members(d, DYNAMIC_FIELDS)} || '}}'"
+    )
