@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from catalog.agents import identity
@@ -177,6 +179,20 @@ def test_agent_identity_only_through_its_own_socket(transactional_db, api, peopl
         # another run's endpoints and any other path are not served on this socket
         assert socket_post(sock, f"/api/v1/agent-runs/{run2.pk}/progress/", {"progress": "x"}, token=token1)[0] == 404
         assert socket_post(sock, "/api/v1/agent-groups/", {}, token=token1)[0] == 404
+        # a client that sends its body after a pause still reads the refusal (no broken pipe)
+        import socket as socketlib
+
+        payload = b'{"progress": "x"}'
+        with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as raw:
+            raw.settimeout(10)
+            raw.connect(sock)
+            raw.sendall(
+                f"POST /api/v1/agent-runs/{run2.pk}/progress/ HTTP/1.1\r\nHost: localhost\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            )
+            time.sleep(0.3)
+            raw.sendall(payload)
+            assert raw.recv(4096).startswith(b"HTTP/1.0 404")
         # another run's token on this run's socket, a human's token, and no token are refused
         assert socket_post(sock, own + "progress/", {"progress": "x"}, token=token2)[0] == 401
         human = api(people["alice"])

@@ -64,6 +64,11 @@ def snapshot() -> dict:
         "users": sorted(UsageUserDay.objects.values_list("day", "team_slug", "tool_slug", "user_ref", "events")),
         "ready": sorted(UsageReadyBucket.objects.values_list("day", "team_slug", "tool_slug", "bucket", "count")),
         "first": sorted(UsageFirstUse.objects.values_list("team_slug", "tool_slug", "first_day")),
+        "periods": sorted(
+            UsagePeriod.objects.values_list(
+                "kind", "start", "team_slug", "tool_slug", "agent_runs", "active_users", "median_ready_s", "row_json"
+            )
+        ),
     }
 
 
@@ -282,6 +287,26 @@ def test_rollup_is_incremental_counts_late_events_and_reruns_change_nothing(peop
     assert UsageDaily.objects.get(day=d, tool_slug="claude-code").agent_runs == 3
     snap = snapshot()
     rollup_usage()
+    assert snapshot() == snap
+
+
+def test_migration_fills_stored_report_rows_of_periods_rolled_up_before_it(people, claude):
+    """Periods rolled up by an older version have no stored row; migration 0008 computes the same ones the
+    rollup now writes."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    record_usage("agent_run_started", user=people["alice"], tool=claude, at=at(monday(2)), key="r1")
+    record_usage("build_succeeded", user=people["alice"], at=at(monday(2)), duration_s=12, outcome="start", key="b1")
+    rollup_usage()
+    snap = snapshot()
+    assert all(row[-1] for row in snap["periods"])  # every period row has its JSON
+    UsagePeriod.objects.update(active_users=None, median_ready_s=None, row_json=None)
+    migration = importlib.import_module("catalog.migrations.0008_usage_period_rows")
+    migration.fill_period_rows(apps, SimpleNamespace(connection=connection))  # it needs only the connection
     assert snapshot() == snap
 
 

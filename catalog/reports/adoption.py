@@ -52,7 +52,6 @@ from .rowsql import Dialect, median_sql, row_json_sql, static_fragment_sql
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
 MAX_DAYS = 3 * 366
-MONTH_DAYS = Decimal("365") / Decimal("12")
 
 ROW_FIELDS = [
     "period_start",

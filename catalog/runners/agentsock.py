@@ -68,6 +68,7 @@ class AgentSocket:
     def _gate(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "POST" or not any(r.fullmatch(path) for r in self.allowed):
+            _drain(environ)  # read what the client sends, so it gets the 404 rather than a broken pipe
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [json.dumps({"detail": "Only this run's own agent endpoints are served on its socket."}).encode()]
         self.requests += 1
@@ -96,6 +97,22 @@ class AgentSocket:
             self._server.server_close()
             self._server = None
         self.path.unlink(missing_ok=True)
+
+
+MAX_REFUSED_BODY = 1 << 20
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    try:
+        left = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_REFUSED_BODY)
+    except ValueError:
+        return
+    stream = environ["wsgi.input"]
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        left -= len(chunk)
 
 
 def portal_host() -> str:
