@@ -9,6 +9,7 @@ paths it is given (the run's own agent endpoints), and marks each request it for
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -66,9 +67,16 @@ class AgentSocket:
         self._thread: threading.Thread | None = None
 
     def _gate(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # Read the whole body first: the server closes the connection after answering, and a client whose
+        # body was still on its way (sent after the headers) would get a broken pipe instead of the answer.
+        body = _read_body(environ)
+        if body is None:
+            start_response("413 Request Entity Too Large", [("Content-Type", "application/json")])
+            return [json.dumps({"detail": f"Bodies over {MAX_BODY} bytes are refused."}).encode()]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "POST" or not any(r.fullmatch(path) for r in self.allowed):
-            _drain(environ)  # read what the client sends, so it gets the 404 rather than a broken pipe
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [json.dumps({"detail": "Only this run's own agent endpoints are served on its socket."}).encode()]
         self.requests += 1
@@ -99,20 +107,25 @@ class AgentSocket:
         self.path.unlink(missing_ok=True)
 
 
-MAX_REFUSED_BODY = 1 << 20
+MAX_BODY = 4 << 20  # progress and results are small; Django's own limit is 2.5 MB
 
 
-def _drain(environ: dict[str, Any]) -> None:
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    """The request body (None when it is over MAX_BODY)."""
     try:
-        left = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_REFUSED_BODY)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return
-    stream = environ["wsgi.input"]
+        length = 0
+    if length > MAX_BODY:
+        return None
+    stream, chunks, left = environ["wsgi.input"], [], length
     while left > 0:
         chunk = stream.read(min(left, 65536))
         if not chunk:
             break
+        chunks.append(chunk)
         left -= len(chunk)
+    return b"".join(chunks)
 
 
 def portal_host() -> str:
