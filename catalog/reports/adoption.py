@@ -47,39 +47,11 @@ from ..models import (
 )
 from ..services.errors import InvalidInput, NotPermitted
 from .rollup import PERIOD_COLUMNS, bucket_value
-from .rowsql import Dialect, median_sql, row_json_sql, static_fragment_sql
+from .rowsql import ROW_FIELDS, Dialect, median_sql, row_json_sql, static_fragment_sql  # noqa: F401 (ROW_FIELDS re-exported)
 
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
 MAX_DAYS = 3 * 366
-
-ROW_FIELDS = [
-    "period_start",
-    "period_end",
-    "team",
-    "tool",
-    "active_users",
-    "team_members",
-    "adoption_rate",
-    "workspaces_created",
-    "build_success_rate",
-    "median_time_to_ready_s",
-    "agent_runs",
-    "agent_acceptance_rate",
-    "policy_denials",
-    "estimated_cost",
-    "seat_cost",
-    "usage_cost",
-    "builds_succeeded",
-    "builds_failed",
-    "agent_runs_finished",
-    "agent_results_accepted",
-    "access_requested",
-    "access_granted",
-    "code_suggestions",
-    "code_acceptances",
-    "demo_events",
-]
 
 SUM_COLUMNS = PERIOD_COLUMNS  # the report reads exactly what the rollup sums
 

@@ -13,17 +13,23 @@ from django.db import connection
 
 from .rollup import BAND_OFFSETS
 
-# the row fields kept with each whole period; the others are added when the report runs
-STATIC_FIELDS = [
+# the columns of a report row, in the CSV's order
+ROW_FIELDS = [
+    "period_start",
+    "period_end",
     "team",
     "tool",
     "active_users",
+    "team_members",
+    "adoption_rate",
     "workspaces_created",
     "build_success_rate",
     "median_time_to_ready_s",
     "agent_runs",
     "agent_acceptance_rate",
     "policy_denials",
+    "estimated_cost",
+    "seat_cost",
     "usage_cost",
     "builds_succeeded",
     "builds_failed",
@@ -35,7 +41,11 @@ STATIC_FIELDS = [
     "code_acceptances",
     "demo_events",
 ]
+
+# the members added when the report runs (today's team sizes and grants); the rest, but the period bounds,
+# is kept with each whole period
 DYNAMIC_FIELDS = ["team_members", "adoption_rate", "estimated_cost", "seat_cost"]
+STATIC_FIELDS = [f for f in ROW_FIELDS if f not in ("period_start", "period_end", *DYNAMIC_FIELDS)]
 
 
 class Dialect:
