@@ -49,8 +49,11 @@ def publish(files, slug="echo", actor=None):
 
 def settled(ws_id, timeout=60):
     def done():
-        ws = Workspace.objects.get(pk=ws_id)
-        return ws if not ws.builds.filter(status__in=["pending", "running"]).exists() else None
+        # builds first, then the workspace: a build that finishes between the two reads has already set
+        # the workspace's status in the same transaction
+        if WorkspaceBuild.objects.filter(workspace_id=ws_id, status__in=["pending", "running"]).exists():
+            return None
+        return Workspace.objects.get(pk=ws_id)
 
     return wait_for(done, timeout, message="the build to finish")
 
