@@ -24,7 +24,6 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connection
@@ -46,8 +45,17 @@ from ..models import (
     UsageUserDay,
 )
 from ..services.errors import InvalidInput, NotPermitted
-from .rollup import PERIOD_COLUMNS, bucket_value
-from .rowsql import ROW_FIELDS, Dialect, median_sql, row_json_sql, static_fragment_sql  # noqa: F401 (ROW_FIELDS re-exported)
+from .rollup import PERIOD_COLUMNS
+from .rowsql import (  # noqa: F401 (ROW_FIELDS re-exported: the API and the command name the columns from here)
+    ROW_FIELDS,
+    TOTAL_FIELDS,
+    Dialect,
+    median_sql,
+    object_sql,
+    prorated_seats_sql,
+    row_json_sql,
+    static_fragment_sql,
+)
 
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
@@ -206,7 +214,8 @@ def _has_user_years() -> bool:
 # sizes, joined per period x team x tool. The database writes the rows as JSON text, which the API
 # sends as it is: at 5,600 rows, building and re-serialising Python dicts alone would cost more
 # than the 50 ms budget. The summary parts (totals, top tools, series, unused seats) come back as
-# small JSON arrays that Python shapes. Rounding is half away from zero, in SQL and in Python.
+# small JSON arrays that Python shapes; the totals line uses the rows' own field expressions. Rounding is
+# half away from zero (SQL's ROUND).
 
 
 class _Statement:
@@ -221,14 +230,17 @@ class _Statement:
         self.args.extend(args)
 
 
+def _scope(scope: list[str] | None, team: str) -> tuple[str, list[Any]]:
+    """` AND <team> IN (...)` for a manager's teams (none: nothing matches); empty for every team."""
+    if scope is None:
+        return "", []
+    if not scope:
+        return " AND 1 = 0", []
+    return f" AND {team} IN ({', '.join(['%s'] * len(scope))})", list(scope)
+
+
 def _filters(params: ReportParams, scope: list[str] | None, team: str = "team_slug", tool: str = "tool_slug"):
-    sql, args = "", []
-    if scope is not None:
-        if not scope:
-            sql += " AND 1 = 0"
-        else:
-            sql += f" AND {team} IN ({', '.join(['%s'] * len(scope))})"
-            args.extend(scope)
+    sql, args = _scope(scope, team)
     if params.tool:
         sql += f" AND {tool} = %s"
         args.append(params.tool)
@@ -240,10 +252,7 @@ def _day_ranges(d: Dialect, ranges: list[tuple[dt.date, dt.date]]) -> tuple[str,
     return f"({sql})", [day for r in ranges for day in r]
 
 
-def _union(parts: list[tuple[str, list[Any]]], empty: str = "") -> tuple[str, list[Any]]:
-    parts = [p for p in parts if p[0]]
-    if not parts:
-        return empty, []
+def _union(parts: list[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
     return " UNION ALL ".join(p[0] for p in parts), [a for p in parts for a in p[1]]
 
 
@@ -329,7 +338,7 @@ def _users_cte(
                     [*(v for m in masks for v in m), *targs],
                 )
             )
-        return _union(parts, "")
+        return _union(parts)
     filt, fargs = _filters(params, scope)
     src = f"{UsageUserDay._meta.db_table} WHERE day >= {d.date} AND day <= {d.date}{filt}"
     args = [params.date_from, params.date_to, *fargs]
@@ -355,8 +364,7 @@ def _users_cte(
                 args,
             )
             for p, team, tool, g in selects
-        ],
-        "",
+        ]
     )
 
 
@@ -436,21 +444,17 @@ def _report_sql(
             *team_args,
         ],
     )
-    lo, hi = f"{d.greatest}(per.first_day, g.first_day)", f"{d.least}(per.last_day, g.last_day)"
+    overlap, cost = prorated_seats_sql(d, "per.first_day", "per.last_day", "g.first_day", "g.last_day")
     st.cte(
         "seat(p, team, tool, cost)",
-        f"SELECT per.pp, g.team, g.tool, SUM(g.price * g.seats * {d.days(hi, lo)} * 12 / 365) "
-        f"FROM g JOIN per ON {hi} >= {lo} GROUP BY per.pp, g.team, g.tool",
+        f"SELECT per.pp, g.team, g.tool, SUM({cost}) FROM g JOIN per ON {overlap} GROUP BY per.pp, g.team, g.tool",
         [],
     )
-    mem_filter, mem_args = "", []
-    if scope is not None:
-        mem_filter = f" WHERE t.slug IN ({', '.join(['%s'] * len(scope))})" if scope else " WHERE 1 = 0"
-        mem_args = list(scope)
+    mem_filter, mem_args = _scope(scope, "t.slug")
     st.cte(
         "mem(mteam, members)",
         f"SELECT t.slug, COUNT(m.user_id) FROM {Team._meta.db_table} t "
-        f"LEFT JOIN {Team.members.through._meta.db_table} m ON m.team_id = t.id{mem_filter} GROUP BY t.slug",
+        f"LEFT JOIN {Team.members.through._meta.db_table} m ON m.team_id = t.id WHERE 1 = 1{mem_filter} GROUP BY t.slug",
         mem_args,
     )
     # rows: every (period, team, tool) with sums, plus those with only a paid seat
@@ -471,6 +475,22 @@ def _report_sql(
         [],
     )
     st.cte("pairs", "SELECT team, tool, SUM(active_events) AS act, MAX(rep) AS peak FROM sums GROUP BY team, tool", [])
+    # the totals line: the row's own metrics over every row; distinct users over the whole range
+    st.cte(
+        "tmed",
+        median_sql(d, "SELECT 0 AS p, '' AS team, '' AS tool, bucket, SUM(n) AS n FROM hist GROUP BY bucket"),
+        [],
+    )
+    st.cte(
+        "tot",
+        "SELECT "
+        + ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in cols)
+        + f", {d.greatest}(COALESCE((SELECT n FROM users WHERE p IS NULL AND team = '*' AND tool = %s), 0), "
+        "COALESCE((SELECT SUM(peak) FROM pairs), 0)) AS active, "
+        "(SELECT NULLIF(SUM(members), 0) FROM mem) AS members, (SELECT median FROM tmed) AS median, "
+        "COALESCE((SELECT SUM(cost) FROM seat), 0) AS seat FROM sums",
+        [params.tool or "*"],
+    )
 
     row = row_json_sql(d, f"COALESCE(frag, {static_fragment_sql(d)})")
     order = f"r.p, team{d.collate}, tool{d.collate}"
@@ -482,28 +502,23 @@ def _report_sql(
             f"(SELECT '[' || COALESCE(group_concat(j, ', '), '') || ']' FROM (SELECT {row} AS j FROM {source} "
             f"ORDER BY {order}))"
         )
+    money = f"ROUND(CAST(SUM(seat + usage_cost) AS {d.num}), 2)"
+    unused_overlap, unused_cost = prorated_seats_sql(d, d.date, d.date, "first_day", "last_day")
     summary = [
         rows,
+        f"(SELECT {object_sql(d, TOTAL_FIELDS)} FROM tot)",
         d.json_list(
-            ", ".join(f"SUM({c})" for c in cols) + ", (SELECT SUM(cost) FROM seat), (SELECT SUM(peak) FROM pairs)",
-            "sums",
-        ),
-        d.json_list(
-            "r.tool, SUM(agent_runs), SUM(active_events), SUM(seat + usage_cost), MAX(tp.peak)",
+            f"r.tool, SUM(agent_runs), SUM(active_events), {money}, MAX(tp.peak)",
             "r LEFT JOIN (SELECT tool, SUM(peak) AS peak FROM pairs GROUP BY tool) tp ON tp.tool = r.tool GROUP BY r.tool",
         ),
-        d.json_list(
-            "p, team, SUM(workspaces_created), SUM(agent_runs), SUM(seat + usage_cost), SUM(rep)", "r GROUP BY p, team"
-        ),
+        d.json_list(f"p, team, SUM(workspaces_created), SUM(agent_runs), {money}, SUM(rep)", "r GROUP BY p, team"),
         d.json_list(
             "p, team, tool, n", "users" + ("" if params.tool else " WHERE team = '*' OR tool = '*' OR p IS NULL")
         ),
-        d.json_list("bucket, SUM(n)", "hist GROUP BY bucket"),
         d.json_list("mteam, members", "mem"),
         d.json_list(
-            f"team, tool, seats, price, CASE WHEN {d.least}(last_day, {d.date}) >= {d.greatest}(first_day, {d.date}) "
-            f"THEN price * seats * {d.days(f'{d.least}(last_day, {d.date})', f'{d.greatest}(first_day, {d.date})')} "
-            "* 12 / 365 ELSE 0 END",
+            f"team, tool, seats, ROUND(price, 2), ROUND(CAST(CASE WHEN {unused_overlap} THEN {unused_cost} ELSE 0 END "
+            f"AS {d.num}), 2)",
             "g WHERE active = 1 AND (team, tool) NOT IN (SELECT team, tool FROM pairs WHERE act > 0 OR peak > 0)",
         ),
     ]
@@ -547,62 +562,6 @@ def report_json(report: dict[str, Any], *, indent: int | None = None) -> str:
     return json.dumps(rest)[:-1] + ', "rows": ' + rows.json + "}"
 
 
-def _half_up(value: float | Decimal | None, places: int) -> float:
-    """Round half away from zero, as SQL's ROUND does (Python's round() would go to even)."""
-    return float(Decimal(str(value or 0)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-
-
-def _median(hist: dict[int, int]) -> float | None:
-    """The median of a histogram (the middle value, or the mean of the two middle values), at bucket resolution."""
-    total = sum(hist.values())
-    if not total:
-        return None
-    wanted = sorted({(total - 1) // 2, total // 2})
-    found: list[float] = []
-    seen = 0
-    for bucket in sorted(hist):
-        seen += hist[bucket]
-        while wanted and wanted[0] < seen:
-            wanted.pop(0)
-            found.append(bucket_value(bucket))
-    return _half_up(sum(found) / len(found), 1)
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return _half_up(part / whole, 3) if whole else None
-
-
-def _totals(s: dict[str, Any], users: int, members: int | None, hist: dict[int, int], seat: float) -> dict:
-    """The totals line: the same metrics as a row, over the whole range and every row."""
-    active = max(users, s["reported_users"])
-    ok, failed, finished = s["builds_succeeded"], s["builds_failed"], s["agent_runs_finished"]
-    accepted, usage = s["agent_results_accepted"], s["usage_cost"]
-    acceptance = _rate(accepted, finished)
-    return {
-        "active_users": active,
-        "team_members": members,
-        "adoption_rate": _rate(active, members or 0),
-        "workspaces_created": s["workspaces_created"],
-        "build_success_rate": _rate(ok, ok + failed),
-        "median_time_to_ready_s": _median(hist),
-        "agent_runs": s["agent_runs"],
-        "agent_acceptance_rate": None if acceptance is None else min(1.0, acceptance),
-        "policy_denials": s["policy_denials"],
-        "estimated_cost": _half_up(Decimal(str(seat)) + Decimal(str(usage)), 2),
-        "seat_cost": _half_up(seat, 2),
-        "usage_cost": _half_up(usage, 2),
-        "builds_succeeded": ok,
-        "builds_failed": failed,
-        "agent_runs_finished": finished,
-        "agent_results_accepted": accepted,
-        "access_requested": s["access_requested"],
-        "access_granted": s["access_granted"],
-        "code_suggestions": s["suggestions"],
-        "code_acceptances": s["acceptances"],
-        "demo_events": s["demo_events"],
-    }
-
-
 def _json(value: Any) -> list:
     if value is None:
         return []
@@ -610,17 +569,12 @@ def _json(value: Any) -> list:
 
 
 def _users_summary(entries: list, tool: str | None) -> dict[str, dict[tuple, int]]:
-    """Fold the (p, team, tool, n) user counts into the series and totals the report shows."""
-    out: dict[str, dict[tuple, int]] = {"tool_series": {}, "team_series": {}, "tool_total": {}, "total": {}}
+    """Fold the (p, team, tool, n) user counts into the series and the per-tool totals the report shows."""
+    out: dict[str, dict[tuple, int]] = {"tool_series": {}, "team_series": {}, "tool_total": {}}
     for p, team, tl, n in entries:
         if p is None:  # the whole range
-            if team == "*" and tl == "*":
-                if not tool:
-                    out["total"][()] = n
-            elif team == "*":
+            if team == "*" and tl != "*":
                 out["tool_total"][(tl,)] = n
-                if tool:
-                    out["total"][()] = n
             continue
         key = _as_date(p)
         if team == "*" and tl == "*":
@@ -653,17 +607,11 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
     sql, args = _report_sql(params, scope, plist, today, now)
     with connection.cursor() as cur:
         cur.execute(sql, args)
-        rows_json, totals_raw, tools_raw, team_raw, users_raw, hist_raw, mem_raw, unused_raw = cur.fetchone()
+        rows_json, totals_json, tools_raw, team_raw, users_raw, mem_raw, unused_raw = cur.fetchone()
 
-    [totals_row] = _json(totals_raw)
-    total_sums: dict[str, Any] = {c: int(v or 0) for c, v in zip(SUM_COLUMNS, totals_row, strict=False)}
-    total_sums["usage_cost"] = totals_row[SUM_COLUMNS.index("usage_cost")] or 0
-    total_seat = totals_row[len(SUM_COLUMNS)] or 0
-    total_sums["reported_users"] = int(totals_row[len(SUM_COLUMNS) + 1] or 0)
     users = _users_summary(_json(users_raw), params.tool)
     members = {team: int(n) for team, n in _json(mem_raw)}
-    total_hist = {int(b): int(n) for b, n in _json(hist_raw)}
-    totals = _totals(total_sums, users["total"].get((), 0), sum(members.values()) or None, total_hist, total_seat)
+    totals = json.loads(totals_json)
     totals.update({"period_start": params.date_from.isoformat(), "period_end": params.date_to.isoformat()})
 
     top_tools = sorted(
@@ -673,7 +621,7 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
                 "active_users": max(users["tool_total"].get((tool,), 0), int(peak or 0)),
                 "agent_runs": int(runs),
                 "active_events": int(active),
-                "estimated_cost": _half_up(cost, 2),
+                "estimated_cost": float(cost),
             }
             for tool, runs, active, cost, peak in _json(tools_raw)
             if tool and (active or users["tool_total"].get((tool,), 0))
@@ -687,8 +635,8 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
                 "team": team,
                 "tool": tool,
                 "seats": int(seats),
-                "monthly_price_per_seat": _half_up(price, 2),
-                "estimated_cost": _half_up(cost, 2),
+                "monthly_price_per_seat": float(price),
+                "estimated_cost": float(cost),
             }
             for team, tool, seats, price, cost in _json(unused_raw)
         ),
@@ -720,10 +668,10 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
     if params.tool:
         first_uses = first_uses.filter(tool_slug=params.tool)
     funnel = [
-        {"stage": "requested", "count": total_sums["access_requested"]},
-        {"stage": "granted", "count": total_sums["access_granted"]},
+        {"stage": "requested", "count": totals["access_requested"]},
+        {"stage": "granted", "count": totals["access_granted"]},
         {"stage": "first_use", "count": first_uses.count()},
-        {"stage": "accepted_agent_result", "count": total_sums["agent_results_accepted"]},
+        {"stage": "accepted_agent_result", "count": totals["agent_results_accepted"]},
     ]
 
     tool_series = [
@@ -741,7 +689,7 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
                 "active_users": max(users["team_series"].get((key, team), 0), int(peak or 0)),
                 "workspaces_created": int(workspaces),
                 "agent_runs": int(runs),
-                "estimated_cost": _half_up(cost, 2),
+                "estimated_cost": float(cost),
             }
         )
 
@@ -753,8 +701,8 @@ def adoption_report(user: Any, params: ReportParams, *, now: dt.datetime | None 
         "tool": params.tool,
         "teams": sorted(members) if scope is None else scope,
         "periods": [{"period_start": f.isoformat(), "period_end": last.isoformat()} for _, f, last in plist],
-        "demo_data": bool(total_sums["demo_events"]),
-        "demo_events": total_sums["demo_events"],
+        "demo_data": bool(totals["demo_events"]),
+        "demo_events": totals["demo_events"],
         "generated_at": now.isoformat(),
         "rows": ReportRows(rows_json),
         "totals": totals,

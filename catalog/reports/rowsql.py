@@ -46,6 +46,8 @@ ROW_FIELDS = [
 # is kept with each whole period
 DYNAMIC_FIELDS = ["team_members", "adoption_rate", "estimated_cost", "seat_cost"]
 STATIC_FIELDS = [f for f in ROW_FIELDS if f not in ("period_start", "period_end", *DYNAMIC_FIELDS)]
+# the totals line: a row's metrics over the whole range and every team and tool
+TOTAL_FIELDS = [f for f in ROW_FIELDS if f not in ("period_start", "period_end", "team", "tool")]
 
 
 class Dialect:
@@ -164,3 +166,14 @@ def row_json_sql(d: Dialect, static: str) -> str:
         '\'{"period_start": "\' || CAST(first_day AS ' + d.text + ') || \'", "period_end": "\' || '
         f"CAST(last_day AS {d.text}) || '\", ' || {static} || ', ' || {_members(d, DYNAMIC_FIELDS)} || '}}'"
     )
+
+
+def object_sql(d: Dialect, names: list[str]) -> str:
+    """A JSON object of the named fields (`TOTAL_FIELDS` for the totals line)."""
+    return f"'{{' || {_members(d, names)} || '}}'"
+
+
+def prorated_seats_sql(d: Dialect, first: str, last: str, grant_first: str, grant_last: str) -> tuple[str, str]:
+    """(the days overlap, the seat cost of those days): price x seats per month, a month being 365/12 days."""
+    lo, hi = f"{d.greatest}({first}, {grant_first})", f"{d.least}({last}, {grant_last})"
+    return f"{hi} >= {lo}", f"price * seats * {d.days(hi, lo)} * 12 / 365"
