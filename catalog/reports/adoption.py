@@ -382,7 +382,8 @@ def _report_sql(
         "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
         [v for period in plist for v in period],
     )
-    # summed columns; whole periods also bring their active users and their static row JSON
+    # summed columns (numbers only: this CTE is read five times, so it stays small); whole periods (w = 1)
+    # bring their stored active users, clipped ones (w = 0) are summed from the days
     st.cte(
         "sums",
         *_union(
@@ -393,10 +394,10 @@ def _report_sql(
                 whole,
                 ranges,
                 period_table=UsagePeriod._meta.db_table,
-                period_cols=", ".join(cols) + ", reported_users AS rep, active_users AS active, row_json AS frag",
+                period_cols=", ".join(cols) + ", reported_users AS rep, active_users AS active, 1 AS w",
                 day_table=UsageDaily._meta.db_table,
                 day_cols=", ".join(f"SUM({c}) AS {c}" for c in cols)
-                + f", MAX(reported_users) AS rep, CAST(NULL AS {d.int}) AS active, CAST(NULL AS {d.text}) AS frag",
+                + f", MAX(reported_users) AS rep, CAST(NULL AS {d.int}) AS active, 0 AS w",
             )
         ),
     )
@@ -461,16 +462,16 @@ def _report_sql(
     users_join = med_join = ""
     active = "s.active"
     if ranges:  # clipped periods: users and median live (whole periods carry theirs)
-        users_join = " LEFT JOIN users u ON s.frag IS NULL AND u.p = s.p AND u.team = s.team AND u.tool = s.tool"
+        users_join = " LEFT JOIN users u ON s.w = 0 AND u.p = s.p AND u.team = s.team AND u.tool = s.tool"
         med_join = " LEFT JOIN med ON med.p = s.p AND med.team = s.team AND med.tool = s.tool"
         active = f"COALESCE(s.active, {d.greatest}(COALESCE(u.n, 0), s.rep))"
     zeros = ", ".join(f"0 AS {c}" for c in cols)
     st.cte(
         "r",
-        f"SELECT s.p, s.team, s.tool, {', '.join(f's.{c}' for c in cols)}, s.rep, s.frag, {active} AS active, "
+        f"SELECT s.p, s.team, s.tool, {', '.join(f's.{c}' for c in cols)}, s.rep, s.w, {active} AS active, "
         f"{'med.median' if ranges else 'NULL'} AS median, COALESCE(seat.cost, 0) AS seat FROM sums s"
         f"{users_join}{med_join} LEFT JOIN seat ON seat.p = s.p AND seat.team = s.team AND seat.tool = s.tool "
-        f"UNION ALL SELECT seat.p, seat.team, seat.tool, {zeros}, 0, NULL, 0, NULL, seat.cost FROM seat "
+        f"UNION ALL SELECT seat.p, seat.team, seat.tool, {zeros}, 0, 0, 0, NULL, seat.cost FROM seat "
         "LEFT JOIN sums x ON x.p = seat.p AND x.team = seat.team AND x.tool = seat.tool WHERE x.p IS NULL",
         [],
     )
@@ -492,9 +493,31 @@ def _report_sql(
         [params.tool or "*"],
     )
 
+    # the rows' JSON: whole periods straight from the rollup table with their stored static part (the
+    # materialised CTEs above carry no text), clipped periods and seat-only rows from r, written live
+    filt, fargs = _filters(params, scope, team="up.team_slug", tool="up.tool_slug")
+    dynamic = "LEFT JOIN mem ON mem.mteam = {t} LEFT JOIN seat ON seat.p = {p} AND seat.team = {t} AND seat.tool = {tl}"
+    whole_rows = (
+        f"SELECT up.start AS p, per.first_day, per.last_day, up.team_slug AS team, up.tool_slug AS tool, "
+        f"{', '.join(f'up.{c}' for c in cols)}, up.active_users AS active, "
+        f"ROUND(CAST(up.median_ready_s AS {d.num}), 1) AS median, "
+        "up.row_json AS frag, mem.members, COALESCE(seat.cost, 0) AS seat "
+        f"FROM {UsagePeriod._meta.db_table} up JOIN per ON per.pp = up.start "
+        + dynamic.format(p="up.start", t="up.team_slug", tl="up.tool_slug")
+        + f" WHERE up.kind = %s AND up.start >= {d.date} AND up.start <= {d.date}{filt}"
+    )
+    live_rows = (
+        f"SELECT r.p, per.first_day, per.last_day, r.team, r.tool, {', '.join(f'r.{c}' for c in cols)}, r.active, "
+        f"CAST(r.median AS {d.num}) AS median, NULL AS frag, mem.members, r.seat FROM r JOIN per ON per.pp = r.p "
+        "LEFT JOIN mem ON mem.mteam = r.team WHERE r.w = 0"
+    )
+    parts, rargs = [live_rows], []
+    if whole:
+        parts.insert(0, whole_rows)
+        rargs = [params.granularity, whole[0], whole[-1], *fargs]
     row = row_json_sql(d, f"COALESCE(frag, {static_fragment_sql(d)})")
-    order = f"r.p, team{d.collate}, tool{d.collate}"
-    source = "r JOIN per ON per.pp = r.p LEFT JOIN mem ON mem.mteam = r.team"
+    order = f"p, team{d.collate}, tool{d.collate}"
+    source = f"({' UNION ALL '.join(parts)}) x"
     if d.pg:
         rows = f"(SELECT '[' || COALESCE(string_agg({row}, ', ' ORDER BY {order}), '') || ']' FROM {source})"
     else:
@@ -523,7 +546,7 @@ def _report_sql(
         ),
     ]
     sql = f"WITH {', '.join(st.ctes)} SELECT {', '.join(summary)}"
-    return sql, [*st.args, *[params.date_to, params.date_from] * 2]
+    return sql, [*st.args, *rargs, *[params.date_to, params.date_from] * 2]
 
 
 # --- shaping ------------------------------------------------------------------------------------
