@@ -58,8 +58,9 @@ def demo_tool(people, teams, *, slug: str = "demo-agent", grant_to=("payments",)
 PYTHON = sys.executable
 
 
-def socket_post(path: str, url: str, payload: dict, *, token: str | None = None,
-                header: str | None = None) -> tuple[int, dict]:
+def socket_post(
+    path: str, url: str, payload: dict, *, token: str | None = None, header: str | None = None
+) -> tuple[int, dict]:
     """POST JSON over a run's Unix socket, as an agent inside its sandbox would."""
     import http.client
     import json

@@ -127,9 +127,11 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
 
     rollup_usage()
     today = timezone.localdate().isoformat()
-    report = api(people["carol"]).get(
-        "/api/v1/reports/adoption/", {"from": today, "to": today, "granularity": "day", "team": "payments"}
-    ).json()
+    report = (
+        api(people["carol"])
+        .get("/api/v1/reports/adoption/", {"from": today, "to": today, "granularity": "day", "team": "payments"})
+        .json()
+    )
     demo_row = next(r for r in report["rows"] if r["tool"] == "demo-agent")
     assert demo_row["agent_runs"] == 10 and demo_row["agent_acceptance_rate"] == 0.1
     assert demo_row["active_users"] == 1

@@ -430,6 +430,74 @@ def test_a_whole_week_read_from_its_stored_row_matches_the_week_computed_live(pe
     assert whole["totals"]["median_time_to_ready_s"] == live["totals"]["median_time_to_ready_s"] == 40.5
 
 
+def _report_both_ways(user, params):
+    """The report as served (stored period reports when they hold), whether it read them, and the report
+    computed live; both as the JSON the API sends, without the generation time."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from catalog.reports.adoption import adoption_report, report_json
+
+    def text(report) -> dict:
+        out = json.loads(report_json(report))
+        out.pop("generated_at")
+        return out
+
+    with CaptureQueriesContext(connection) as queries:
+        served = adoption_report(user, params)
+    used_stored = any("inputs_key" in q["sql"] for q in queries) and not any("row_json" in q["sql"] for q in queries)
+    return text(served), used_stored, text(adoption_report(user, params, stored=False))
+
+
+def test_report_over_every_team_reads_stored_periods_while_teams_and_grants_hold(people, teams, api, activity):
+    """An auditor's report over whole weeks or months comes from the stored period reports, and says exactly
+    what the live report says. Changing a team's size, a grant or a price makes it live again at once (the
+    new numbers show), and the next rollup stores the periods anew."""
+    from catalog.reports.adoption import ReportParams
+    from catalog.services import teams as team_services
+
+    d, erin = activity, people["erin"]
+    today = timezone.now().date()
+    weeks = ReportParams(date_from=d - dt.timedelta(weeks=1), date_to=d + dt.timedelta(days=6), granularity="week")
+    months = ReportParams(date_from=d.replace(day=1), date_to=today, granularity="month")
+    for params in (weeks, months):
+        served, used_stored, live = _report_both_ways(erin, params)
+        assert used_stored and served == live
+        assert any(r["agent_runs"] == 4 for r in served["rows"]) and served["unused_paid_seats"]
+
+    def payments_row(report: dict) -> dict:
+        return next(r for r in report["rows"] if (r["team"], r["tool"]) == ("payments", "claude-code"))
+
+    before = payments_row(_report_both_ways(erin, weeks)[0])
+    changes = [
+        lambda: team_services.team_member_add(team=teams["payments"], actor=people["admin"], user=people["dave"]),
+        lambda: AccessGrant.objects.filter(team=teams["payments"]).update(seats=4),
+        lambda: tool_services.tool_update(
+            tool=AccessGrant.objects.get(team=teams["payments"]).tool,
+            actor=people["bob"],
+            data={"monthly_price_per_seat": Decimal("45.00")},
+        ),
+    ]
+    for change in changes:
+        change()
+        served, used_stored, live = _report_both_ways(erin, weeks)
+        assert not used_stored and served == live
+        assert rollup_usage()["reports_refreshed"] >= 2  # the two weeks (and the months) written anew
+        served, used_stored, live = _report_both_ways(erin, weeks)
+        assert used_stored and served == live
+    after = payments_row(served)
+    assert (before["team_members"], after["team_members"]) == (1, 2)
+    # 4 seats at $45 instead of 2 at $30, over the same 7 days
+    assert after["seat_cost"] == pytest.approx(before["seat_cost"] * 3, abs=0.02)
+    # a manager's report (her teams only) and a one-tool report are always computed live
+    for user, params in (
+        (people["carol"], weeks),
+        (erin, ReportParams(date_from=weeks.date_from, date_to=weeks.date_to, tool="claude-code")),
+    ):
+        served, used_stored, live = _report_both_ways(user, params)
+        assert not used_stored and served == live
+
+
 def test_report_rounds_half_away_from_zero(people, teams, claude, api):
     """1 accepted result in 8 finished runs is 0.125: shown as 0.125 (3 places), and 1/16 = 0.0625 as 0.063."""
     d = monday(1)

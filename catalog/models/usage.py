@@ -187,6 +187,50 @@ class UsagePeriod(models.Model):
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.events} events"
 
 
+class UsagePeriodTotal(models.Model):
+    """A whole period's sums per team (tool `*`), per tool (team `*`) and overall (`*`, `*`), with the seat
+    cost of today's grants; the overall row also keeps the period's report rows as JSON text.
+
+    The report over every team and tool reads these instead of one row per team and tool, as long as the
+    inputs they were written with still hold: the period's last day (`last_day`) and the team sizes and paid
+    grants (`inputs_key`, a fingerprint). The rollup writes them with each period and rewrites stale ones."""
+
+    kind = models.CharField(max_length=5)
+    start = models.DateField()
+    team_slug = models.CharField(max_length=50)
+    tool_slug = models.CharField(max_length=50)
+    events = models.PositiveIntegerField(default=0)
+    active_events = models.PositiveIntegerField(default=0)
+    demo_events = models.PositiveIntegerField(default=0)
+    workspaces_created = models.PositiveIntegerField(default=0)
+    builds_succeeded = models.PositiveIntegerField(default=0)
+    builds_failed = models.PositiveIntegerField(default=0)
+    agent_runs = models.PositiveIntegerField(default=0)
+    agent_runs_finished = models.PositiveIntegerField(default=0)
+    agent_results_accepted = models.PositiveIntegerField(default=0)
+    policy_denials = models.PositiveIntegerField(default=0)
+    access_requested = models.PositiveIntegerField(default=0)
+    access_granted = models.PositiveIntegerField(default=0)
+    suggestions = models.PositiveBigIntegerField(default=0)
+    acceptances = models.PositiveBigIntegerField(default=0)
+    usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    reported_users = models.PositiveIntegerField(default=0, help_text="sum of the rows' vendor-reported users")
+    seat_cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    last_day = models.DateField(
+        null=True, blank=True, help_text="the period's last day as of writing (today, if in it)"
+    )
+    inputs_key = models.CharField(max_length=32, blank=True, help_text="fingerprint of team sizes and paid grants")
+    rows_json = models.TextField(null=True, blank=True, help_text="the period's report rows, on the overall row")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "start", "team_slug", "tool_slug"], name="uniq_usage_period_total")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug} totals"
+
+
 class UsagePeriodUsers(models.Model):
     """Distinct active users per whole week or month x team x tool; `*` folds a team's tools or a tool's
     teams. Rebuilt with the period sums from the per user per day rows."""

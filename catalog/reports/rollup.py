@@ -28,6 +28,7 @@ from ..models import (
     UsageFirstUse,
     UsagePeriod,
     UsagePeriodBucket,
+    UsagePeriodTotal,
     UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
@@ -127,7 +128,7 @@ def _daily_sql(placeholders: str) -> str:
     )
 
 
-def _rebuild_days(days: list[dt.date]) -> None:
+def _rebuild_days(days: list[dt.date], now: dt.datetime | None = None) -> None:
     ev = UsageEvent._meta.db_table
     active = ", ".join(f"'{k}'" for k in sorted(ACTIVE_KINDS))
     for i in range(0, len(days), DAY_CHUNK):
@@ -152,7 +153,7 @@ def _rebuild_days(days: list[dt.date]) -> None:
                 chunk,
             )
         _merge_first_use(chunk)
-        _rebuild_periods(chunk)
+        _rebuild_periods(chunk, now)
         if connection.vendor == "postgresql":
             _merge_user_years(chunk)
 
@@ -186,8 +187,11 @@ def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
     return first, nxt - dt.timedelta(days=1)
 
 
-def _rebuild_periods(days: list[dt.date]) -> None:
-    """Re-sum the whole weeks and months that contain the given days from the daily rows."""
+def _rebuild_periods(days: list[dt.date], now: dt.datetime | None = None) -> None:
+    """Re-sum the whole weeks and months that contain the given days from the daily rows, and rewrite their
+    stored reports."""
+    from .adoption import store_period_report
+
     periods = {("week", week_start(d), week_start(d) + dt.timedelta(days=6)) for d in days}
     periods |= {("month", *month_bounds(d)) for d in days}
     table = UsagePeriod._meta.db_table
@@ -212,6 +216,7 @@ def _rebuild_periods(days: list[dt.date]) -> None:
             cur.execute(f"DELETE FROM {UsagePeriodUsers._meta.db_table} WHERE kind = %s AND start = %s", [kind, first])
             cur.execute(_period_users_sql(), _period_users_args(kind, first, last))
             refresh_period_rows(cur, kind, first)
+            store_period_report(kind, first, now=now)
 
 
 def refresh_period_rows(cur, kind: str, start: dt.date) -> None:
@@ -329,6 +334,8 @@ def _merge_first_use(days: list[dt.date]) -> None:
 
 def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
     """Fold new (and late) events into the rollups. Returns what it did; rerunning changes nothing."""
+    from .adoption import refresh_stored_reports
+
     now = now or timezone.now()
     with transaction.atomic():
         state, _ = RollupState.objects.get_or_create(name="usage")
@@ -353,19 +360,22 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
                 UsagePeriod,
                 UsagePeriodBucket,
                 UsagePeriodUsers,
+                UsagePeriodTotal,
                 UsageFirstUse,
             ):
                 model.objects.all().delete()
             if connection.vendor == "postgresql":
                 with connection.cursor() as cur:
                     cur.execute(f"DELETE FROM {USER_YEAR_TABLE}")
-        _rebuild_days(ordered)
+        _rebuild_days(ordered, now)
+        # periods whose stored report no longer matches today's teams, grants or date
+        refreshed = refresh_stored_reports(now=now)
         state.last_event_id = max(max_id, state.last_event_id)
         state.last_run_at = now
         state.last_ingested_at = events.aggregate(m=Max("ingested_at"))["m"]
         state.last_days = [d.isoformat() for d in ordered[-31:]]
         state.save()
-    return {"days": len(ordered), "last_event_id": state.last_event_id}
+    return {"days": len(ordered), "last_event_id": state.last_event_id, "reports_refreshed": refreshed}
 
 
 def rollup_days(days: Iterable[dt.date]) -> None:

@@ -81,6 +81,12 @@ class Dialect:
         """A JSON number (or null) as text."""
         return f"COALESCE(CAST({expr} AS {self.text}), 'null')"
 
+    def concat(self, expr: str, source: str, order: str, sep: str = ",") -> str:
+        """The values of `expr` over `source` (a FROM clause) joined by `sep` in `order`; NULL when none."""
+        if self.pg:
+            return f"(SELECT string_agg({expr}, '{sep}' ORDER BY {order}) FROM {source})"
+        return f"(SELECT group_concat(v, '{sep}') FROM (SELECT {expr} AS v FROM {source} ORDER BY {order}))"
+
     def json_list(self, items: str, source: str) -> str:
         """A JSON array of arrays, one per row of `source` (a FROM clause with any WHERE/GROUP BY)."""
         agg = "json_agg(x)" if self.pg else "json_group_array(json(x))"

@@ -31,8 +31,9 @@ def test_proxy_denies_and_logs(tmp_path):
     proxy.start()
     try:
         assert _ask(str(tmp_path / "p.sock"), b"CONNECT example.com:443 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 403")
-        assert _ask(str(tmp_path / "p.sock"), b"GET http://example.org/x HTTP/1.1\r\nHost: example.org\r\n\r\n"
-                    ).startswith(b"HTTP/1.1 403")
+        assert _ask(
+            str(tmp_path / "p.sock"), b"GET http://example.org/x HTTP/1.1\r\nHost: example.org\r\n\r\n"
+        ).startswith(b"HTTP/1.1 403")
     finally:
         proxy.stop()
     assert seen == [("example.com", 443, False), ("example.org", 80, False)]

@@ -37,9 +37,15 @@ def test_clone_diff_commit_roundtrip(source, tmp_path):
     diff = collect_diff(copy, base)
     assert "new.txt" in diff and "+world" in diff
     status_before = git(source, "status", "--porcelain")
-    commit, tree = commit_diff(str(source), base, diff, "goldpath/run-1", "Agent change",
-                               {"Goldpath-Run": "42", "Goldpath-Prompt-Sha256": "abc"},
-                               ("Goldpath Agent", "agent@goldpath.invalid"))
+    commit, tree = commit_diff(
+        str(source),
+        base,
+        diff,
+        "goldpath/run-1",
+        "Agent change",
+        {"Goldpath-Run": "42", "Goldpath-Prompt-Sha256": "abc"},
+        ("Goldpath Agent", "agent@goldpath.invalid"),
+    )
     assert git(source, "rev-parse", "goldpath/run-1") == commit
     assert git(source, "rev-parse", "goldpath/run-1^{tree}") == tree
     assert git(source, "branch", "--show-current") == "main"
@@ -48,7 +54,10 @@ def test_clone_diff_commit_roundtrip(source, tmp_path):
     msg = git(source, "log", "-1", "--format=%B", commit)
     assert msg.startswith("Agent change") and "Goldpath-Run: 42" in msg
     assert git(source, "log", "-1", "--format=%(trailers:key=Goldpath-Run,valueonly)", commit) == "42"
-    assert git(source, "log", "-1", "--format=%an <%ae>|%cn", commit) == "Goldpath Agent <agent@goldpath.invalid>|Goldpath Agent"
+    assert (
+        git(source, "log", "-1", "--format=%an <%ae>|%cn", commit)
+        == "Goldpath Agent <agent@goldpath.invalid>|Goldpath Agent"
+    )
     assert git(source, "show", f"{commit}:new.txt") == "brand new"
 
 

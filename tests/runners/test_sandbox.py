@@ -37,7 +37,12 @@ def _procs_with(marker: str) -> list[int]:
 
 
 def test_expand_argv_is_literal():
-    assert expand_argv(["claude", "-p", "{prompt}", "--n={index}"], "a $(b) 'c'", 4) == ["claude", "-p", "a $(b) 'c'", "--n=4"]
+    assert expand_argv(["claude", "-p", "{prompt}", "--n={index}"], "a $(b) 'c'", 4) == [
+        "claude",
+        "-p",
+        "a $(b) 'c'",
+        "--n=4",
+    ]
 
 
 def test_policy_hash_is_canonical():
@@ -68,8 +73,11 @@ def test_write_outside_workspace_fails(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
     logs: list[tuple[str, str]] = []
-    res = SandboxRunner(["sh", "-c", f"echo x > {target} || echo blocked; echo y > /usr/pwned || echo ro; touch ok"],
-                        work, on_log=lambda s, t: logs.append((s, t))).run()
+    res = SandboxRunner(
+        ["sh", "-c", f"echo x > {target} || echo blocked; echo y > /usr/pwned || echo ro; touch ok"],
+        work,
+        on_log=lambda s, t: logs.append((s, t)),
+    ).run()
     assert res.status == "succeeded"
     assert not target.exists() and not Path("/usr/pwned").exists()
     assert ("stdout", "ro") in logs and ("stdout", "blocked") in logs and (work / "ok").exists()
@@ -83,8 +91,9 @@ def test_shell_metacharacters_are_literal(tmp_path):
     assert not marker.exists()
     prompt = f"$(touch {marker}) done"
     logs: list[tuple[str, str]] = []
-    SandboxRunner(expand_argv(["printf", "%s\\n", "{prompt}"], prompt), tmp_path,
-                  on_log=lambda s, t: logs.append((s, t))).run()
+    SandboxRunner(
+        expand_argv(["printf", "%s\\n", "{prompt}"], prompt), tmp_path, on_log=lambda s, t: logs.append((s, t))
+    ).run()
     assert ("stdout", prompt) in logs and not marker.exists()
 
 
@@ -118,7 +127,8 @@ def test_network_allowlist_goes_through_proxy_which_denies(tmp_path):
     _, res, logs = _run(tmp_path, "[network]", network=["api.anthropic.com", "*.github.com"])
     assert res.status == "failed"
     assert {"host": "example.com", "port": 443, "allowed": False} in [
-        {k: e[k] for k in ("host", "port", "allowed")} for e in res.egress]
+        {k: e[k] for k in ("host", "port", "allowed")} for e in res.egress
+    ]
     assert ("egress", "egress DENIED: example.com:443") in logs
     assert any("403 Forbidden" in t for _, t in logs)
 
@@ -127,8 +137,12 @@ def test_network_allowlist_goes_through_proxy_which_denies(tmp_path):
 def test_secret_is_masked(tmp_path):
     secret = "sk-test-" + uuid.uuid4().hex
     logs: list[tuple[str, str]] = []
-    res = SandboxRunner(["sh", "-c", 'echo "key=$VENDOR_KEY"; echo "$VENDOR_KEY" >&2'], tmp_path,
-                        secrets={"VENDOR_KEY": secret}, on_log=lambda s, t: logs.append((s, t))).run()
+    res = SandboxRunner(
+        ["sh", "-c", 'echo "key=$VENDOR_KEY"; echo "$VENDOR_KEY" >&2'],
+        tmp_path,
+        secrets={"VENDOR_KEY": secret},
+        on_log=lambda s, t: logs.append((s, t)),
+    ).run()
     assert res.status == "succeeded"
     assert ("stdout", "key=********") in logs and ("stderr", "********") in logs
     assert all(secret not in t for _, t in logs)
@@ -153,8 +167,9 @@ def test_missing_bwrap_raises_clear_error(tmp_path):
 
 def test_unsandboxed_when_allowed(tmp_path):
     logs: list[tuple[str, str]] = []
-    res = SandboxRunner(expand_argv(DEMO, "hi", 2), tmp_path, bwrap="", allow_unsandboxed=True,
-                        on_log=lambda s, t: logs.append((s, t))).run()
+    res = SandboxRunner(
+        expand_argv(DEMO, "hi", 2), tmp_path, bwrap="", allow_unsandboxed=True, on_log=lambda s, t: logs.append((s, t))
+    ).run()
     assert res.status == "succeeded" and res.sandbox["engine"] == "none"
     assert (tmp_path / "GOLDPATH_DEMO.md").exists()
     assert any("UNSANDBOXED" in t for _, t in logs)
@@ -162,8 +177,9 @@ def test_unsandboxed_when_allowed(tmp_path):
 
 def test_unsandboxed_hang_kills_tree(tmp_path):
     marker = f"uhang-{uuid.uuid4().hex}"
-    res = SandboxRunner(expand_argv(DEMO, f"[hang] {marker}", 0), tmp_path, bwrap="", allow_unsandboxed=True,
-                        time_limit=1.5).run()
+    res = SandboxRunner(
+        expand_argv(DEMO, f"[hang] {marker}", 0), tmp_path, bwrap="", allow_unsandboxed=True, time_limit=1.5
+    ).run()
     assert res.status == "timed_out"
     time.sleep(0.3)
     assert _procs_with(marker) == []
@@ -173,8 +189,13 @@ def test_unsandboxed_hang_kills_tree(tmp_path):
 def test_secrets_reach_the_agent_but_no_argv(tmp_path):
     secret = "sk-argv-" + uuid.uuid4().hex
     logs: list[tuple[str, str]] = []
-    runner = SandboxRunner(["sh", "-c", 'test -n "$VENDOR_KEY" && echo has-key; echo ready; sleep 30'], tmp_path,
-                           secrets={"VENDOR_KEY": secret}, time_limit=30, on_log=lambda s, t: logs.append((s, t)))
+    runner = SandboxRunner(
+        ["sh", "-c", 'test -n "$VENDOR_KEY" && echo has-key; echo ready; sleep 30'],
+        tmp_path,
+        secrets={"VENDOR_KEY": secret},
+        time_limit=30,
+        on_log=lambda s, t: logs.append((s, t)),
+    )
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(runner.run)
         deadline = time.monotonic() + 10
@@ -190,8 +211,12 @@ def test_secrets_reach_the_agent_but_no_argv(tmp_path):
 def test_scratch_dir_lives_under_its_root_and_goes_away(tmp_path):
     root = tmp_path / "home" / "agent-runs" / "run-1"
     seen: list[bool] = []
-    runner = SandboxRunner(["sh", "-c", "echo hi"], tmp_path, scratch_root=root,
-                           on_log=lambda s, t: seen.append((root / f"sbx-{runner.run_id}").is_dir()))
+    runner = SandboxRunner(
+        ["sh", "-c", "echo hi"],
+        tmp_path,
+        scratch_root=root,
+        on_log=lambda s, t: seen.append((root / f"sbx-{runner.run_id}").is_dir()),
+    )
     res = runner.run()
     assert res.status == "succeeded" and seen and all(seen)
     assert list(root.iterdir()) == []
@@ -221,8 +246,14 @@ def test_agent_reports_through_its_own_socket(tmp_path):
 
     paths = [r"/api/v1/agent-runs/7/(progress|result)/"]
     factory = lambda path: AgentSocket(path, app, run_id="7", paths=paths)  # noqa: E731
-    runner, res, logs = _run(tmp_path, "hello", 1, secrets={"GOLDPATH_AGENT_TOKEN": "gpa_secret"},
-                             env={"GOLDPATH_AGENT_API": "/api/v1/agent-runs/7/"}, agent_socket=factory)
+    runner, res, logs = _run(
+        tmp_path,
+        "hello",
+        1,
+        secrets={"GOLDPATH_AGENT_TOKEN": "gpa_secret"},
+        env={"GOLDPATH_AGENT_API": "/api/v1/agent-runs/7/"},
+        agent_socket=factory,
+    )
     assert res.status == "succeeded", logs
     assert [(c[0], c[1], c[2]) for c in calls] == [
         ("/api/v1/agent-runs/7/progress/", "Agent gpa_secret", "7"),
