@@ -10,7 +10,8 @@ over 20 runs):
   - the report for one team over 12 whole weeks and for all teams over 4 whole weeks (weekly; the shape of
     the report's default range), and for all teams over 4 weeks starting on a Thursday (its first week
     computed live from the days), read from the rollups (`catalog.reports.adoption.adoption_report`, the
-    function the API calls);
+    function the API calls); over every team and whole periods it reads the stored period reports, so each
+    case is also measured computed live (`stored=False`) and the two reports compared;
   - the API request end to end (sign-in session, the report, the JSON response) for the all-teams cases;
   - the same numbers computed by a plain GROUP BY over the raw events (sums + distinct users), as a ratio;
   - the incremental rollup for one new day of events (N/365 rows), and its rerun.
@@ -209,7 +210,7 @@ def main() -> None:
     from django.db import connection
 
     from catalog.models import RollupState, UsageDaily, UsageEvent, UsageUserDay
-    from catalog.reports.adoption import ReportParams, adoption_report
+    from catalog.reports.adoption import ReportParams, adoption_report, report_json
     from catalog.reports.rollup import rollup_usage
 
     class Reader:
@@ -272,6 +273,8 @@ def main() -> None:
                 "usagefirstuse",
                 "usageperiod",
                 "usageuseryear",
+                "usageperiodtotal",
+                "usagedayusers",
             ):
                 cur.execute(f"VACUUM ANALYZE catalog_{model}")
         print(
@@ -296,9 +299,19 @@ def main() -> None:
             ("all teams, 4 whole weeks", all_teams),
             ("all teams, 4 weeks from a Thursday", rolling),
         )
+        from django.test.utils import CaptureQueriesContext
+
         for label, params in cases:
             report = adoption_report(reader, params)
+            with CaptureQueriesContext(connection) as queries:
+                adoption_report(reader, params)
+            from_stored = not any("row_json" in q["sql"] for q in queries)
             rollup_ms = timed(lambda p=params: adoption_report(reader, p), args.runs)
+            live_ms = timed(lambda p=params: adoption_report(reader, p, stored=False), args.runs)
+            live_report = adoption_report(reader, params, stored=False)
+            same = report_json(report).replace(report["generated_at"], "") == report_json(live_report).replace(
+                live_report["generated_at"], ""
+            )
             with connection.cursor() as cur:
                 raw = raw_report(cur, date_from=params.date_from, date_to=params.date_to, team=params.team)
                 raw_ms = timed(
@@ -321,7 +334,9 @@ def main() -> None:
             results[label] = (rollup_ms, raw_ms)
             print(
                 f"{label}: {len(report['rows'])} rows; rollups p50 {statistics.median(rollup_ms):.1f} ms, "
-                f"p95 {pct(rollup_ms, 95):.1f} ms; raw GROUP BY p50 {statistics.median(raw_ms):.1f} ms, "
+                f"p95 {pct(rollup_ms, 95):.1f} ms ({'stored period reports' if from_stored else 'computed live'}; "
+                f"computed live: p50 {statistics.median(live_ms):.1f} ms, p95 {pct(live_ms, 95):.1f} ms, "
+                f"same report: {'yes' if same else 'NO'}); raw GROUP BY p50 {statistics.median(raw_ms):.1f} ms, "
                 f"p95 {pct(raw_ms, 95):.1f} ms; ratio raw/rollup (p50) {statistics.median(raw_ms) / statistics.median(rollup_ms):.1f}x; "
                 f"numbers agree: {'yes' if agree else f'NO ({mismatches} rows)'}; active users {report['totals']['active_users']}",
                 flush=True,
@@ -368,7 +383,8 @@ def main() -> None:
         rollup_usage()
         rerun_ms = (time.perf_counter() - t0) * 1000
         print(
-            f"incremental rollup of one new day ({per_day:,} events, {done['days']} day rebuilt): {inc_ms:.0f} ms; "
+            f"incremental rollup of one new day ({per_day:,} events, {done['days']} day rebuilt, its week and month "
+            f"stored anew): {inc_ms:.0f} ms; "
             f"rerun (same day again, inside the lookback): {rerun_ms:.0f} ms"
         )
         for label, (rollup_ms, _raw) in results.items():

@@ -20,6 +20,7 @@ from catalog.models import (
     UsageEvent,
     UsageFirstUse,
     UsagePeriod,
+    UsagePeriodTotal,
     UsageReadyBucket,
     UsageUserDay,
 )
@@ -67,6 +68,20 @@ def snapshot() -> dict:
         "periods": sorted(
             UsagePeriod.objects.values_list(
                 "kind", "start", "team_slug", "tool_slug", "agent_runs", "active_users", "median_ready_s", "row_json"
+            )
+        ),
+        "totals": sorted(
+            UsagePeriodTotal.objects.values_list(
+                "kind",
+                "start",
+                "team_slug",
+                "tool_slug",
+                "agent_runs",
+                "seat_cost",
+                "active_users",
+                "last_day",
+                "inputs_key",
+                "rows_json",
             )
         ),
     }
@@ -310,6 +325,40 @@ def test_migration_fills_stored_report_rows_of_periods_rolled_up_before_it(peopl
     assert snapshot() == snap
 
 
+def test_migration_fills_the_day_user_bitmaps_of_days_rolled_up_before_it(people, claude):
+    """PostgreSQL: migration 0010 writes the same per day x tool user bitmaps the rollup now keeps."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    from catalog.reports.rollup import DAY_USERS_TABLE, USER_INDEX_TABLE
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the bitmaps are PostgreSQL only")
+    dave = people["dave"]
+    for offset, user in ((0, people["alice"]), (1, dave), (8, people["alice"])):
+        record_usage("agent_run_started", user=user, tool=claude, at=at(monday(2) + dt.timedelta(days=offset)))
+    rollup_usage()
+
+    def bitmaps() -> list:
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT d.day, d.tool_slug, ui.user_ref FROM {DAY_USERS_TABLE} d JOIN {USER_INDEX_TABLE} ui "
+                "ON substring(d.users from ui.idx + 1 for 1) = B'1' ORDER BY 1, 2, 3"
+            )
+            return cur.fetchall()
+
+    before = bitmaps()
+    assert len(before) == 6  # three days x (claude-code, '*'), one person each
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE {DAY_USERS_TABLE}; DROP TABLE {USER_INDEX_TABLE}")
+        migration = importlib.import_module("catalog.migrations.0010_usage_day_users")
+        migration.create_day_users(apps, SimpleNamespace(connection=connection, execute=cur.execute))
+    assert bitmaps() == before
+
+
 def test_rollup_picks_up_an_event_committed_behind_the_watermark(people, claude):
     d = monday(1)
     rollup_usage()
@@ -346,6 +395,41 @@ def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, te
     assert clipped["rows"][0]["active_users"] == 2 and clipped["totals"]["active_users"] == 2
     late = client.get(REPORT, {**rng, "from": d + dt.timedelta(days=2)}).json()
     assert late["rows"][0]["active_users"] == 1
+
+
+def test_active_users_over_a_range_stay_right_as_new_people_widen_the_bitmaps(people, teams, claude, monkeypatch):
+    """On PostgreSQL distinct users over a range come from per day x tool bitmaps of fixed width; people who
+    first show up later widen every bitmap, and earlier days still count the same people."""
+    from django.db import connection
+
+    from catalog.reports import rollup
+    from catalog.reports.adoption import ReportParams, adoption_report
+
+    monkeypatch.setattr(rollup, "BITS_STEP", 8)
+    d = monday(2)
+    crowd = [UserFactory(username=f"dev{i:02}") for i in range(12)]
+    for user in crowd:
+        teams["search"].members.add(user)
+    for i, user in enumerate(crowd[:5]):  # five people on Monday, two of them again on Tuesday
+        record_usage("agent_run_started", user=user, tool=claude, at=at(d))
+        if i < 2:
+            record_usage("tool_used", user=user, tool=claude, at=at(d + dt.timedelta(days=1)))
+    rollup_usage()
+    for user in crowd[3:]:  # nine people a week later, three of them seen before
+        record_usage("tool_used", user=user, tool=claude, at=at(d + dt.timedelta(days=8)))
+    rollup_usage()
+
+    def totals(first: dt.date, last: dt.date) -> tuple[int, list[int]]:
+        report = adoption_report(people["erin"], ReportParams(date_from=first, date_to=last))
+        return report["totals"]["active_users"], [t["active_users"] for t in report["top_tools"]]
+
+    assert totals(d, d + dt.timedelta(days=1)) == (5, [5])
+    assert totals(d + dt.timedelta(days=1), d + dt.timedelta(days=8)) == (11, [11])  # 2 on Tuesday + 9 later
+    assert totals(d, d + dt.timedelta(days=13)) == (12, [12])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT DISTINCT length(users) FROM {rollup.DAY_USERS_TABLE}")
+            assert cur.fetchall() == [(16,)]  # 12 people: every bitmap widened from 8 to 16 bits
 
 
 # --- the report ---------------------------------------------------------------------------------

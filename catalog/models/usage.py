@@ -181,7 +181,13 @@ class UsagePeriod(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "start", "team_slug", "tool_slug"], name="uniq_usage_period")
         ]
-        indexes = [models.Index(fields=["kind", "team_slug", "start"], name="usage_period_team")]
+        indexes = [
+            models.Index(fields=["kind", "team_slug", "tool_slug", "start"], name="usage_period_pair"),
+            # the few rows with vendor-reported user counts (their peaks count in totals)
+            models.Index(
+                fields=["kind", "start"], name="usage_period_reported", condition=models.Q(reported_users__gt=0)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.events} events"
@@ -216,6 +222,7 @@ class UsagePeriodTotal(models.Model):
     usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
     reported_users = models.PositiveIntegerField(default=0, help_text="sum of the rows' vendor-reported users")
     seat_cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    active_users = models.PositiveIntegerField(null=True, blank=True, help_text="distinct active users (folds)")
     last_day = models.DateField(
         null=True, blank=True, help_text="the period's last day as of writing (today, if in it)"
     )

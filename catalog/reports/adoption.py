@@ -196,16 +196,21 @@ def _year_masks(plist, params: ReportParams | None = None) -> list[tuple[str, in
     return out
 
 
-_user_years_seen: set[str] = set()
+_tables_seen: set[tuple[str, str]] = set()
+
+
+def _has_table(table: str) -> bool:
+    """Whether a PostgreSQL-only rollup table exists (remembered once seen)."""
+    key = (connection.settings_dict["NAME"], table)
+    if key not in _tables_seen and table in connection.introspection.table_names():
+        _tables_seen.add(key)
+    return key in _tables_seen
 
 
 def _has_user_years() -> bool:
     from .rollup import USER_YEAR_TABLE
 
-    alias = connection.settings_dict["NAME"]
-    if alias not in _user_years_seen and USER_YEAR_TABLE in connection.introspection.table_names():
-        _user_years_seen.add(alias)
-    return alias in _user_years_seen
+    return _has_table(USER_YEAR_TABLE)
 
 
 # --- the report statement -----------------------------------------------------------------------
@@ -296,16 +301,25 @@ def _rollup_source(
 
 
 def _users_cte(
-    d: Dialect, params: ReportParams, scope: list[str] | None, plist, whole: list[dt.date]
+    d: Dialect,
+    params: ReportParams,
+    scope: list[str] | None,
+    plist,
+    whole: list[dt.date],
+    *,
+    stored_folds: bool = False,
 ) -> tuple[str, list[Any]]:
-    """Distinct active users as (p, team, tool, n): '*' folds teams or tools, p NULL is the whole range."""
-    from .rollup import USER_YEAR_TABLE
+    """Distinct active users as (p, team, tool, n): '*' folds teams or tools, p NULL is the whole range.
+    `stored_folds`: the whole periods' folds are read from the stored period reports (CTE tt)."""
+    from .rollup import DAY_USERS_TABLE, USER_YEAR_TABLE
 
     if d.pg and scope is None and _has_user_years():
         # whole periods precomputed by the rollup (their rows carry their own users: only the '*' folds are
         # read here, for the series); clipped periods and the range from per user x year bitmaps
         parts = []
-        if whole:
+        if whole and stored_folds:
+            parts.append(("SELECT p, team, tool, active_users FROM tt WHERE active_users IS NOT NULL", []))
+        elif whole:
             level, largs = (
                 (" AND tool_slug = %s", [params.tool])
                 if params.tool
@@ -322,11 +336,19 @@ def _users_cte(
         count = "COUNT(DISTINCT a.user_ref)" if multi_year else "COUNT(*)"
         tool_sql, targs = (" AND a.tool_slug IN (%s, '*')", [params.tool]) if params.tool else ("", [])
         clipped_periods = [p for p in plist if p[0] not in set(whole)]
-        # the range needs only the per-tool and overall counts: rows folded over teams
-        for masks, level in (
-            (_year_masks(clipped_periods), ""),
-            (_year_masks([], params), " AND a.team_slug = '*'"),
-        ):
+        spans = [(_year_masks(clipped_periods), "")]
+        if _has_table(DAY_USERS_TABLE):
+            # the range needs only the per-tool and overall counts: OR the days' bitmaps, count the bits
+            parts.append(
+                (
+                    f"SELECT CAST(NULL AS date), '*', tool_slug, bit_count(bit_or(users)) FROM {DAY_USERS_TABLE} "
+                    f"WHERE day >= %s AND day <= %s{tool_sql.replace('a.', '')} GROUP BY tool_slug",
+                    [params.date_from, params.date_to, *targs],
+                )
+            )
+        else:  # the same from the user x year rows folded over teams
+            spans.append((_year_masks([], params), " AND a.team_slug = '*'"))
+        for masks, level in spans:
             if not masks:
                 continue
             values = ", ".join(["(%s, %s, CAST(%s AS bit(366)))"] * len(masks))
@@ -406,6 +428,16 @@ def _members_cte(st: _Statement, scope: list[str] | None) -> None:
         f"SELECT t.slug, COUNT(m.user_id) FROM {Team._meta.db_table} t "
         f"LEFT JOIN {Team.members.through._meta.db_table} m ON m.team_id = t.id WHERE 1 = 1{mem_filter} GROUP BY t.slug",
         mem_args,
+    )
+
+
+def _first_uses_sql(d: Dialect, params: ReportParams, scope: list[str] | None) -> tuple[str, list[Any]]:
+    """How many (team, tool) pairs were first used in the range (the funnel's third stage)."""
+    filt, fargs = _filters(params, scope)
+    return (
+        f"(SELECT COUNT(*) FROM {UsageFirstUse._meta.db_table} WHERE first_day >= {d.date} "
+        f"AND first_day <= {d.date}{filt})",
+        [params.date_from, params.date_to, *fargs],
     )
 
 
@@ -565,8 +597,10 @@ def _report_sql(
         d.json_list("mteam, members", "mem"),
         _unused_sql(d, "(team, tool) NOT IN (SELECT team, tool FROM pairs WHERE act > 0 OR peak > 0)"),
     ]
+    first_uses, first_args = _first_uses_sql(d, params, scope)
+    summary.append(first_uses)
     sql = f"WITH {', '.join(st.ctes)} SELECT {', '.join(summary)}"
-    return sql, [*st.args, *rargs, *[params.date_to, params.date_from] * 2]
+    return sql, [*st.args, *rargs, *[params.date_to, params.date_from] * 2, *first_args]
 
 
 # --- stored period reports ----------------------------------------------------------------------
@@ -579,14 +613,16 @@ def _report_sql(
 # match, and computes the report live otherwise. The rollup rewrites stale ones on its next run.
 
 
-def inputs_key_sql(d: Dialect) -> str:
+def inputs_key_sql(d: Dialect, sizes_from: str | None = None) -> str:
     """SQL for the fingerprint of what report rows take from today's teams and grants: each team's size,
-    and each paid grant's team, tool, seats, price, state and dates."""
+    and each paid grant's team, tool, seats, price, state and dates. `sizes_from`: every team's
+    (slug, n) already in the statement."""
     team, tool, grant = Team._meta.db_table, AITool._meta.db_table, AccessGrant._meta.db_table
     members = Team.members.through._meta.db_table
     sizes = d.concat(
         f"slug || '=' || CAST(n AS {d.text})",
-        f"(SELECT t.slug, COUNT(m.user_id) AS n FROM {team} t LEFT JOIN {members} m ON m.team_id = t.id "
+        sizes_from
+        or f"(SELECT t.slug, COUNT(m.user_id) AS n FROM {team} t LEFT JOIN {members} m ON m.team_id = t.id "
         "GROUP BY t.slug) q",
         f"slug{d.collate}",
     )
@@ -641,14 +677,16 @@ def store_period_report(kind: str, start: dt.date, *, now: dt.datetime | None = 
                     f"SELECT '*', '*', {sums} FROM r",
                 ]
             )
-        names = ", ".join([*cols, "reported_users", "seat_cost", "last_day", "inputs_key", "rows_json"])
+        names = ", ".join([*cols, "reported_users", "seat_cost", "active_users", "last_day", "inputs_key", "rows_json"])
         whole = "CASE WHEN team = '*' AND tool = '*' THEN {} END"
         cur.execute(
             f"INSERT INTO {table} (kind, start, team_slug, tool_slug, {names}) "
             f"WITH {ctes}, f(team, tool, {', '.join(cols)}, rep, seat) AS ({folds}) "
-            f"SELECT %s, {d.date}, team, tool, {', '.join(cols)}, rep, seat, "
-            f"{whole.format(d.date)}, COALESCE({whole.format('%s')}, ''), {whole.format('%s')} FROM f",
-            [*st.args, kind, start, params.date_to, key, rows_json],
+            f"SELECT %s, {d.date}, team, tool, {', '.join(cols)}, rep, seat, u.users, "
+            f"{whole.format(d.date)}, COALESCE({whole.format('%s')}, ''), {whole.format('%s')} FROM f "
+            f"LEFT JOIN {UsagePeriodUsers._meta.db_table} u ON u.kind = %s AND u.start = {d.date} "
+            "AND u.team_slug = f.team AND u.tool_slug = f.tool",
+            [*st.args, kind, start, params.date_to, key, rows_json, kind, start],
         )
 
 
@@ -698,7 +736,14 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
         "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
         [v for p in plist for v in p],
     )
-    st.cte("users(p, team, tool, n)", *_users_cte(d, params, None, plist, whole))
+    st.cte(
+        "tt",
+        f"SELECT start AS p, team_slug AS team, tool_slug AS tool, {', '.join(cols)}, reported_users AS rep, "
+        f"seat_cost AS seat, active_users, last_day, inputs_key FROM {table} WHERE kind = %s AND start >= {d.date} "
+        f"AND start <= {d.date}",
+        span,
+    )
+    st.cte("users(p, team, tool, n)", *_users_cte(d, params, None, plist, whole, stored_folds=True))
     st.cte(
         "hist",
         f"SELECT bucket, SUM(count) AS n FROM {UsagePeriodBucket._meta.db_table} WHERE kind = %s "
@@ -708,13 +753,6 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
     st.cte("tmed", median_sql(d, "SELECT 0 AS p, '' AS team, '' AS tool, bucket, n FROM hist"), [])
     _grants_cte(d, st, params, None, today, now)
     _members_cte(st, None)
-    st.cte(
-        "tt",
-        f"SELECT start AS p, team_slug AS team, tool_slug AS tool, {', '.join(cols)}, reported_users AS rep, "
-        f"seat_cost AS seat, last_day, inputs_key FROM {table} WHERE kind = %s AND start >= {d.date} "
-        f"AND start <= {d.date}",
-        span,
-    )
     # vendor-reported users: the peak day of each (team, tool) over the range (rows that have any)
     st.cte(
         "peaks",
@@ -741,7 +779,8 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
     )
     summary = [
         f"(SELECT COUNT(*) FROM tt JOIN per ON per.pp = tt.p WHERE tt.team = '*' AND tt.tool = '*' "
-        f"AND tt.last_day = per.last_day AND tt.inputs_key = {inputs_key_sql(d)})",
+        "AND tt.last_day = per.last_day "
+        f"AND tt.inputs_key = {inputs_key_sql(d, '(SELECT mteam AS slug, members AS n FROM mem) q')})",
         f"'[' || COALESCE({d.concat('rows_json', overall, 'start', sep=', ')}, '') || ']'",
         f"(SELECT {object_sql(d, TOTAL_FIELDS)} FROM tot)",
         d.json_list(
@@ -758,8 +797,10 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
         d.json_list("mteam, members", "mem"),
         _unused_sql(d, used),
     ]
+    first_uses, first_args = _first_uses_sql(d, params, None)
+    summary.append(first_uses)
     sql = f"WITH {', '.join(st.ctes)} SELECT {', '.join(summary)}"
-    return sql, [*st.args, *span, *[params.date_to, params.date_from] * 2, *span]
+    return sql, [*st.args, *span, *[params.date_to, params.date_from] * 2, *span, *first_args]
 
 
 # --- shaping ------------------------------------------------------------------------------------
@@ -812,7 +853,7 @@ def _users_summary(entries: list, tool: str | None) -> dict[str, dict[tuple, int
             if team == "*" and tl != "*":
                 out["tool_total"][(tl,)] = n
             continue
-        key = _as_date(p)
+        key = str(p)[:10]
         if team == "*" and tl == "*":
             continue
         if team == "*":
@@ -823,14 +864,6 @@ def _users_summary(entries: list, tool: str | None) -> dict[str, dict[tuple, int
         elif tool:
             out["team_series"][(key, team)] = n
     return out
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def adoption_report(
@@ -844,7 +877,8 @@ def adoption_report(
     today = now.astimezone(dt.UTC).date()
     scope = report_scope(user, params.team)
     plist = periods(params)
-    bounds = {key: (first, last) for key, first, last in plist}
+    # period key (ISO text, as the database's JSON writes it) -> the period's first day in the range
+    starts = {key.isoformat(): first.isoformat() for key, first, _ in plist}
     result = None
     whole, _clipped = whole_periods(params, plist, today)
     if stored and scope is None and not params.tool and plist and len(whole) == len(plist):
@@ -859,7 +893,7 @@ def adoption_report(
         with connection.cursor() as cur:
             cur.execute(sql, args)
             result = cur.fetchone()
-    rows_json, totals_json, tools_raw, team_raw, users_raw, mem_raw, unused_raw = result
+    rows_json, totals_json, tools_raw, team_raw, users_raw, mem_raw, unused_raw, first_uses = result
 
     users = _users_summary(_json(users_raw), params.tool)
     members = {team: int(n) for team, n in _json(mem_raw)}
@@ -914,29 +948,24 @@ def adoption_report(
         for r in pending_qs.order_by("created_at")[:100]
     ]
 
-    first_uses = UsageFirstUse.objects.filter(first_day__gte=params.date_from, first_day__lte=params.date_to)
-    if scope is not None:
-        first_uses = first_uses.filter(team_slug__in=scope)
-    if params.tool:
-        first_uses = first_uses.filter(tool_slug=params.tool)
     funnel = [
         {"stage": "requested", "count": totals["access_requested"]},
         {"stage": "granted", "count": totals["access_granted"]},
-        {"stage": "first_use", "count": first_uses.count()},
+        {"stage": "first_use", "count": int(first_uses)},
         {"stage": "accepted_agent_result", "count": totals["agent_results_accepted"]},
     ]
 
     tool_series = [
-        {"period_start": bounds[p][0].isoformat(), "tool": tool, "active_users": n}
+        {"period_start": starts[p], "tool": tool, "active_users": n}
         for (p, tool), n in sorted(users["tool_series"].items())
-        if tool and p in bounds
+        if tool and p in starts
     ]
     team_series = []
     for p, team, workspaces, runs, cost, peak in sorted(_json(team_raw), key=lambda e: (str(e[0]), e[1])):
-        key = _as_date(p)
+        key = str(p)[:10]
         team_series.append(
             {
-                "period_start": bounds[key][0].isoformat(),
+                "period_start": starts[key],
                 "team": team,
                 "active_users": max(users["team_series"].get((key, team), 0), int(peak or 0)),
                 "workspaces_created": int(workspaces),

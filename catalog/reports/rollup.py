@@ -156,6 +156,7 @@ def _rebuild_days(days: list[dt.date], now: dt.datetime | None = None) -> None:
         _rebuild_periods(chunk, now)
         if connection.vendor == "postgresql":
             _merge_user_years(chunk)
+            merge_day_users(chunk)
 
 
 PERIOD_COLUMNS = [
@@ -302,6 +303,45 @@ def _merge_user_years(days: list[dt.date]) -> None:
         )
 
 
+USER_INDEX_TABLE = "catalog_usageuserindex"
+DAY_USERS_TABLE = "catalog_usagedayusers"
+BITS_STEP = 1024
+
+
+def merge_day_users(days: list[dt.date]) -> None:
+    """PostgreSQL: rewrite the per day x tool bitmaps of active users (bit i: the user with index i; tool '*'
+    folds the tools), so distinct users over a range are a bit_or over a few rows per day. Every bitmap has
+    the same length, a multiple of BITS_STEP; new users beyond it widen them all."""
+    ph = ", ".join(["%s"] * len(days))
+    user_day = UsageUserDay._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {USER_INDEX_TABLE} (user_ref, idx) "
+            "SELECT user_ref, base + ROW_NUMBER() OVER (ORDER BY user_ref) - 1 FROM ("
+            f"SELECT DISTINCT user_ref FROM {user_day} ud WHERE day IN ({ph}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {USER_INDEX_TABLE} ui WHERE ui.user_ref = ud.user_ref)) n "
+            f"CROSS JOIN (SELECT COALESCE(MAX(idx) + 1, 0) AS base FROM {USER_INDEX_TABLE}) b",
+            days,
+        )
+        cur.execute(f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {USER_INDEX_TABLE}")
+        width = max(1, -(-cur.fetchone()[0] // BITS_STEP)) * BITS_STEP
+        cur.execute(f"SELECT length(users) FROM {DAY_USERS_TABLE} LIMIT 1")
+        current = cur.fetchone()
+        if current and current[0] < width:
+            cur.execute(
+                f"UPDATE {DAY_USERS_TABLE} SET users = users || CAST(repeat('0', %s - length(users)) AS varbit)",
+                [width],
+            )
+        cur.execute(f"DELETE FROM {DAY_USERS_TABLE} WHERE day IN ({ph})", days)
+        cur.execute(
+            f"INSERT INTO {DAY_USERS_TABLE} (day, tool_slug, users) "
+            f"SELECT day, COALESCE(tool_slug, '*'), bit_or(set_bit(CAST(repeat('0', {width}) AS varbit), idx, 1)) "
+            f"FROM {user_day} ud JOIN {USER_INDEX_TABLE} ui ON ui.user_ref = ud.user_ref WHERE day IN ({ph}) "
+            "GROUP BY GROUPING SETS ((day, tool_slug), (day))",
+            days,
+        )
+
+
 def _merge_first_use(days: list[dt.date]) -> None:
     firsts = (
         UsageDaily.objects.filter(day__in=days, active_events__gt=0)
@@ -367,6 +407,7 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
             if connection.vendor == "postgresql":
                 with connection.cursor() as cur:
                     cur.execute(f"DELETE FROM {USER_YEAR_TABLE}")
+                    cur.execute(f"DELETE FROM {DAY_USERS_TABLE}")
         _rebuild_days(ordered, now)
         # periods whose stored report no longer matches today's teams, grants or date
         refreshed = refresh_stored_reports(now=now)
