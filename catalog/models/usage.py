@@ -147,14 +147,9 @@ class UsageDaily(models.Model):
         return f"{self.day} {self.team_slug}/{self.tool_slug}/{self.template_slug}: {self.events} events"
 
 
-class UsagePeriod(models.Model):
-    """UsageDaily summed per whole week or month x team x tool (templates folded), so a report over whole
-    periods reads a few rows per team and tool instead of every day. Rebuilt for the periods of affected days."""
+class PeriodSums(models.Model):
+    """The columns a week or month sums from the daily rows (`catalog.reports.rollup.PERIOD_COLUMNS`)."""
 
-    kind = models.CharField(max_length=5, choices=[("week", "week"), ("month", "month")])
-    start = models.DateField()
-    team_slug = models.CharField(max_length=50, blank=True)
-    tool_slug = models.CharField(max_length=50, blank=True)
     events = models.PositiveIntegerField(default=0)
     active_events = models.PositiveIntegerField(default=0)
     demo_events = models.PositiveIntegerField(default=0)
@@ -170,6 +165,19 @@ class UsagePeriod(models.Model):
     suggestions = models.PositiveBigIntegerField(default=0)
     acceptances = models.PositiveBigIntegerField(default=0)
     usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsagePeriod(PeriodSums):
+    """UsageDaily summed per whole week or month x team x tool (templates folded), so a report over whole
+    periods reads a few rows per team and tool instead of every day. Rebuilt for the periods of affected days."""
+
+    kind = models.CharField(max_length=5, choices=[("week", "week"), ("month", "month")])
+    start = models.DateField()
+    team_slug = models.CharField(max_length=50, blank=True)
+    tool_slug = models.CharField(max_length=50, blank=True)
     reported_users = models.PositiveIntegerField(default=0, help_text="peak vendor-reported daily active users")
     active_users = models.PositiveIntegerField(null=True, blank=True, help_text="distinct active users in the period")
     median_ready_s = models.FloatField(null=True, blank=True, help_text="median time to ready of start builds")
@@ -193,7 +201,7 @@ class UsagePeriod(models.Model):
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug}: {self.events} events"
 
 
-class UsagePeriodTotal(models.Model):
+class UsagePeriodTotal(PeriodSums):
     """A whole period's sums per team (tool `*`), per tool (team `*`) and overall (`*`, `*`), with the seat
     cost of today's grants; the overall row also keeps the period's report rows as JSON text.
 
@@ -205,21 +213,6 @@ class UsagePeriodTotal(models.Model):
     start = models.DateField()
     team_slug = models.CharField(max_length=50)
     tool_slug = models.CharField(max_length=50)
-    events = models.PositiveIntegerField(default=0)
-    active_events = models.PositiveIntegerField(default=0)
-    demo_events = models.PositiveIntegerField(default=0)
-    workspaces_created = models.PositiveIntegerField(default=0)
-    builds_succeeded = models.PositiveIntegerField(default=0)
-    builds_failed = models.PositiveIntegerField(default=0)
-    agent_runs = models.PositiveIntegerField(default=0)
-    agent_runs_finished = models.PositiveIntegerField(default=0)
-    agent_results_accepted = models.PositiveIntegerField(default=0)
-    policy_denials = models.PositiveIntegerField(default=0)
-    access_requested = models.PositiveIntegerField(default=0)
-    access_granted = models.PositiveIntegerField(default=0)
-    suggestions = models.PositiveBigIntegerField(default=0)
-    acceptances = models.PositiveBigIntegerField(default=0)
-    usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
     reported_users = models.PositiveIntegerField(default=0, help_text="sum of the rows' vendor-reported users")
     seat_cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
     active_users = models.PositiveIntegerField(null=True, blank=True, help_text="distinct active users (folds)")

@@ -431,6 +431,29 @@ def _members_cte(st: _Statement, scope: list[str] | None) -> None:
     )
 
 
+def _periods_cte(d: Dialect, st: _Statement, plist) -> None:
+    """per: each period's key and its first and last day in the range."""
+    st.cte(
+        "per(pp, first_day, last_day)",
+        "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
+        [v for period in plist for v in period],
+    )
+
+
+def _totals_cte(d: Dialect, st: _Statement, source: str, *, peaks: str, seat: str, tool: str | None) -> None:
+    """tot, the totals line's inputs: the summed columns of `source`, distinct users over the range (or the
+    vendor-reported peaks of each team and tool, if larger), team sizes, the median and the seat cost."""
+    st.cte(
+        "tot",
+        f"SELECT {', '.join(f'COALESCE(SUM({c}), 0) AS {c}' for c in SUM_COLUMNS)}, "
+        f"{d.greatest}(COALESCE((SELECT n FROM users WHERE p IS NULL AND team = '*' AND tool = %s), 0), "
+        f"COALESCE((SELECT SUM(peak) FROM {peaks}), 0)) AS active, "
+        "(SELECT NULLIF(SUM(members), 0) FROM mem) AS members, (SELECT median FROM tmed) AS median, "
+        f"COALESCE({seat}, 0) AS seat FROM {source}",
+        [tool or "*"],
+    )
+
+
 def _first_uses_sql(d: Dialect, params: ReportParams, scope: list[str] | None) -> tuple[str, list[Any]]:
     """How many (team, tool) pairs were first used in the range (the funnel's third stage)."""
     filt, fargs = _filters(params, scope)
@@ -461,11 +484,7 @@ def _report_ctes(
     ranges = clipped if params.granularity != "day" else [(params.date_from, params.date_to)]
     cols = SUM_COLUMNS
 
-    st.cte(
-        "per(pp, first_day, last_day)",
-        "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
-        [v for period in plist for v in period],
-    )
+    _periods_cte(d, st, plist)
     # summed columns (numbers only: this CTE is read five times, so it stays small); whole periods (w = 1)
     # bring their stored active users, clipped ones (w = 0) are summed from the days
     st.cte(
@@ -539,16 +558,7 @@ def _report_ctes(
         median_sql(d, "SELECT 0 AS p, '' AS team, '' AS tool, bucket, SUM(n) AS n FROM hist GROUP BY bucket"),
         [],
     )
-    st.cte(
-        "tot",
-        "SELECT "
-        + ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in cols)
-        + f", {d.greatest}(COALESCE((SELECT n FROM users WHERE p IS NULL AND team = '*' AND tool = %s), 0), "
-        "COALESCE((SELECT SUM(peak) FROM pairs), 0)) AS active, "
-        "(SELECT NULLIF(SUM(members), 0) FROM mem) AS members, (SELECT median FROM tmed) AS median, "
-        "COALESCE((SELECT SUM(cost) FROM seat), 0) AS seat FROM sums",
-        [params.tool or "*"],
-    )
+    _totals_cte(d, st, "sums", peaks="pairs", seat="(SELECT SUM(cost) FROM seat)", tool=params.tool)
 
     # the rows' JSON: whole periods straight from the rollup table with their stored static part (the
     # materialised CTEs above carry no text), clipped periods and seat-only rows from r, written live
@@ -731,11 +741,7 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
     table, period = UsagePeriodTotal._meta.db_table, UsagePeriod._meta.db_table
     span = [params.granularity, whole[0], whole[-1]]
     cols = SUM_COLUMNS
-    st.cte(
-        "per(pp, first_day, last_day)",
-        "VALUES " + ", ".join([f"({d.date}, {d.date}, {d.date})"] * len(plist)),
-        [v for p in plist for v in p],
-    )
+    _periods_cte(d, st, plist)
     st.cte(
         "tt",
         f"SELECT start AS p, team_slug AS team, tool_slug AS tool, {', '.join(cols)}, reported_users AS rep, "
@@ -760,15 +766,7 @@ def _stored_report_sql(params: ReportParams, plist, today: dt.date, now: dt.date
         f"AND start >= {d.date} AND start <= {d.date} AND reported_users > 0 GROUP BY team_slug, tool_slug",
         span,
     )
-    st.cte(
-        "tot",
-        f"SELECT {', '.join(f'COALESCE(SUM({c}), 0) AS {c}' for c in cols)}, "
-        f"{d.greatest}(COALESCE((SELECT n FROM users WHERE p IS NULL AND team = '*' AND tool = '*'), 0), "
-        "COALESCE((SELECT SUM(peak) FROM peaks), 0)) AS active, "
-        "(SELECT NULLIF(SUM(members), 0) FROM mem) AS members, (SELECT median FROM tmed) AS median, "
-        "COALESCE(SUM(seat), 0) AS seat FROM tt WHERE team = '*' AND tool = '*'",
-        [],
-    )
+    _totals_cte(d, st, "tt WHERE team = '*' AND tool = '*'", peaks="peaks", seat="SUM(seat)", tool=None)
     used = (
         f"NOT EXISTS (SELECT 1 FROM {period} up WHERE up.kind = %s AND up.start >= {d.date} AND up.start <= {d.date} "
         "AND up.team_slug = g.team AND up.tool_slug = g.tool AND (up.active_events > 0 OR up.reported_users > 0))"
