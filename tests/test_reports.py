@@ -397,6 +397,23 @@ def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, te
     assert late["rows"][0]["active_users"] == 1
 
 
+def test_periods_older_than_the_stored_window_are_reported_live(people, teams, claude):
+    """Only the last STORED_REPORT_DAYS are stored (a change of teams or grants rewrites every stored
+    period); a report further back is computed live, with the same numbers."""
+    from catalog.reports.adoption import STORED_REPORT_DAYS, ReportParams
+
+    old = monday(STORED_REPORT_DAYS // 7 + 4)
+    record_usage("agent_run_started", user=people["alice"], tool=claude, at=at(old))
+    record_usage("agent_run_started", user=people["alice"], tool=claude, at=at(monday(1)))
+    rollup_usage()
+    stored = set(UsagePeriodTotal.objects.filter(team_slug="*", tool_slug="*").values_list("kind", "start"))
+    assert ("week", monday(1)) in stored and ("week", old) not in stored
+    assert min(start for _, start in stored) >= timezone.now().date() - dt.timedelta(days=STORED_REPORT_DAYS)
+    params = ReportParams(date_from=old, date_to=old + dt.timedelta(days=6))
+    served, used_stored, live = _report_both_ways(people["erin"], params)
+    assert not used_stored and served == live and served["totals"]["agent_runs"] == 1
+
+
 def test_active_users_over_a_range_stay_right_as_new_people_widen_the_bitmaps(people, teams, claude, monkeypatch):
     """On PostgreSQL distinct users over a range come from per day x tool bitmaps of fixed width; people who
     first show up later widen every bitmap, and earlier days still count the same people."""

@@ -653,6 +653,15 @@ def inputs_key_sql(d: Dialect, sizes_from: str | None = None) -> str:
     return f"md5(COALESCE({sizes}, '') || '|' || COALESCE({grants}, ''))"
 
 
+# periods starting longer ago than this are not stored (reports over them are computed live): a change of
+# teams or grants rewrites every stored period, so their number stays bounded however old the data
+STORED_REPORT_DAYS = 400
+
+
+def _stored(start: dt.date, today: dt.date) -> bool:
+    return today - dt.timedelta(days=STORED_REPORT_DAYS) <= start <= today
+
+
 def _period_last_day(kind: str, start: dt.date) -> dt.date:
     return _next_period(start, kind) - dt.timedelta(days=1)
 
@@ -665,7 +674,7 @@ def store_period_report(kind: str, start: dt.date, *, now: dt.datetime | None = 
     table = UsagePeriodTotal._meta.db_table
     with connection.cursor() as cur:
         cur.execute(f"DELETE FROM {table} WHERE kind = %s AND start = %s", [kind, start])
-        if start > today:
+        if not _stored(start, today):
             return
         params = ReportParams(date_from=start, date_to=min(_period_last_day(kind, start), today), granularity=kind)
         d, st, rows, rargs = _report_ctes(params, None, periods(params), today, now)
@@ -722,7 +731,8 @@ def refresh_stored_reports(*, now: dt.datetime | None = None) -> int:
     for kind in ("week", "month"):
         start = period_of(first, kind) if first else today
         while first and start <= today:
-            wanted.add((kind, start))
+            if _stored(start, today):
+                wanted.add((kind, start))
             start = _next_period(start, kind)
     written = 0
     for kind, start in sorted(wanted):
