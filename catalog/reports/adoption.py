@@ -179,13 +179,10 @@ def whole_periods(params: ReportParams, plist, today: dt.date) -> tuple[list[dt.
     return whole, clipped
 
 
-def _year_masks(plist, params: ReportParams | None = None) -> list[tuple[str, int, str]]:
-    """(period key, year, bit(366) mask text) for each period, and for the whole range ('range') if given."""
-    spans = [(key.isoformat(), first, last) for key, first, last in plist]
-    if params is not None:
-        spans.append(("range", params.date_from, params.date_to))
+def _year_masks(plist) -> list[tuple[str, int, str]]:
+    """(period key, year, bit(366) mask text) for each period's days in the range."""
     out = []
-    for label, first, last in spans:
+    for label, first, last in ((key.isoformat(), first, last) for key, first, last in plist):
         by_year: dict[int, list[str]] = {}
         day = first
         while day <= last:
@@ -194,23 +191,6 @@ def _year_masks(plist, params: ReportParams | None = None) -> list[tuple[str, in
             day += dt.timedelta(days=1)
         out.extend((label, year, "".join(bits)) for year, bits in by_year.items())
     return out
-
-
-_tables_seen: set[tuple[str, str]] = set()
-
-
-def _has_table(table: str) -> bool:
-    """Whether a PostgreSQL-only rollup table exists (remembered once seen)."""
-    key = (connection.settings_dict["NAME"], table)
-    if key not in _tables_seen and table in connection.introspection.table_names():
-        _tables_seen.add(key)
-    return key in _tables_seen
-
-
-def _has_user_years() -> bool:
-    from .rollup import USER_YEAR_TABLE
-
-    return _has_table(USER_YEAR_TABLE)
 
 
 # --- the report statement -----------------------------------------------------------------------
@@ -313,9 +293,10 @@ def _users_cte(
     `stored_folds`: the whole periods' folds are read from the stored period reports (CTE tt)."""
     from .rollup import DAY_USERS_TABLE, USER_YEAR_TABLE
 
-    if d.pg and scope is None and _has_user_years():
+    if d.pg and scope is None:
         # whole periods precomputed by the rollup (their rows carry their own users: only the '*' folds are
-        # read here, for the series); clipped periods and the range from per user x year bitmaps
+        # read here, for the series); clipped periods from the per user x year bitmaps, the range (per tool
+        # and overall) from the per day x tool bitmaps
         parts = []
         if whole and stored_folds:
             parts.append(("SELECT p, team, tool, active_users FROM tt WHERE active_users IS NOT NULL", []))
@@ -332,35 +313,31 @@ def _users_cte(
                     [params.granularity, whole[0], whole[-1], *largs],
                 )
             )
-        multi_year = params.date_from.year != params.date_to.year
-        count = "COUNT(DISTINCT a.user_ref)" if multi_year else "COUNT(*)"
-        tool_sql, targs = (" AND a.tool_slug IN (%s, '*')", [params.tool]) if params.tool else ("", [])
-        clipped_periods = [p for p in plist if p[0] not in set(whole)]
-        spans = [(_year_masks(clipped_periods), "")]
-        if _has_table(DAY_USERS_TABLE):
-            # the range needs only the per-tool and overall counts: OR the days' bitmaps, count the bits
-            parts.append(
-                (
-                    f"SELECT CAST(NULL AS date), '*', tool_slug, bit_count(bit_or(users)) FROM {DAY_USERS_TABLE} "
-                    f"WHERE day >= %s AND day <= %s{tool_sql.replace('a.', '')} GROUP BY tool_slug",
-                    [params.date_from, params.date_to, *targs],
-                )
-            )
-        else:  # the same from the user x year rows folded over teams
-            spans.append((_year_masks([], params), " AND a.team_slug = '*'"))
-        for masks, level in spans:
-            if not masks:
-                continue
+        targs = [params.tool] if params.tool else []
+        masks = _year_masks([p for p in plist if p[0] not in set(whole)])
+        if masks:
+            # a period across new year has a mask per year: count each person once
+            count = "COUNT(DISTINCT a.user_ref)" if params.date_from.year != params.date_to.year else "COUNT(*)"
             values = ", ".join(["(%s, %s, CAST(%s AS bit(366)))"] * len(masks))
             parts.append(
                 (
-                    f"SELECT CAST(NULLIF(m.p, 'range') AS date), a.team_slug, a.tool_slug, {count} "
+                    f"SELECT CAST(m.p AS date), a.team_slug, a.tool_slug, {count} "
                     f"FROM {USER_YEAR_TABLE} a JOIN (VALUES {values}) m(p, yr, mask) ON a.year = m.yr "
-                    f"AND (a.days & m.mask) <> CAST(REPEAT('0', 366) AS bit(366)){level}{tool_sql} "
-                    "GROUP BY m.p, a.team_slug, a.tool_slug",
+                    "AND (a.days & m.mask) <> CAST(REPEAT('0', 366) AS bit(366))"
+                    + (" AND a.tool_slug IN (%s, '*')" if params.tool else "")
+                    + " GROUP BY m.p, a.team_slug, a.tool_slug",
                     [*(v for m in masks for v in m), *targs],
                 )
             )
+        parts.append(
+            (
+                f"SELECT CAST(NULL AS date), '*', tool_slug, bit_count(bit_or(users)) FROM {DAY_USERS_TABLE} "
+                "WHERE day >= %s AND day <= %s"
+                + (" AND tool_slug IN (%s, '*')" if params.tool else "")
+                + " GROUP BY tool_slug",
+                [params.date_from, params.date_to, *targs],
+            )
+        )
         return _union(parts)
     filt, fargs = _filters(params, scope)
     src = f"{UsageUserDay._meta.db_table} WHERE day >= {d.date} AND day <= {d.date}{filt}"
@@ -678,9 +655,6 @@ def store_period_report(kind: str, start: dt.date, *, now: dt.datetime | None = 
             return
         params = ReportParams(date_from=start, date_to=min(_period_last_day(kind, start), today), granularity=kind)
         d, st, rows, rargs = _report_ctes(params, None, periods(params), today, now)
-        ctes = ", ".join(st.ctes)
-        cur.execute(f"WITH {ctes} SELECT COALESCE({rows}, ''), {inputs_key_sql(d)}", [*st.args, *rargs])
-        rows_json, key = cur.fetchone()
         cols = SUM_COLUMNS
         sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in cols) + ", COALESCE(SUM(rep), 0), COALESCE(SUM(seat), 0)"
         if d.pg:
@@ -697,15 +671,17 @@ def store_period_report(kind: str, start: dt.date, *, now: dt.datetime | None = 
                 ]
             )
         names = ", ".join([*cols, "reported_users", "seat_cost", "active_users", "last_day", "inputs_key", "rows_json"])
-        whole = "CASE WHEN team = '*' AND tool = '*' THEN {} END"
+        # one statement: the folds, and on the overall row the period's rows' JSON and the fingerprint
+        overall = "CASE WHEN team = '*' AND tool = '*' THEN {} END"
+        rows_text = f"COALESCE({rows}, '')"
         cur.execute(
             f"INSERT INTO {table} (kind, start, team_slug, tool_slug, {names}) "
-            f"WITH {ctes}, f(team, tool, {', '.join(cols)}, rep, seat) AS ({folds}) "
-            f"SELECT %s, {d.date}, team, tool, {', '.join(cols)}, rep, seat, u.users, "
-            f"{whole.format(d.date)}, COALESCE({whole.format('%s')}, ''), {whole.format('%s')} FROM f "
-            f"LEFT JOIN {UsagePeriodUsers._meta.db_table} u ON u.kind = %s AND u.start = {d.date} "
+            f"WITH {', '.join(st.ctes)}, f(team, tool, {', '.join(cols)}, rep, seat) AS ({folds}) "
+            f"SELECT %s, {d.date}, team, tool, {', '.join(cols)}, rep, seat, u.users, {overall.format(d.date)}, "
+            f"COALESCE({overall.format(inputs_key_sql(d))}, ''), {overall.format(rows_text)} "
+            f"FROM f LEFT JOIN {UsagePeriodUsers._meta.db_table} u ON u.kind = %s AND u.start = {d.date} "
             "AND u.team_slug = f.team AND u.tool_slug = f.tool",
-            [*st.args, kind, start, params.date_to, key, rows_json, kind, start],
+            [*st.args, kind, start, params.date_to, *rargs, kind, start],
         )
 
 
