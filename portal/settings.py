@@ -183,9 +183,12 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
+        "staging_folder": str(BROKER_DIR / "staging"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
+    # kombu's file-system transport, but a message lands in the queue folder whole (see portal/broker.py)
+    CELERY_BROKER_TRANSPORT = "portal.broker:Transport"
 else:
     # Longer than the longest build: the database, not the broker, decides whether a job runs.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
