@@ -9,6 +9,7 @@ from .models import (
     AuditEvent,
     Notification,
     Profile,
+    Repository,
     Team,
     ToolApproval,
     ToolVersion,
@@ -79,3 +80,25 @@ class AccessRequestAdmin(ReadOnlyAdmin):
 class AccessGrantAdmin(ReadOnlyAdmin):
     list_display = ("id", "team", "tool", "state", "expires_at", "max_data_classification", "seats", "created_at")
     list_filter = ("state",)
+
+
+@admin.register(Repository)
+class RepositoryAdmin(ReadOnlyAdmin):
+    """Registered through the services (URL checks, audit); the credential is never shown, only its last 4."""
+
+    list_display = ("slug", "name", "url", "data_classification", "default_branch", "credential_last4", "created_at")
+    list_filter = ("data_classification", "teams")
+    search_fields = ("slug", "name", "url")
+    fields = (
+        "slug",
+        "name",
+        "url",
+        "teams",
+        "data_classification",
+        "default_branch",
+        "credential_last4",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields

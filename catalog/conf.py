@@ -25,7 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_MAX_PROCESSES": 256,
     "AGENT_ALLOW_UNSANDBOXED": False,  # operators only: run agents without bubblewrap
     "AGENT_LOG_LINES_MAX": 5000,  # lines stored per run; the rest is counted, not stored
-    "AGENT_PYTHON": "",  # interpreter that replaces a launch command's `python3` (default: the worker's)
+    "AGENT_PYTHON": "",  # interpreter that replaces a launch command's `python3` (default: one under /usr)
+    "SANDBOX_ROOT": "",  # run folders (clones, scratch); default /var/tmp/goldpath-sandboxes-<uid> (env GOLDPATH_SANDBOX_ROOT)
     "PROVENANCE_KEY_PATH": "",  # Ed25519 private key (PEM); default GOLDPATH_HOME/keys/provenance-ed25519.pem
     # workspaces and builds
     "BUILD_HEARTBEAT_TIMEOUT_S": 60,
@@ -35,6 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "TEMPLATE_UPLOAD_MAX_BYTES": 5 * 1024 * 1024,
     "TERRAFORM_LOCK_TIMEOUT_S": 30,
     "WORKSPACE_DEFAULT_TTL_HOURS": 0,
+    # API request bodies (catalog.api.parsers.SafeJSONParser): larger or deeper JSON is a 400
+    "API_JSON_MAX_BYTES": 2 * 1024 * 1024,
+    "API_JSON_MAX_DEPTH": 64,
+    # registered repositories (catalog.repository_urls); env GOLDPATH_<NAME> is read when these are empty
+    "LOCAL_REPOSITORY_ROOTS": "",  # os.pathsep-separated folders (besides GOLDPATH_HOME/repositories)
+    "ALLOWED_GIT_HOSTS": "",  # comma-separated host or host:port exempt from the private-address checks
 }
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 USERS = [
     # username, role, member of, manager of, full name
@@ -193,3 +198,69 @@ GRANTS = [
     ("payments", "demo-agent", "bob", "", None),
     ("search", "demo-agent", "frank", "", None),
 ]
+
+
+# the registered demo repository: a small git repository seed_demo creates under GOLDPATH_HOME/repositories
+REPOSITORY = {
+    "slug": "demo",
+    "name": "Demo service",
+    "teams": ["payments", "search"],
+    "data_classification": "internal",
+    "default_branch": "main",
+    "registered_by": "bob",
+}
+REPOSITORY_FILES = {
+    "README.md": "# Demo service\n\nA tiny service Goldpath's demo agents work on. Run it with `python3 app.py`.\n",
+    "app.py": (
+        '"""Demo service: greets whoever asks."""\n\n\n'
+        "def greet(name: str) -> str:\n"
+        '    return f"Hello, {name}!"\n\n\n'
+        'if __name__ == "__main__":\n'
+        '    print(greet("world"))\n'
+    ),
+}
+_DEMO_IDENTITY = {"NAME": "Goldpath demo", "EMAIL": "demo@goldpath.invalid", "DATE": "2025-01-01T00:00:00Z"}
+
+
+def ensure_demo_repository(home: str | os.PathLike) -> Path:
+    """Create `home/repositories/demo` (one commit on main by "Goldpath demo") unless it exists; 0700/0600.
+
+    git runs with no system or global config, so the operator's hooks or templates never apply; it is built
+    in a temporary folder and renamed into place, so a half-made repository is never left behind."""
+    root = Path(home) / "repositories"
+    target = root / REPOSITORY["slug"]
+    if (target / ".git").is_dir():
+        return target
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        **{f"GIT_{who}_{key}": value for who in ("AUTHOR", "COMMITTER") for key, value in _DEMO_IDENTITY.items()},
+    }
+    work = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True, timeout=60)
+
+    try:
+        git("init", "-q", "--shared=0600", "--template=", "-b", REPOSITORY["default_branch"], ".")
+        for name, text in REPOSITORY_FILES.items():
+            fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+        git("add", "--", *REPOSITORY_FILES)
+        git("commit", "-q", "--no-verify", "-m", "Demo service: README and app")
+        try:
+            os.rename(work, target)
+        except OSError as exc:
+            if not (target / ".git").is_dir():  # not another seed that won the race: something else is there
+                raise RuntimeError(
+                    f"{target} exists and is not a git repository; move it away and seed again."
+                ) from exc
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return target

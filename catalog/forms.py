@@ -102,12 +102,42 @@ class ToolVersionForm(forms.Form):
         help_text="One argument per line (an argv, never a shell string); one must contain {prompt}.",
     )
     model_names = forms.CharField(required=False, label="Models", help_text="Comma-separated model names.")
+    egress_hosts = forms.CharField(
+        required=False,
+        max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocapitalize": "off"}),
+        label="Allowed egress hosts",
+        help_text="One per line: host, *.suffix or an IP address, with an optional :port (without one, ports 80 "
+        "and 443 only). Agent runs whose group allows the network reach only these, through the egress proxy.",
+    )
+
+    def __init__(self, *args, can_set_egress: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_set_egress:
+            del self.fields["egress_hosts"]  # sandbox policy: platform engineers and admins only
 
     def clean_launch_command(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["launch_command"].splitlines() if line.strip()]
 
     def clean_model_names(self) -> list[str]:
         return [m.strip() for m in self.cleaned_data["model_names"].split(",") if m.strip()]
+
+    def clean_egress_hosts(self) -> list[str]:
+        return egress_lines(self.cleaned_data["egress_hosts"])
+
+
+def egress_lines(text: str) -> list[str]:
+    """One host pattern per line (blank lines ignored); the service checks the grammar."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class ToolVersionEgressForm(forms.Form):
+    """Edit one version's egress hosts (the only thing about a version that changes after it is added)."""
+
+    egress_hosts = ToolVersionForm.base_fields["egress_hosts"]
+
+    def clean_egress_hosts(self) -> list[str]:
+        return egress_lines(self.cleaned_data["egress_hosts"])
 
 
 class ReasonForm(forms.Form):

@@ -135,3 +135,17 @@ def visible_builds(user: Any):
     return WorkspaceBuild.objects.filter(workspace__in=visible_workspaces(user).values("pk")).select_related(
         "workspace", "template_version__template"
     )
+
+
+def repositories_for(user: Any) -> QuerySet:
+    """Registered repositories: platform engineers, auditors and admins all; managers those of the teams they
+    manage (and belong to); developers their teams'."""
+    from .models import Repository
+
+    qs = Repository.objects.prefetch_related("teams").order_by("slug")
+    if perms.role_of(user) is None or not user.is_active:
+        return qs.none()
+    teams = readable_team_ids(user)
+    if teams is None:
+        return qs
+    return qs.filter(pk__in=Repository.objects.filter(teams__in=teams).values("pk"))

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .views import access, agents, audit, reports, teams, tools, vendor_keys, workspaces
+from .views import access, agents, audit, reports, repositories, teams, tools, vendor_keys, workspaces
 
 app_name = "catalog"
 ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
@@ -14,6 +14,7 @@ urlpatterns = [
     path("tools/<slug:slug>/", tools.tool_detail, name="tool-detail"),
     path("tools/<slug:slug>/edit/", tools.tool_edit, name="tool-edit"),
     path("tools/<slug:slug>/versions/new/", tools.tool_version_new, name="tool-version-new"),
+    path("tools/<slug:slug>/versions/<path:version>/edit/", tools.tool_version_edit, name="tool-version-edit"),
     re_path(rf"^tools/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.tool_action, name="tool-action"),
     path("reviews/", tools.review_queue, name="review-queue"),
     re_path(rf"^reviews/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.review_action, name="review-action"),
@@ -57,4 +58,7 @@ urlpatterns = [
     path("provenance/", agents.provenance_lookup, name="provenance"),
     path("vendor-keys/", vendor_keys.vendor_keys, name="vendor-keys"),
     path("vendor-keys/<int:pk>/delete/", vendor_keys.vendor_key_delete, name="vendor-key-delete"),
+    path("repositories/", repositories.repository_list, name="repository-list"),
+    path("repositories/<slug:slug>/edit/", repositories.repository_edit, name="repository-edit"),
+    path("repositories/<slug:slug>/delete/", repositories.repository_delete, name="repository-delete"),
 ]

@@ -42,7 +42,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 
-from . import audit, permissions
+from . import audit, permissions, safejson
 from .models import AITool, Team, UsageEvent, UsageKind
 from .services.errors import InvalidInput, NotPermitted
 
@@ -265,9 +265,13 @@ def parse_copilot(
     text: str, *, source: str, lookup: _Lookup, tool: str, team: str
 ) -> tuple[list[UsageEvent], list[dict[str, Any]], int]:
     try:
-        data = json.loads(text)
+        data = safejson.loads(text)
+    except safejson.JSONTooDeep as exc:
+        return [], [{"line": 1, "field": None, "message": f"Not a metrics file: {exc}."}], 0
     except json.JSONDecodeError as exc:
         return [], [{"line": exc.lineno, "field": None, "message": f"Not valid JSON: {exc.msg}."}], 0
+    except ValueError as exc:
+        return [], [{"line": 1, "field": None, "message": f"Not valid JSON: {exc}."}], 0
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 
+os.umask(0o077)  # what workers write under GOLDPATH_HOME (state, checkouts, logs) is the owner's only
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")

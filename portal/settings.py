@@ -8,10 +8,13 @@ PostgreSQL and Redis.
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+
+from catalog.homefiles import read_or_create_secret, secure_home
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,15 +26,19 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-GOLDPATH_HOME = Path(os.environ.get("GOLDPATH_HOME", BASE_DIR / "var")).resolve()
-GOLDPATH_HOME.mkdir(parents=True, exist_ok=True)
+# umask 077 for this process, GOLDPATH_HOME 0700 and an existing one tightened (catalog/homefiles.py):
+# it holds the SQLite database (tokens, sessions), Terraform state and keys.
+GOLDPATH_HOME = secure_home(os.environ.get("GOLDPATH_HOME", BASE_DIR / "var"))
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "goldpath-insecure-development-key-change-me-0123456789abcdef"
+    # a laptop: a random key made once, kept 0600 in GOLDPATH_HOME (never a constant in code)
+    SECRET_KEY = read_or_create_secret(
+        GOLDPATH_HOME / "keys" / "django-secret-key", lambda: secrets.token_urlsafe(64).encode()
+    ).decode()
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -144,6 +151,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON with depth and size limits (a deeply nested body is a 400, not a RecursionError)
+    "DEFAULT_PARSER_CLASSES": [
+        "catalog.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -250,8 +263,9 @@ GOLDPATH = {
     "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
 }
 
-# Vendor API keys are Fernet-encrypted with this key (urlsafe base64 of 32 bytes); by default it is
-# derived from SECRET_KEY, so rotating SECRET_KEY without setting it makes stored keys unreadable.
+# Vendor API keys and repository credentials are Fernet-encrypted with this key (urlsafe base64 of
+# 32 bytes). Unset, catalog.agents.crypto generates one once into GOLDPATH_HOME/keys/fernet.key (0600):
+# set it (the same value on every machine) when web and workers run on more than one machine.
 GOLDPATH_FERNET_KEY = os.environ.get("GOLDPATH_FERNET_KEY", "")
 
 LOGGING = {

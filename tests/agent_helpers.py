@@ -31,7 +31,32 @@ def git_env() -> dict[str, str]:
     }
 
 
-def make_repo(path: Path) -> Path:
+def repo_path(name: str = "sample") -> Path:
+    """A fresh folder under GOLDPATH_HOME/repositories, where local repositories may be registered."""
+    import uuid
+
+    from django.conf import settings
+
+    return Path(settings.GOLDPATH_HOME) / "repositories" / f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def register(path: Path, people, *, slug: str = "sample", teams=("payments",), classification: str = "internal"):
+    """Register a local repository through the service, as a platform engineer would."""
+    from catalog.services.repositories import repository_create
+
+    return repository_create(
+        actor=people["bob"],
+        slug=slug,
+        name=slug.title(),
+        url=str(path),
+        teams=list(teams),
+        data_classification=classification,
+        default_branch="main",
+    )
+
+
+def make_repo(path: Path | None = None) -> Path:
+    path = path or repo_path()
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")
     (path / "README.md").write_text("# Sample service\n\nHello.\n")
@@ -90,6 +115,14 @@ def change_diff(repo: Path, scratch: Path, *, name: str = "GREETING.md", text: s
     (clone / name).write_text(text)
     git(clone, "add", "-A")
     return git(clone, "diff", "--cached", "--binary") + "\n"
+
+
+def worker_accepts(group) -> None:
+    """Do what the worker's accept task does, in this process (pages tests have no worker; the integration
+    tests go through a real one)."""
+    from catalog.tasks.agents import accept_run
+
+    accept_run(group.pk, group.requester_id)
 
 
 def finish_run(run, *, status: str = "succeeded", diff: str = "", test_exit_code: int | None = None, log=()):

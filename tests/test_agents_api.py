@@ -8,15 +8,17 @@ import pytest
 
 from catalog.agents import identity
 from catalog.models import AgentGroup, AgentRun, AuditEvent
-from tests.agent_helpers import demo_tool, make_repo
+from tests.agent_helpers import demo_tool, make_repo, register
 from tests.factories import ToolFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def repo(tmp_path):
-    return make_repo(tmp_path / "repo")
+def repo(people):
+    path = make_repo()
+    register(path, people, teams=("payments", "search"))
+    return path
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def demo(people, teams):
 def body(repo, **extra):
     return {
         "prompt": "Add a greeting",
-        "repository": str(repo),
+        "repository": "sample",
         "agents": [{"tool": "demo-agent", "count": 3}],
         **extra,
     }
@@ -92,6 +94,7 @@ def test_policy_denies_any_tool_nothing_launched(api, people, teams, demo, repo)
         ({"agents": [{"tool": "nope", "count": 1}]}, "agents"),
         ({"agents": []}, "agents"),
         ({"repository": "relative/path"}, "repository"),
+        ({"repository": "/etc"}, "repository"),
         ({"base_ref": "no-such-branch"}, "base_ref"),
         ({"base_ref": "--upload-pack=x"}, "base_ref"),
         ({"time_limit_s": 0}, "time_limit_s"),

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.models import AgentGroup
 from catalog.services import agents as agent_services
-from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo
+from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world(people, teams, tmp_path):
     demo_tool(people, teams)
-    return make_repo(tmp_path / "repo")
+    path = make_repo()
+    register(path, people)
+    return path
 
 
 def test_new_run_form_launches_and_shows_the_grid(client, people, world):
@@ -31,8 +33,8 @@ def test_new_run_form_launches_and_shows_the_grid(client, people, world):
         "/agents/",
         {
             "prompt": "Say hi",
-            "repository": str(world),
-            "base_ref": "HEAD",
+            "repository": "sample",
+            "base_ref": "",
             "count-demo-agent": "3",
             "time_limit_s": "60",
         },
@@ -58,11 +60,14 @@ def test_form_shows_policy_denial_and_launches_nothing(client, people, world):
     client.force_login(people["dave"])  # search holds no grant for the demo agent
     page = client.get("/agents/")
     assert b"count-demo-agent" not in page.content  # only tools the user may use are offered
+    assert b'<option value="sample"' not in page.content  # nor another team's repositories
     client.force_login(people["alice"])
+    page = client.get("/agents/")
+    assert b'<option value="sample"' in page.content  # the registered repository is offered
     response = client.post("/agents/", {"prompt": "x", "repository": "relative", "count-demo-agent": "1"})
-    assert response.status_code == 400 and b"absolute path" in response.content
+    assert response.status_code == 400 and b"No repository relative is registered" in response.content
     response = client.post(
-        "/agents/", {"prompt": "x", "repository": str(world), "count-demo-agent": "1", "classification": "restricted"}
+        "/agents/", {"prompt": "x", "repository": "sample", "count-demo-agent": "1", "classification": "restricted"}
     )
     assert response.status_code == 403 and b"deny-reasons" in response.content
     assert AgentGroup.objects.count() == 0
@@ -78,7 +83,7 @@ def _launch(people, repo, count=2, who="alice"):
     return agent_services.agent_group_create(
         actor=people[who],
         prompt="Add a greeting",
-        repository=str(repo),
+        repository="sample",
         agents=[{"tool": "demo-agent", "count": count}],
     )
 
@@ -124,6 +129,8 @@ def test_results_section_follows_the_grid_without_a_reload(people, world, tmp_pa
     assert alice.post(f"/agents/{group.pk}/accept/", {"run": first.pk}).status_code == 403  # no token: refused
     response = alice.post(f"/agents/{group.pk}/accept/", {"run": first.pk, "csrfmiddlewaretoken": token})
     assert response.status_code == 302
+    assert "a worker is committing" in alice.get(response["Location"]).content.decode()
+    worker_accepts(group)
     group.refresh_from_db()
     assert group.accept_status == "done" and len(group.accepted_commit) == 40
     results = alice.get(f"/agents/{group.pk}/results/").content.decode()
@@ -176,11 +183,16 @@ def test_a_failed_accept_may_be_tried_again(client, people, world, tmp_path):
     )
     finish_run(good, diff=change_diff(world, tmp_path))
     client.force_login(people["alice"])
-    response = client.post(f"/agents/{group.pk}/accept/", {"run": broken.pk}, follow=True)
-    assert "The commit failed" in response.content.decode()
+    client.post(f"/agents/{group.pk}/accept/", {"run": broken.pk})
+    worker_accepts(group)
+    page = client.get(f"/agents/{group.pk}/").content.decode()
+    group.refresh_from_db()
+    assert group.accept_error == "The run's change does not apply on its base commit. (git: apply_failed)"
+    assert "does not apply on its base commit. (git: apply_failed)" in page
+    assert "error: " not in page  # git's own text stays in the worker's log
     results = client.get(f"/agents/{group.pk}/results/").content.decode()
     assert "The last accept of this result failed" in results and results.count("Accept this result") == 2
-    response = client.post(f"/agents/{group.pk}/accept/", {"run": good.pk}, follow=True)
-    assert "Committed" in response.content.decode()
+    client.post(f"/agents/{group.pk}/accept/", {"run": good.pk})
+    worker_accepts(group)
     group.refresh_from_db()
     assert group.accept_status == "done" and group.accepted_run_id == good.pk

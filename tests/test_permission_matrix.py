@@ -107,16 +107,15 @@ def build_usage_world(w: SimpleNamespace) -> None:
 
 
 def build_agents_world(w: SimpleNamespace) -> None:
-    import tempfile
-    from pathlib import Path
 
     from catalog.services.agents import agent_group_create
-    from tests.agent_helpers import demo_tool, make_repo
+    from tests.agent_helpers import demo_tool, make_repo, register
 
     demo_tool(w.people, w.teams)
-    w.repo = make_repo(Path(tempfile.mkdtemp(prefix="gp-matrix-")) / "repo")
+    w.repo = make_repo()
+    register(w.repo, w.people)
     w.agent_group = agent_group_create(
-        actor=w.people["alice"], prompt="hello", repository=str(w.repo), agents=[{"tool": "demo-agent", "count": 1}]
+        actor=w.people["alice"], prompt="hello", repository="sample", agents=[{"tool": "demo-agent", "count": 1}]
     )
     w.agent_run = w.agent_group.runs.first()
     from catalog.models import AITool
@@ -203,6 +202,20 @@ MATRIX: dict[str, Row] = {
         GET=read_all(),
         POST=only(PLATFORM, 201, body={"version": "9.9.9", "launch_command": ["x", "{prompt}"]}),
     ),
+    "repositories/": row(
+        GET=read_all(),
+        POST=only(
+            PLATFORM,
+            201,
+            body={"slug": "new-repo", "name": "New", "url": "https://github.com/acme/new.git", "teams": ["search"]},
+        ),
+    ),
+    "repositories/{slug}/": row(
+        {"slug": "sample"},
+        GET=read_all(),
+        PATCH=only(PLATFORM, 200, body={"name": "Sample!"}),
+        DELETE=only(PLATFORM, 409),
+    ),
     "teams/": row(GET=read_all(), POST=only(("admin",), 201, body={"slug": "new-team", "name": "New"})),
     "teams/{slug}/": row(
         {"slug": "search"},
@@ -286,7 +299,7 @@ MATRIX: dict[str, Row] = {
         POST=expect(
             403,
             developer=201,
-            body=lambda w: {"prompt": "p", "repository": str(w.repo), "agents": [{"tool": "demo-agent", "count": 1}]},
+            body=lambda w: {"prompt": "p", "repository": "sample", "agents": [{"tool": "demo-agent", "count": 1}]},
         ),
     ),
     "agent-groups/{pk}/": row({"pk": lambda w: w.agent_group.pk}, GET=read_all()),
@@ -315,6 +328,20 @@ MATRIX: dict[str, Row] = {
         GET=expect(200, anonymous=200), **{m: expect(405, anonymous=405) for m in ("POST", "PUT", "PATCH", "DELETE")}
     ),
 }
+
+
+# a tool version's egress hosts (issue 7, item 7): sandbox policy, platform engineers and admins only
+def build_tool_version_world(w: SimpleNamespace) -> None:
+    from tests.factories import ToolVersionFactory
+
+    w.claude_version = ToolVersionFactory(tool=w.tools["claude-code"], version="7.0-matrix")
+
+
+WORLD_BUILDERS.append(build_tool_version_world)
+MATRIX["tools/{slug}/versions/{version}/"] = row(
+    {"slug": "claude-code", "version": "7.0-matrix"},
+    PATCH=only(PLATFORM, 200, body={"egress_hosts": ["api.anthropic.com", "*.githubusercontent.com"]}),
+)
 
 # --- route discovery ---------------------------------------------------------------------------
 

@@ -79,3 +79,48 @@ def test_seed_demo_grants(settings):
     alice = get_user_model().objects.get(username="alice")
     assert decide(alice, AITool.objects.get(slug="claude-code")).allowed
     assert decide(alice, AITool.objects.get(slug="codex-cli")).codes == ["no_grant"]
+
+
+def test_seed_demo_registers_the_demo_repository(settings, tmp_path):
+    """A real git repository under GOLDPATH_HOME/repositories, registered for payments and search."""
+    import os
+    import stat
+    import subprocess
+
+    from catalog.models import Repository
+    from catalog.repository_urls import check_at_use
+
+    settings.DEBUG = True
+    settings.GOLDPATH_HOME = tmp_path
+    call_command("seed_demo", verbosity=0)
+    path = tmp_path / "repositories" / "demo"
+    head = (path / ".git" / "HEAD").read_text()
+    call_command("seed_demo", verbosity=0)  # idempotent: the repository and its commit are left as they are
+    assert (path / ".git" / "HEAD").read_text() == head
+    repo = Repository.objects.get()
+    assert (repo.slug, repo.name, repo.url, repo.data_classification, repo.default_branch) == (
+        "demo",
+        "Demo service",
+        str(path),
+        "internal",
+        "main",
+    )
+    assert sorted(repo.teams.values_list("slug", flat=True)) == ["payments", "search"]
+    assert repo.is_local and repo.credential() == "" and repo.created_by.username == "bob"
+    assert AuditEvent.objects.filter(verb="repository.create").count() == 1
+    check_at_use(repo.url)
+
+    def git(*args: str) -> str:
+        env = {"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        return subprocess.run(
+            ["git", "-C", str(path), *args], env=env, check=True, capture_output=True, text=True
+        ).stdout
+
+    assert git("rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    assert git("log", "--format=%cn|%an").splitlines() == ["Goldpath demo|Goldpath demo"]
+    assert sorted(git("ls-files").split()) == ["README.md", "app.py"]
+    assert git("status", "--porcelain") == ""
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path / "app.py").st_mode) == 0o600
+    hooks = path / ".git" / "hooks"
+    assert not hooks.exists() or not any(hooks.iterdir())  # no sample hooks from a template

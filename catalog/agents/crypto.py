@@ -1,6 +1,9 @@
 """Fernet encryption of vendor API keys, and the portal's Ed25519 provenance key.
 
-- Fernet key: settings.GOLDPATH_FERNET_KEY, or derived from SECRET_KEY (HKDF-SHA256) when unset.
+- Fernet key: settings.GOLDPATH_FERNET_KEY, or GOLDPATH_HOME/keys/fernet.key generated once (0600, created
+  exclusively) when unset. Values written by older versions were encrypted with a key derived from
+  SECRET_KEY (HKDF-SHA256; by default the demo constant): they still decrypt (MultiFernet), and
+  migration 0012 re-encrypts them with the current key.
 - Ed25519 key: a PEM file at GOLDPATH["PROVENANCE_KEY_PATH"] (default GOLDPATH_HOME/keys/provenance-ed25519.pem),
   generated on first use (created exclusively, 0600, so two workers racing end with the same key).
 """
@@ -9,27 +12,49 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
 from ..conf import goldpath_settings
+from ..homefiles import read_or_create_secret
+
+# The SECRET_KEY every laptop install had before keys were generated: decrypt-only, for old values.
+LEGACY_DEMO_SECRET_KEY = "goldpath-insecure-development-key-change-me-0123456789abcdef"
 
 
-def fernet() -> Fernet:
+def fernet_key_path() -> Path:
+    return Path(settings.GOLDPATH_HOME) / "keys" / "fernet.key"
+
+
+def current_key() -> bytes:
     key = getattr(settings, "GOLDPATH_FERNET_KEY", "") or ""
-    if not key:
-        raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"goldpath-fernet", info=b"vendor-api-keys").derive(
-            settings.SECRET_KEY.encode()
-        )
-        key = base64.urlsafe_b64encode(raw).decode()
-    return Fernet(key.encode() if isinstance(key, str) else key)
+    if key:
+        return key.encode() if isinstance(key, str) else key
+    return read_or_create_secret(fernet_key_path(), Fernet.generate_key)
+
+
+def legacy_key(secret_key: str) -> bytes:
+    """The Fernet key older versions derived from SECRET_KEY when GOLDPATH_FERNET_KEY was unset."""
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"goldpath-fernet", info=b"vendor-api-keys").derive(
+        secret_key.encode()
+    )
+    return base64.urlsafe_b64encode(raw)
+
+
+def fernet() -> MultiFernet:
+    """Encrypts with the current key; decrypts with it or a legacy SECRET_KEY-derived key."""
+    keys = [current_key()]
+    for secret in (settings.SECRET_KEY, LEGACY_DEMO_SECRET_KEY):
+        legacy = legacy_key(secret)
+        if legacy not in keys:
+            keys.append(legacy)
+    return MultiFernet([Fernet(k) for k in keys])
 
 
 def encrypt(value: str) -> str:
@@ -40,7 +65,18 @@ def decrypt(token: str) -> str:
     try:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("the vendor API key cannot be decrypted (was GOLDPATH_FERNET_KEY changed?)") from exc
+        raise ValueError(
+            "the stored secret cannot be decrypted: was GOLDPATH_FERNET_KEY changed, or is it unset on one machine "
+            "(each machine then generates its own GOLDPATH_HOME/keys/fernet.key)?"
+        ) from exc
+
+
+def reencrypt(token: str) -> str:
+    """`token` encrypted with the current key (ValueError when no known key decrypts it)."""
+    try:
+        return fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("the value cannot be decrypted with the current or a legacy key") from exc
 
 
 def provenance_key_path() -> Path:
@@ -51,19 +87,14 @@ def provenance_key_path() -> Path:
 @lru_cache(maxsize=4)
 def _load_key(path: str) -> Ed25519PrivateKey:
     p = Path(path)
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        pem = Ed25519PrivateKey.generate().private_bytes(
+
+    def generate() -> bytes:
+        return Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-    key = serialization.load_pem_private_key(p.read_bytes(), password=None)
+
+    # published whole and exclusively: a process racing this one never reads a half-written file
+    key = serialization.load_pem_private_key(read_or_create_secret(p, generate), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{p} is not an Ed25519 private key")
     return key

@@ -1,10 +1,15 @@
 """The worker side of one agent run: policy re-check, own copy of the repository, sandboxed launch,
 streamed logs, heartbeat and cancel, diff, optional tests, and cleanup in `finally`.
 
-Layout under GOLDPATH_HOME: `agent-runs/run-<id>/repo` is the run's clone at the base commit (never the
-user's checkout) and `agent-runs/run-<id>/sbx-<runner>` each sandbox's private scratch dir (its sockets,
-the demo agent's copy); the whole directory is removed when the run ends, or by the reaper when its worker
-died.
+Layout: each run has a private folder under the sandbox root (outside GOLDPATH_HOME, which is 0700:
+sandboxes run as an unprivileged uid of their own when the worker is root) holding `repo`, the run's clone of
+its registered repository at the base commit, and `sbx-<runner>`, each sandbox's scratch dir (its sockets, the
+demo agent's copy, its /etc). The folder is recorded as the run's `workdir` and removed when the run ends, or
+by the reaper when its worker died.
+
+The worker never runs git in the copy the agent wrote: the diff is computed by git inside a sandbox of the
+same profile (no privilege, no network, no secret), and only its text comes out. `test_command` runs with no
+secret at all: no vendor key, no identity token.
 
 The agent's identity token is handed to the agent in its environment and accepted only on the run's own
 socket (`GOLDPATH_AGENT_SOCKET`), which serves just this run's `progress/` and `result/` endpoints.
@@ -22,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import close_old_connections
 
 from ..conf import goldpath_settings
@@ -35,8 +39,20 @@ from . import crypto, identity
 HEARTBEAT_S = 1.0
 
 
-def run_dir(run_id: int) -> Path:
-    return Path(settings.GOLDPATH_HOME) / "agent-runs" / f"run-{run_id}"
+DIFF_MAX_BYTES = 20 << 20  # a larger diff fails the run instead of filling the database
+DIFF_TIME_LIMIT_S = 120
+
+
+def sandboxes() -> Path:
+    from ..runners.sandbox import sandbox_root
+
+    return sandbox_root(goldpath_settings.SANDBOX_ROOT)
+
+
+def _is_run_dir(path: str) -> bool:
+    """A recorded workdir is removed only when it is a run folder under the sandbox root."""
+    p = Path(path)
+    return bool(path) and p.parent == sandboxes() and p.name.startswith("run-")
 
 
 def diff_stat(diff: str) -> dict[str, Any]:
@@ -106,7 +122,21 @@ def _agent_socket(run_id: int):
     )
 
 
-def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffer, beat, scratch, agent_socket=None):
+def _runner(
+    argv,
+    workdir,
+    *,
+    env,
+    secrets,
+    time_limit,
+    network,
+    logs: _LogBuffer,
+    beat,
+    scratch,
+    uid,
+    agent_socket=None,
+    capture_stdout=0,
+):
     from ..runners.sandbox import SandboxRunner
 
     return SandboxRunner(
@@ -124,18 +154,53 @@ def _runner(argv, workdir, *, env, secrets, time_limit, network, logs: _LogBuffe
         allow_unsandboxed=bool(goldpath_settings.AGENT_ALLOW_UNSANDBOXED),
         scratch_root=scratch,
         agent_socket=agent_socket,
+        uid=uid,
+        python=str(goldpath_settings.AGENT_PYTHON or ""),
+        capture_stdout=capture_stdout,
     )
+
+
+def _sandboxed_diff(copy: Path, base_sha: str, *, logs: _LogBuffer, beat, scratch: Path, uid) -> str:
+    """The copy's changes against base_sha (untracked files included), computed by git inside a sandbox."""
+    from ..runners.gitcopy import diff_command
+
+    runner = _runner(
+        diff_command(base_sha),
+        copy,
+        env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"},
+        secrets={},
+        time_limit=DIFF_TIME_LIMIT_S,
+        network="none",
+        logs=logs,
+        beat=beat,
+        scratch=scratch,
+        uid=uid,
+        capture_stdout=DIFF_MAX_BYTES,
+    )
+    result = runner.run()
+    if result.status != "succeeded":
+        raise DiffFailed(f"computing the diff failed ({result.status}, exit code {result.exit_code})")
+    if runner.stdout_truncated:
+        raise DiffFailed(f"the run's diff is larger than {DIFF_MAX_BYTES >> 20} MB")
+    return bytes(runner.stdout).decode("utf-8", "replace")
+
+
+class DiffFailed(RuntimeError):
+    """The sandboxed `git diff` did not produce a diff."""
 
 
 def execute_run(run_id: int) -> str:
     """Run a claimed (starting) run to its end; returns the final status. Never raises for agent failures."""
-    from ..runners import gitcopy
-    from ..runners.sandbox import SandboxUnavailable, expand_argv
+    from ..runners.gitcopy import Git, GitError
+    from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, private_dir, sandbox_uid
 
-    run = AgentRun.objects.select_related("group__requester", "group__team", "tool", "tool_version").get(pk=run_id)
+    run = AgentRun.objects.select_related(
+        "group__requester", "group__team", "group__repository", "tool", "tool_version"
+    ).get(pk=run_id)
     group = run.group
     logs = _LogBuffer(run.pk)
-    home = run_dir(run.pk)
+    home: Path | None = None
+    uid = sandbox_uid() if is_root() else None
     status, exit_code, error = AgentRunStatus.FAILED, None, ""
     diff, stat, test_code, test_output = None, None, None, ""
     sandbox: dict[str, Any] = {}
@@ -159,11 +224,14 @@ def execute_run(run_id: int) -> str:
             error = "The policy denies this run now: " + "; ".join(r.message for r in decision.reasons)
             logs.add("system", error)
             return _finish(run.pk, AgentRunStatus.FAILED, error=error, logs=logs)
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True)
+        repository = group.repository
+        if repository is None:
+            raise GitError("unreachable", "the group names no registered repository")
+        home = private_dir(sandboxes(), f"run-{run.pk}-", uid)
         copy = home / "repo"
-        logs.add("system", f"cloning {group.repository} at {group.base_commit or group.base_ref}")
-        base_sha = gitcopy.prepare_copy(group.repository, group.base_commit or group.base_ref, copy)
+        logs.add("system", f"cloning repository {repository.slug} at {group.base_commit or group.base_ref}")
+        with Git(group.repository_url, repository.credential()) as git:
+            base_sha = git.prepare_copy(group.base_commit or group.base_ref, copy)
         token = identity.token_issue(run)
         secrets = {**_vendor_secrets(run), "GOLDPATH_AGENT_TOKEN": token}
         env = {
@@ -182,6 +250,7 @@ def execute_run(run_id: int) -> str:
             logs=logs,
             beat=beat,
             scratch=home,
+            uid=uid,
             agent_socket=_agent_socket(run.pk),
         )
         current["runner"] = runner
@@ -215,7 +284,7 @@ def execute_run(run_id: int) -> str:
             hosts = ", ".join(sorted({f"{e['host']}:{e['port']}" for e in denied}))
             logs.add("system", f"network attempts denied by policy: {hosts}")
         if status in (AgentRunStatus.SUCCEEDED, AgentRunStatus.FAILED):
-            diff = gitcopy.collect_diff(copy, base_sha)
+            diff = _sandboxed_diff(copy, base_sha, logs=logs, beat=beat, scratch=home, uid=uid)
             stat = diff_stat(diff)
         if status == AgentRunStatus.SUCCEEDED and group.test_command:
             logs.add("system", f"running tests: {group.test_command}")
@@ -224,13 +293,14 @@ def execute_run(run_id: int) -> str:
             tester = _runner(
                 expand_argv(list(group.test_command), group.prompt, run.index),
                 copy,
-                env=env,
-                secrets={k: v for k, v in secrets.items() if k != "GOLDPATH_AGENT_TOKEN"},  # no socket here
+                env={k: v for k, v in env.items() if k != "GOLDPATH_AGENT_API"},
+                secrets={},  # the developer's own command: no vendor key, no identity token, no socket
                 time_limit=float(group.time_limit_s),
                 network=[],
                 logs=logs,
                 beat=beat,
                 scratch=home,
+                uid=uid,
             )
             current["runner"] = tester
             test_result = tester.run()
@@ -242,6 +312,12 @@ def execute_run(run_id: int) -> str:
     except SandboxUnavailable as exc:
         status, error = AgentRunStatus.FAILED, str(exc)
         logs.add("system", error)
+    except GitError as exc:
+        status, error = AgentRunStatus.FAILED, f"{exc.message} (git: {exc.code})"
+        logs.add("system", error)
+    except DiffFailed as exc:
+        status, error = AgentRunStatus.FAILED, str(exc)
+        logs.add("system", error)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run `failed` with the reason
         status, error = AgentRunStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
         logs.add("system", f"error: {error}")
@@ -249,7 +325,8 @@ def execute_run(run_id: int) -> str:
         runner = current.get("runner")
         if runner is not None:
             runner.cancel()
-        shutil.rmtree(home, ignore_errors=True)
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
     return _finish(
         run.pk,
         status,
@@ -307,4 +384,5 @@ def cleanup_after_worker_loss(run: AgentRun) -> None:
                     break
                 except OSError:
                     time.sleep(0.05)
-    shutil.rmtree(run_dir(run.pk), ignore_errors=True)
+    if _is_run_dir(run.workdir):
+        shutil.rmtree(run.workdir, ignore_errors=True)

@@ -11,14 +11,9 @@ The statement (canonical JSON: sorted keys, no spaces) is signed with the portal
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +36,6 @@ TRAILERS = (
 
 def canonical(statement: dict[str, Any]) -> bytes:
     return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _git(repo: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, env=env, check=check)
 
 
 def branch_name(group: AgentGroup, run: AgentRun) -> str:
@@ -75,7 +65,7 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
 
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": f"{group.repository}@{branch}", "digest": {"gitCommit": commit, "gitTree": tree}}],
+        "subject": [{"name": f"{group.repository.slug}@{branch}", "digest": {"gitCommit": commit, "gitTree": tree}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "prompt": {"sha256": group.prompt_sha256},
@@ -84,7 +74,7 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
             "agent": {"identity": run.principal, "group": group.pk, "run": run.pk, "index": run.index},
             "tool": {"slug": run.tool.slug, "version": run.tool_version.version},
             "template_version": None,
-            "repository": group.repository,
+            "repository": {"slug": group.repository.slug, "url": group.repository_url},
             "base_commit": group.base_commit,
             "branch": branch,
             "diff_sha256": hashlib.sha256(run.diff.encode()).hexdigest(),
@@ -107,31 +97,35 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
 
 def _commit(group: AgentGroup, run: AgentRun, branch: str) -> tuple[str, str]:
     """Commit the run's diff onto a new branch from the base commit, never touching the user's checkout."""
-    from ..runners import gitcopy
+    from ..runners.gitcopy import Git
 
     requester = group.requester
-    return gitcopy.commit_diff(
-        group.repository,
-        run.sandbox.get("base_commit") or group.base_commit or group.base_ref,
-        run.diff,
-        branch,
-        commit_message(group, run),
-        trailers_for(group, run),
-        (requester.get_full_name() or requester.username, requester.email or f"{requester.username}@goldpath.invalid"),
-    )
+    with Git(group.repository_url, group.repository.credential()) as git:
+        return git.commit_diff(
+            run.sandbox.get("base_commit") or group.base_commit or group.base_ref,
+            run.diff,
+            branch,
+            commit_message(group, run),
+            trailers_for(group, run),
+            (
+                requester.get_full_name() or requester.username,
+                requester.email or f"{requester.username}@goldpath.invalid",
+            ),
+        )
 
 
 def commit_and_sign(*, group_id: int, actor: Any) -> ProvenanceRecord | None:
     """Make the commit and the signed record; the group's accept status says how it went."""
+    from ..runners.gitcopy import GitError
     from ..services.agents import agent_group_accept_done
 
-    group = AgentGroup.objects.select_related("requester", "team").get(pk=group_id)
+    group = AgentGroup.objects.select_related("requester", "team", "repository").get(pk=group_id)
     run = AgentRun.objects.select_related("tool", "tool_version").get(pk=group.accepted_run_id)
     branch = branch_name(group, run)
     try:
         commit, tree = _commit(group, run, branch)
-    except Exception as exc:  # noqa: BLE001 - reported on the group, never a 500
-        agent_group_accept_done(group_id=group.pk, error=str(exc)[:2000], actor=actor)
+    except GitError as exc:  # a fixed message and code: raw git text stays in the worker's log
+        agent_group_accept_done(group_id=group.pk, error=f"{exc.message} (git: {exc.code})", actor=actor)
         return None
     statement = build_statement(group, run, commit=commit, tree=tree, branch=branch)
     record = ProvenanceRecord.objects.create(
@@ -139,6 +133,7 @@ def commit_and_sign(*, group_id: int, actor: Any) -> ProvenanceRecord | None:
         run=run,
         team=group.team,
         repository=group.repository,
+        repository_url=group.repository_url,
         branch=branch,
         commit_sha=commit,
         tree_sha=tree,
@@ -160,8 +155,8 @@ class Verification:
     checks: list[str] = field(default_factory=list)
 
 
-def _trailers_of(repo: str, commit: str) -> dict[str, str]:
-    message = _git(repo, "log", "-1", "--format=%B", commit).stdout
+def _trailers_of(git, repo: Path, commit: str) -> dict[str, str]:
+    message = git.run(["log", "-1", "--format=%B", commit], cwd=repo)
     found = {}
     for line in message.splitlines():
         m = re.match(r"^(Goldpath-[\w-]+):\s*(.*)$", line.strip())
@@ -170,36 +165,20 @@ def _trailers_of(repo: str, commit: str) -> dict[str, str]:
     return found
 
 
-@contextlib.contextmanager
-def local_view(repository: str):
-    """A path git can read: the repository itself, or a temporary bare clone of a remote URL."""
-    from ..services.agents import is_remote
-
-    if not is_remote(repository):
-        yield repository
-        return
-    from django.conf import settings
-
-    base = Path(settings.GOLDPATH_HOME) / "tmp"
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="provenance-", dir=base)
-    try:
-        _git(tmp, "clone", "--bare", "--quiet", "--", repository, f"{tmp}/repo.git")
-        yield f"{tmp}/repo.git"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def verify_record(record: ProvenanceRecord) -> Verification:
-    """Signature over the stored statement, then the repository: commit, tree, trailers, branch."""
+    """Signature over the stored statement, then the repository (a fresh bare clone): commit, tree, trailers,
+    branch."""
+    from ..runners.gitcopy import Git, GitError
+
+    credential = record.repository.credential() if record.repository else ""
     try:
-        with local_view(record.repository) as repo:
-            return _verify(record, repo)
-    except subprocess.SubprocessError as exc:
-        return Verification(ok=False, problems=[f"the repository {record.repository} cannot be read: {exc}"])
+        with Git(record.repository_url, credential) as git, git.bare_view() as repo:
+            return _verify(record, git, repo)
+    except GitError as exc:
+        return Verification(ok=False, problems=[f"the repository cannot be read: {exc.message} (git: {exc.code})"])
 
 
-def _verify(record: ProvenanceRecord, repo: str) -> Verification:
+def _verify(record: ProvenanceRecord, git, repo: Path) -> Verification:
     v = Verification(ok=True)
     statement = record.statement
     if record.key_id != crypto.key_id():
@@ -217,19 +196,18 @@ def _verify(record: ProvenanceRecord, repo: str) -> Verification:
         return v
     if digest.get("gitCommit") != record.commit_sha:
         v.problems.append("the statement names another commit than the record")
-    exists = _git(repo, "cat-file", "-e", f"{record.commit_sha}^{{commit}}", check=False)
-    if exists.returncode != 0:
-        v.problems.append(f"commit {record.commit_sha[:12]} no longer exists in {repo}")
+    if not _ok(git, ["cat-file", "-e", f"{record.commit_sha}^{{commit}}"], repo):
+        v.problems.append(f"commit {record.commit_sha[:12]} no longer exists in the repository")
         v.ok = False
         return v
-    tree = _git(repo, "rev-parse", f"{record.commit_sha}^{{tree}}").stdout.strip()
+    tree = git.run(["rev-parse", f"{record.commit_sha}^{{tree}}"], cwd=repo).strip()
     if tree != digest.get("gitTree"):
         v.problems.append(
             f"the commit's tree {tree[:12]} differs from the signed tree {str(digest.get('gitTree'))[:12]}"
         )
     else:
         v.checks.append(f"commit {record.commit_sha[:12]} has the signed tree {tree[:12]}")
-    trailers = _trailers_of(repo, record.commit_sha)
+    trailers = _trailers_of(git, repo, record.commit_sha)
     expected = {
         "Goldpath-Run": str(predicate.get("agent", {}).get("run")),
         "Goldpath-Prompt-SHA256": predicate.get("prompt", {}).get("sha256"),
@@ -242,10 +220,10 @@ def _verify(record: ProvenanceRecord, repo: str) -> Verification:
         v.problems.append("commit trailers differ from the statement: " + ", ".join(bad))
     else:
         v.checks.append("commit trailers match the statement")
-    head = _git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{record.branch}", check=False).stdout.strip()
+    head = _out(git, ["rev-parse", "--verify", "-q", f"refs/heads/{record.branch}"], repo)
     if not head:
         v.problems.append(f"branch {record.branch} no longer exists")
-    elif _git(repo, "merge-base", "--is-ancestor", record.commit_sha, head, check=False).returncode != 0:
+    elif not _ok(git, ["merge-base", "--is-ancestor", record.commit_sha, head], repo):
         v.problems.append(f"branch {record.branch} was rewritten: it no longer contains {record.commit_sha[:12]}")
     else:
         v.checks.append(f"branch {record.branch} contains the commit")
@@ -253,12 +231,61 @@ def _verify(record: ProvenanceRecord, repo: str) -> Verification:
     return v
 
 
-def commit_for_line(repository: str, path: str, line: int, ref: str = "HEAD") -> str:
-    """`git blame` one line: the commit that last changed it (remote repositories through a bare clone)."""
-    with local_view(repository) as repo:
-        out = _git(repo, "blame", "--porcelain", "-L", f"{line},{line}", ref, "--", path).stdout
+def _ok(git, args: list[str], repo: Path) -> bool:
+    return _out(git, args, repo) is not None
+
+
+def _out(git, args: list[str], repo: Path) -> str | None:
+    from ..runners.gitcopy import GitError
+
+    try:
+        return git.run(args, cwd=repo).strip()
+    except GitError:
+        return None
+
+
+def commit_for_line(repository, path: str, line: int, ref: str = "HEAD") -> str:
+    """`git blame` one line of a registered repository (in a fresh bare clone): the commit that last changed it.
+
+    Raises GitError when the repository cannot be read or the line does not exist."""
+    from ..runners.gitcopy import Git
+
+    with Git(repository.url, repository.credential()) as git, git.bare_view() as repo:
+        out = git.run(["blame", "--porcelain", "-L", f"{line},{line}", ref, "--", path], cwd=repo, code="ref_not_found")
     return out.split(" ", 1)[0].strip()
 
 
-def resolve_commit(repository: str, commit: str) -> str:
-    return _git(repository, "rev-parse", "--verify", f"{commit}^{{commit}}").stdout.strip()
+def lookup_errors(path: str, line: str, ref: str) -> dict[str, list[str]]:
+    """Field errors of a line lookup (path, line, ref), the same for the page and the API."""
+    from ..services.repositories import valid_ref_name
+
+    errors: dict[str, list[str]] = {}
+    if not path or path.startswith("-") or "\x00" in path:
+        errors["path"] = ["Give a file path in the repository."]
+    if not str(line).isdigit() or int(line) < 1:
+        errors["line"] = ["Give a line number (1 or more)."]
+    if ref != "HEAD" and not valid_ref_name(ref) and not re.fullmatch(r"[0-9a-f]{4,64}", ref):
+        errors["ref"] = ["Give a branch or commit."]
+    return errors
+
+
+def blame_lookup(visible, slug: str, path: str, line: str, ref: str) -> str | None:
+    """The commit behind one line, for the page and the API alike: only repositories the caller has records
+    for are blamed (no probing of other repositories). None when there is none; InvalidInput for bad input."""
+    from ..runners.gitcopy import GitError
+    from ..services.errors import InvalidInput
+
+    errors = lookup_errors(path, line, ref)
+    if not slug:
+        errors["repository"] = ["Give ?commit=, or ?repository=&path=&line=."]
+    if errors:
+        raise InvalidInput("The lookup is not valid.", errors=errors)
+    record = visible.filter(repository__slug=slug).select_related("repository").first()
+    if record is None:
+        return None
+    try:
+        return commit_for_line(record.repository, path, int(line), ref)
+    except GitError:
+        raise InvalidInput(
+            "git blame found no such line.", errors={"line": [f"{path}:{line} at {ref} does not exist."]}
+        ) from None

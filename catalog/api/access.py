@@ -20,6 +20,7 @@ from ..policy_hooks import out_of_policy_providers, resolve_template
 from ..services import access as access_services
 from ..services.errors import InvalidInput, NotPermitted
 from .pagination import StandardPagination
+from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
 User = get_user_model()
@@ -96,6 +97,7 @@ class AccessRequestViewSet(
 ):
     """Requests for a team to use a tool. Developers create; platform engineers approve or reject."""
 
+    parser_classes = PARSER_CLASSES
     serializer_class = AccessRequestSerializer
     filterset_class = AccessRequestFilter
 
@@ -193,6 +195,7 @@ class GrantFilter(django_filters.FilterSet):
 class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """Team x tool grants. Platform engineers grant (POST) and revoke (DELETE, `?reason=`)."""
 
+    parser_classes = PARSER_CLASSES
     serializer_class = GrantSerializer
     filterset_class = GrantFilter
 
@@ -237,6 +240,8 @@ class AuthzCheckView(APIView):
     Developers (and managers, for people outside their teams) may ask about themselves only (403);
     platform engineers, auditors and admins about anyone. Nothing is written.
     """
+
+    parser_classes = PARSER_CLASSES
 
     @extend_schema(
         request=AuthzCheckSerializer,
@@ -303,6 +308,8 @@ class OutOfPolicyBulkSerializer(StrictSerializerMixin, serializers.Serializer):
 class OutOfPolicyView(APIView):
     """Objects that use a tool nobody may use now (grants today; workspaces and runs once they plug in)."""
 
+    parser_classes = PARSER_CLASSES
+
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind")
@@ -318,6 +325,8 @@ class OutOfPolicyView(APIView):
 
 class OutOfPolicyBulkView(APIView):
     """Act on many out-of-policy objects at once (platform engineers): e.g. revoke grants."""
+
+    parser_classes = PARSER_CLASSES
 
     @extend_schema(request=OutOfPolicyBulkSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -28,6 +26,7 @@ from ..models import (
 from ..services import agents as agent_services
 from ..services.errors import InvalidInput
 from .agent_auth import AgentTokenAuthentication, IsOwnRunAgent
+from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
 LOG_PAGE = 1000
@@ -40,11 +39,11 @@ class AgentSpecSerializer(StrictSerializerMixin, serializers.Serializer):
 
 class AgentGroupCreateSerializer(StrictSerializerMixin, serializers.Serializer):
     prompt = serializers.CharField(max_length=20000)
-    repository = serializers.CharField(max_length=1000)
-    base_ref = serializers.CharField(max_length=250, required=False, default="HEAD")
+    repository = serializers.CharField(max_length=100, help_text="slug of a repository registered for your team")
+    base_ref = serializers.CharField(max_length=250, required=False, default=None, help_text="default: its branch")
     agents = AgentSpecSerializer(many=True, allow_empty=False, max_length=20)
     classification = serializers.ChoiceField(
-        choices=DataClassification.choices, required=False, default=DataClassification.INTERNAL
+        choices=DataClassification.choices, required=False, default=None, help_text="default: the repository's"
     )
     test_command = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, default=list, max_length=64
@@ -101,6 +100,7 @@ class AgentRunSerializer(AgentRunSummarySerializer):
 
 class AgentGroupSerializer(serializers.ModelSerializer):
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    repository = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     runs = serializers.SerializerMethodField()
     accepted_run = serializers.PrimaryKeyRelatedField(read_only=True)
@@ -167,6 +167,8 @@ class AgentGroupViewSet(
 ):
     """One prompt fanned out to agents. The policy decides every tool before anything launches."""
 
+    parser_classes = PARSER_CLASSES
+
     serializer_class = AgentGroupSerializer
 
     def get_queryset(self):
@@ -190,15 +192,7 @@ class AgentGroupViewSet(
         group = agent_services.agent_group_cancel(group=self.get_object(), actor=request.user)
         return Response(AgentGroupSerializer(group).data)
 
-    @extend_schema(
-        request=AcceptSerializer,
-        responses={
-            200: inline_serializer(
-                "AcceptDone", {"commit": serializers.CharField(), "branch": serializers.CharField()}
-            ),
-            202: AgentGroupSerializer,
-        },
-    )
+    @extend_schema(request=AcceptSerializer, responses={202: AgentGroupSerializer})
     @action(detail=True, methods=["post"])
     def accept(self, request: Request, pk: str) -> Response:
         group = self.get_object()
@@ -207,9 +201,7 @@ class AgentGroupViewSet(
         run = AgentRun.objects.filter(pk=serializer.validated_data["run"], group=group).first()
         if run is None:
             raise InvalidInput("No such run in this group.", errors={"run": ["Choose a run of this group."]})
-        group, done = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
-        if done:
-            return Response({"commit": group.accepted_commit, "branch": group.accepted_branch, "group": group.pk})
+        group = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
         return Response(AgentGroupSerializer(group).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -230,6 +222,8 @@ class ResultSerializer(StrictSerializerMixin, serializers.Serializer):
 
 class AgentRunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """One agent run; its logs (`?after=N`); and, for the run's own agent identity only, progress and results."""
+
+    parser_classes = PARSER_CLASSES
 
     serializer_class = AgentRunSerializer
 
@@ -307,7 +301,8 @@ def provenance_payload(record) -> dict:
         "commit": record.commit_sha,
         "tree": record.tree_sha,
         "branch": record.branch,
-        "repository": record.repository,
+        "repository": record.repository.slug if record.repository else None,
+        "repository_url": record.repository_url,
         "prompt": group.prompt,
         "prompt_sha256": group.prompt_sha256,
         "requested_by": group.requester.username,
@@ -328,6 +323,8 @@ class ProvenanceView(APIView):
     """Who prompted what through which agent: by `?commit=<sha>`, or by
     `?repository=&path=&line=N&ref=` (git blame -> commit -> record). Auditors and the requester's team read."""
 
+    parser_classes = PARSER_CLASSES
+
     @extend_schema(
         parameters=[
             OpenApiParameter("commit", str),
@@ -344,28 +341,10 @@ class ProvenanceView(APIView):
         commit = (q.get("commit") or "").strip()
         blamed = None
         if not commit:
-            repository, path, line = q.get("repository", ""), q.get("path", ""), q.get("line", "")
-            ref = q.get("ref") or "HEAD"
-            errors = {}
-            if not repository:
-                errors["repository"] = ["Give ?commit=, or ?repository=&path=&line=."]
-            if not path or path.startswith("-"):
-                errors["path"] = ["Give a file path in the repository."]
-            if not str(line).isdigit() or int(line) < 1:
-                errors["line"] = ["Give a line number (1 or more)."]
-            if ref.startswith("-"):
-                errors["ref"] = ["Give a branch or commit."]
-            if errors:
-                raise InvalidInput("The lookup is not valid.", errors=errors)
-            # only repositories the caller has records for are blamed (no probing of arbitrary paths)
-            if not visible.filter(repository=repository).exists():
+            path, line, ref = q.get("path", ""), q.get("line", ""), q.get("ref") or "HEAD"
+            commit = prov.blame_lookup(visible, q.get("repository", ""), path, line, ref)
+            if commit is None:
                 return Response({"detail": "No provenance for that repository.", "code": "not_found"}, status=404)
-            try:
-                commit = prov.commit_for_line(repository, path, int(line), ref)
-            except (subprocess.SubprocessError, OSError):
-                raise InvalidInput(
-                    "git blame found no such line.", errors={"line": [f"{path}:{line} at {ref} does not exist."]}
-                ) from None
             blamed = {"path": path, "line": int(line), "ref": ref, "commit": commit}
         if not (4 <= len(commit) <= 64) or any(c not in "0123456789abcdefABCDEF" for c in commit):
             raise InvalidInput("Give a commit hash.", errors={"commit": ["Give a hexadecimal commit hash."]})
@@ -380,6 +359,8 @@ class ProvenanceView(APIView):
 
 class ProvenanceKeyView(APIView):
     """The portal's Ed25519 public key (public: anyone may verify a signature)."""
+
+    parser_classes = PARSER_CLASSES
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -430,6 +411,8 @@ class VendorApiKeyViewSet(
     mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
     """Vendor API keys per team x tool (platform engineers): stored encrypted, never shown again."""
+
+    parser_classes = PARSER_CLASSES
 
     serializer_class = VendorApiKeySerializer
 

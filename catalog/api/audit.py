@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from ..models import AuditEvent
 from .pagination import CreatedCursorPagination
+from .parsers import PARSER_CLASSES
 from .permissions import CanReadAudit
 from .renderers import CSVRenderer
 
@@ -56,6 +57,7 @@ class AuditEventFilter(django_filters.FilterSet):
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """Append-only audit log. There is no write route: events are written only by services."""
 
+    parser_classes = PARSER_CLASSES
     serializer_class = AuditEventSerializer
     permission_classes = [CanReadAudit]
     filterset_class = AuditEventFilter

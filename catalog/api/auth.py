@@ -12,9 +12,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import audit
+from .parsers import PARSER_CLASSES
 
 
 class TokenView(APIView):
+    parser_classes = PARSER_CLASSES
+
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 

@@ -10,9 +10,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..backstage import catalog_entities
+from .parsers import PARSER_CLASSES
 
 
 class BackstageEntitiesView(APIView):
+    parser_classes = PARSER_CLASSES
+
     @extend_schema(
         parameters=[
             OpenApiParameter(

@@ -14,6 +14,7 @@ from .. import permissions as perms
 from ..models import Role, Team
 from ..services import teams as team_services
 from ..services.errors import NotPermitted
+from .parsers import PARSER_CLASSES
 from .permissions import AdminWritesOthersRead
 from .tools import StrictSerializerMixin
 
@@ -77,6 +78,7 @@ def members_of(team: Team) -> list[dict]:
 
 
 class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    parser_classes = PARSER_CLASSES
     lookup_field = "slug"
     serializer_class = TeamSerializer
     permission_classes = [AdminWritesOthersRead]
@@ -163,6 +165,7 @@ class RoleSerializer(StrictSerializerMixin, serializers.Serializer):
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """People and their roles. Everyone signed in may look people up; admins create and change roles."""
 
+    parser_classes = PARSER_CLASSES
     lookup_field = "username"
     lookup_value_regex = r"[\w.@+-]+"
     serializer_class = UserSerializer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Prefetch, Q
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,7 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..models import AITool, DataClassification, Team, ToolApproval, ToolKind, ToolStatus, ToolVersion
+from ..runners.egress_policy import MAX_PATTERNS
 from ..services import tools as tool_services
+from .parsers import PARSER_CLASSES
 
 
 class StrictSerializerMixin:
@@ -35,12 +38,35 @@ class ToolVersionSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     models = serializers.ListField(
         source="model_names", child=serializers.CharField(max_length=100), required=False, max_length=50
     )
+    egress_hosts = serializers.ListField(
+        child=serializers.CharField(max_length=300),
+        required=False,
+        max_length=MAX_PATTERNS,
+        help_text="Hosts agent runs may reach through the egress proxy when their group allows it: `host`, "
+        "`*.suffix`, IP literals, each with an optional `:port` (without one: ports 80 and 443). Platform "
+        "engineers and admins only.",
+    )
 
     class Meta:
         model = ToolVersion
-        fields = ["id", "version", "release_notes_url", "launch_command", "models", "per_use_cost", "created_at"]
+        fields = [
+            "id",
+            "version",
+            "release_notes_url",
+            "launch_command",
+            "models",
+            "egress_hosts",
+            "per_use_cost",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_at"]
         validators = []  # uniqueness per tool is checked by the service (the tool is not an input)
+
+
+class ToolVersionUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
+    egress_hosts = serializers.ListField(
+        child=serializers.CharField(max_length=300), max_length=MAX_PATTERNS, allow_empty=True
+    )
 
 
 class ToolSerializer(serializers.ModelSerializer):
@@ -184,6 +210,8 @@ def tool_queryset():
 class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The AI-tool catalog. Every signed-in user reads every tool, whatever its status."""
 
+    parser_classes = PARSER_CLASSES
+
     lookup_field = "slug"
     lookup_value_regex = "[^/]+"
     serializer_class = ToolSerializer
@@ -220,6 +248,26 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         serializer.is_valid(raise_exception=True)
         version = tool_services.tool_version_add(tool=tool, actor=request.user, data=serializer.validated_data)
         return Response(ToolVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=ToolVersionUpdateSerializer,
+        responses={
+            200: ToolVersionSerializer,
+            400: OpenApiResponse(description="bad host pattern"),
+            403: OpenApiResponse(description="only platform engineers and admins"),
+        },
+    )
+    @action(detail=True, methods=["patch"], url_path=r"versions/(?P<version>.+)", url_name="version-detail")
+    def version_update(self, request: Request, slug: str, version: str) -> Response:
+        """Change a version's egress hosts (audited with before and after)."""
+        tool = self.get_object()
+        target = get_object_or_404(ToolVersion, tool=tool, version=version)
+        serializer = ToolVersionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updated = tool_services.tool_version_update(
+            version=target, actor=request.user, egress_hosts=serializer.validated_data["egress_hosts"]
+        )
+        return Response(ToolVersionSerializer(updated).data)
 
     def _act(self, request: Request, slug: str, name: str) -> Response:
         tool = self.get_object()

@@ -8,6 +8,7 @@ from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, Prove
 from .audit import AuditEventViewSet
 from .auth import TokenView
 from .backstage import BackstageEntitiesView
+from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
@@ -28,6 +29,7 @@ router.register("usage-events", UsageEventViewSet, basename="usageevent")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("workspaces", WorkspaceViewSet, basename="workspace")
 router.register("builds", BuildViewSet, basename="build")
+router.register("repositories", RepositoryViewSet, basename="repository")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),

@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.permissions import BasePermission
@@ -23,6 +24,7 @@ from ..models import UsageEvent
 from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params, report_json
 from ..services.errors import InvalidInput
 from ..usage_import import usage_import
+from .parsers import PARSER_CLASSES
 from .renderers import CSVRenderer
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -38,12 +40,30 @@ class CanReadUsage(BasePermission):
 
 
 class RawBodyParser(BaseParser):
-    """Any other content type: the body as bytes (a CSV or JSON file posted as is)."""
+    """A CSV file posted as the body, as bytes; at most one byte over the upload limit is read."""
 
-    media_type = "*/*"
+    media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
+        return stream.read(MAX_UPLOAD_BYTES + 1) if stream is not None else b""
+
+
+class RawJSONBodyParser(RawBodyParser):
+    """A Copilot metrics file posted as the body (parsed, with a depth limit, by the import)."""
+
+    media_type = "application/json"
+
+
+class RawTextBodyParser(RawBodyParser):
+    media_type = "text/plain"
+
+
+class RawOctetBodyParser(RawBodyParser):
+    media_type = "application/octet-stream"
+
+
+# multipart (field `file`) or one of these bodies; anything else (a form-encoded body) is a 415
+IMPORT_PARSERS = [MultiPartParser, RawBodyParser, RawJSONBodyParser, RawTextBodyParser, RawOctetBodyParser]
 
 
 class UsageEventSerializer(serializers.ModelSerializer):
@@ -106,6 +126,7 @@ class ImportResultSerializer(serializers.Serializer):
 class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
     """Append-only usage events: written by services and imports, never through this API."""
 
+    parser_classes = PARSER_CLASSES
     serializer_class = UsageEventSerializer
     permission_classes = [CanReadUsage]
     filterset_class = UsageEventFilter
@@ -121,7 +142,8 @@ class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
             "`occurred_at,kind,tool,team,user,template,duration_s,cost,outcome,key,reported_users,engaged_users,"
             "suggestions,acceptances` (occurred_at and tool required). Copilot: the array the metrics API "
             "returns; give `tool` (default github-copilot) and optionally `team`. Bad rows answer 400 with "
-            "`lines` and nothing is imported; the same file twice changes nothing."
+            "`lines` and nothing is imported; the same file twice changes nothing. A raw body must be "
+            "text/csv, application/json, text/plain or application/octet-stream (others: 415)."
         ),
         parameters=[
             OpenApiParameter("format_hint", str, description="csv or copilot (detected when omitted)"),
@@ -138,10 +160,18 @@ class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        parser_classes=[MultiPartParser, RawBodyParser],
+        parser_classes=IMPORT_PARSERS,
     )
     def import_events(self, request: Request) -> Response:
-        params = {**request.query_params.dict(), **{k: v for k, v in request.POST.items() if k != "file"}}
+        try:
+            form = request.POST
+        except UnsupportedMediaType:
+            raise UnsupportedMediaType(
+                request.content_type,
+                detail=f"Unsupported media type {request.content_type!r}: post the file as multipart field `file`, "
+                "or as a text/csv or application/json body.",
+            ) from None
+        params = {**request.query_params.dict(), **{k: v for k, v in form.items() if k != "file"}}
         upload = request.FILES.get("file")
         if upload is not None:
             if upload.size > MAX_UPLOAD_BYTES:
@@ -182,6 +212,7 @@ def rows_csv(rows: list[dict]) -> str:
 class AdoptionReportView(APIView):
     """Adoption per period x team x tool, from the rollups; `?format=csv` gives the same rows."""
 
+    parser_classes = PARSER_CLASSES
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
     @extend_schema(

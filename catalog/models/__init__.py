@@ -25,6 +25,7 @@ from .agents import (
 )
 from .audit import AuditEvent
 from .notifications import Notification
+from .repositories import Repository
 from .teams import Profile, Role, Team
 from .tools import (
     AITool,
@@ -103,6 +104,7 @@ __all__ = [
     "DataLocation",
     "Notification",
     "Profile",
+    "Repository",
     "RiskTier",
     "Role",
     "Team",

@@ -51,7 +51,10 @@ class AgentGroup(models.Model):
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="agent_groups")
     prompt = models.TextField()
     prompt_sha256 = models.CharField(max_length=64)
-    repository = models.CharField(max_length=1000, help_text="git URL or a local path the workers can reach")
+    repository = models.ForeignKey(
+        "catalog.Repository", on_delete=models.PROTECT, null=True, related_name="agent_groups"
+    )
+    repository_url = models.CharField(max_length=1000, help_text="the registered repository's address at launch")
     base_ref = models.CharField(max_length=250, default="HEAD")
     base_commit = models.CharField(max_length=64, blank=True)
     classification = models.CharField(
@@ -186,7 +189,10 @@ class ProvenanceRecord(models.Model):
     group = models.ForeignKey(AgentGroup, on_delete=models.PROTECT, related_name="provenance_records")
     run = models.ForeignKey(AgentRun, on_delete=models.PROTECT, related_name="provenance_records")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="provenance_records")
-    repository = models.CharField(max_length=1000)
+    repository = models.ForeignKey(
+        "catalog.Repository", on_delete=models.PROTECT, null=True, related_name="provenance_records"
+    )
+    repository_url = models.CharField(max_length=1000)
     branch = models.CharField(max_length=250)
     commit_sha = models.CharField(max_length=64, unique=True)
     tree_sha = models.CharField(max_length=64)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import select
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
@@ -91,19 +92,29 @@ class AgentSocket:
         self.path.unlink(missing_ok=True)
         self._server = _Server(str(self.path), self._gate)
         os.chmod(self.path, 0o600)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"agent-socket-{self.run_id}",
-            daemon=True,
-        )
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._serve, name=f"agent-socket-{self.run_id}", daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        """Accept until stop(): woken by a pipe, so stopping costs no polling interval."""
+        server = self._server
+        assert server is not None
+        while True:
+            ready, _, _ = select.select([server.socket, self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            server._handle_request_noblock()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            os.write(self._wake_w, b"x")
+            if self._thread is not None:
+                self._thread.join(timeout=5)
             self._server.server_close()
             self._server = None
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
         self.path.unlink(missing_ok=True)
 
 

@@ -1,8 +1,8 @@
 """Safe extraction of uploaded template archives (.tar.gz/.tgz/.zip).
 
-Refuses absolute paths, `..` components, links and special files, too many files, and archives
-whose content is over the size limit (declared sizes and bytes actually written); nothing is left
-behind on refusal.
+Refuses absolute paths, `..` components, links and special files, too many files, names that
+clash (a file `a` beside `a/b.tf`, or the same file twice), and archives whose content is over the
+size limit (declared sizes and bytes actually written); nothing is left behind on refusal.
 """
 
 from __future__ import annotations
@@ -20,12 +20,35 @@ class ArchiveError(ValueError):
 
 
 def _check_name(name: str) -> PurePosixPath:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArchiveError(f"{name!r} is not a UTF-8 file name") from None
     if name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
         raise ArchiveError(f"{name!r} is an absolute path")
     path = PurePosixPath(name.replace("\\", "/"))
     if ".." in path.parts:
         raise ArchiveError(f"{name!r} contains '..'")
     return path
+
+
+def _check_layout(entries: list[tuple[PurePosixPath, bool]]) -> None:
+    """Every name is a file or a folder, never both, and no file is there twice (checked before writing)."""
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
+    for rel, is_dir in entries:
+        if not rel.parts:
+            continue
+        folders.update(rel.parents)
+        if is_dir:
+            folders.add(rel)
+        elif rel in files:
+            raise ArchiveError(f"{rel.as_posix()!r} is in the archive twice")
+        else:
+            files.add(rel)
+    clashes = sorted(files & folders)
+    if clashes:
+        raise ArchiveError(f"{clashes[0].as_posix()!r} is both a file and a folder in the archive")
 
 
 def _read(upload: Any) -> bytes:
@@ -64,13 +87,16 @@ def safe_extract(
 
 def _write(dest: Path, rel: PurePosixPath, source: Any, budget: list[int]) -> None:
     target = dest.joinpath(*rel.parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as out:
-        while chunk := source.read(65536):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise ArchiveError("the archive's content is over the size limit")
-            out.write(chunk)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            while chunk := source.read(65536):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise ArchiveError("the archive's content is over the size limit")
+                out.write(chunk)
+    except OSError as exc:  # a name too long, or one _check_layout missed: a refusal, never a 500
+        raise ArchiveError(f"{rel.as_posix()!r} cannot be extracted ({exc.strerror or exc})") from None
 
 
 def _tar(archive: tarfile.TarFile, dest: Path, max_bytes: int, max_files: int) -> list[str]:
@@ -85,6 +111,7 @@ def _tar(archive: tarfile.TarFile, dest: Path, max_bytes: int, max_files: int) -
             raise ArchiveError(f"{m.name!r} is a link; links are not allowed")
         if not (m.isfile() or m.isdir()):
             raise ArchiveError(f"{m.name!r} is not a regular file")
+    _check_layout([(_check_name(m.name), m.isdir()) for m in members])
     budget = [max_bytes]
     written = []
     for m in members:
@@ -108,6 +135,7 @@ def _zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> list[str]:
             mode = info.external_attr >> 16
             if mode and (mode & 0o170000) == 0o120000:
                 raise ArchiveError(f"{info.filename!r} is a link; links are not allowed")
+        _check_layout([(_check_name(i.filename), i.is_dir()) for i in infos])
         budget = [max_bytes]
         written = []
         for info in infos:

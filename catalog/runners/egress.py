@@ -1,136 +1,379 @@
 """Egress proxy on a Unix socket: the only way out of a sandbox whose policy names hosts.
 
-Speaks HTTP CONNECT (for HTTPS) and plain absolute-URI HTTP, allows hosts by exact name or
-`*.suffix`, reports every attempt through `on_connection`, and answers 403 to the rest.
+Speaks HTTP CONNECT (for HTTPS) and absolute-URI plain HTTP. Allow-list grammar and address rules:
+catalog.runners.egress_policy. Every plain-HTTP request is parsed and decided on its own, also the
+second and later ones on a kept-alive connection, and each goes upstream on a fresh connection
+(`Connection: close`), so no byte ever reaches a host that was not decided for it; a CONNECT tunnel
+is one destination, decided once. Every decision is reported through `on_connection(host, port,
+allowed)`; refusals get a 403 and end the connection.
+
+The proxy connects to the addresses it checked (never resolves twice), answers errors with fixed
+texts (no exception text), and stops without waiting for a poll interval: the accept loop sleeps in
+a selector that stop() wakes through a pipe, and live connections are shut down.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
-import select
+import selectors
 import socket
-import socketserver
 import threading
+import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+
+from . import http1
+from .egress_policy import BadAddress, best_match, parse_patterns, split_authority
+from .http1 import BadMessage, Head, Reader
 
 OnConnection = Callable[[str, int, bool], None]
+Resolve = Callable[[str, int], list[str]]
+IDLE_TIMEOUT = 600.0  # a model call may think for minutes before its first byte
+CONNECT_TIMEOUT = 10.0
+STOP_GRACE = 1.0
 
 
-def host_allowed(host: str, allowed_hosts: list[str]) -> bool:
-    """Exact match, or `*.suffix` matching any subdomain of suffix (not suffix itself)."""
-    host = host.lower().rstrip(".")
-    for pattern in allowed_hosts:
-        pattern = pattern.lower().rstrip(".")
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]):
-                return True
-        elif host == pattern:
-            return True
-    return False
+def host_allowed(host: str, allowed_hosts: list[str], port: int = 443) -> bool:
+    """Whether the allow-list names host:port (by name only: the address rule needs a resolution)."""
+    try:
+        host, _ = split_authority(host)
+    except BadAddress:
+        return False
+    return best_match(host, port, parse_patterns(allowed_hosts)) is not None
 
 
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    socks = [a, b]
-    while True:
-        readable, _, _ = select.select(socks, [], [], 60)
-        if not readable:
-            return
-        for s in readable:
-            data = s.recv(65536)
-            if not data:
-                return
-            (b if s is a else a).sendall(data)
+def resolve_host(host: str, port: int) -> list[str]:
+    """The host's addresses, in getaddrinfo's order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        line = self.rfile.readline(65537).decode("latin-1").strip()
-        headers = []
-        while True:
-            h = self.rfile.readline(65537)
-            if h in (b"\r\n", b"\n", b""):
-                break
-            headers.append(h)
-        parts = line.split()
-        if len(parts) != 3:
-            self.wfile.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            return
-        method, target, version = parts
-        if method.upper() == "CONNECT":
-            host, _, port_s = target.rpartition(":")
-            host = host.strip("[]")
-        else:
-            url = urlsplit(target)
-            host, port_s = url.hostname or "", str(url.port or 80)
-        try:
-            port = int(port_s)
-        except ValueError:
-            port = 0
-        allowed = bool(host) and port > 0 and host_allowed(host, self.server.allowed_hosts)
-        self.server.on_connection(host, port, allowed)
-        if not allowed:
-            msg = f"goldpath egress proxy: {host}:{port} is not allowed by policy\n".encode()
-            self.wfile.write(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: "
-                + str(len(msg)).encode()
-                + b"\r\nConnection: close\r\n\r\n"
-                + msg
-            )
-            return
-        try:
-            upstream = socket.create_connection((host, port), timeout=10)
-        except OSError as exc:
-            self.wfile.write(f"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nX-Error: {exc}\r\n\r\n".encode())
-            return
-        with upstream:
-            if method.upper() == "CONNECT":
-                self.wfile.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-            else:
-                url = urlsplit(target)
-                path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-                upstream.sendall(f"{method} {path} {version}\r\n".encode("latin-1") + b"".join(headers) + b"\r\n")
-            self.wfile.flush()
-            _pipe(self.connection, upstream)
+def _authority(host: str, port: int, default: int) -> str:
+    text = f"[{host}]" if ":" in host else host
+    return text if port == default else f"{text}:{port}"
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    allowed_hosts: list[str]
-    on_connection: OnConnection
+def _absolute_target(target: str) -> tuple[str, int, str]:
+    """(host, port, origin-form path) of an absolute http:// request target."""
+    if target[:7].lower() != "http://":
+        raise BadAddress("a proxy request needs an absolute http:// URL (HTTPS goes through CONNECT)")
+    rest = target[7:]
+    end = min([i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
+    authority, path = rest[:end], rest[end:].split("#", 1)[0]
+    if not authority or "@" in authority:
+        raise BadAddress("the URL needs a host and no user name")
+    host, port = split_authority(authority)
+    return host, port or 80, path if path.startswith("/") else "/" + path
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class EgressProxy:
-    """Threaded allow-list proxy listening on `socket_path`; start()/stop()."""
+    """Threaded allow-list proxy listening on `socket_path` (or on a listening socket it is given: the sandbox's
+    own loopback port, made in its network namespace); start()/stop()."""
 
     def __init__(
-        self, socket_path: str | os.PathLike[str], allowed_hosts: list[str], on_connection: OnConnection | None = None
+        self,
+        socket_path: str | os.PathLike[str],
+        allowed_hosts: list[str],
+        on_connection: OnConnection | None = None,
+        *,
+        resolve: Resolve | None = None,
+        max_connections: int = 256,
     ) -> None:
         self.socket_path = str(socket_path)
         self.allowed_hosts = list(allowed_hosts)
+        self.patterns = parse_patterns(self.allowed_hosts)  # a malformed entry allows nothing
         self.on_connection: OnConnection = on_connection or (lambda host, port, allowed: None)
-        self._server: _Server | None = None
+        self.resolve = resolve or resolve_host
+        self.max_connections = max_connections
+        self._listener: socket.socket | None = None
+        self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._live: set[socket.socket] = set()
+        self._handlers: set[threading.Thread] = set()
+        self._stopping = False
 
-    def start(self) -> None:
-        if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)
-        server = _Server(self.socket_path, _Handler)
-        server.allowed_hosts = self.allowed_hosts
-        server.on_connection = self.on_connection
-        os.chmod(self.socket_path, 0o666)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="egress-proxy", daemon=True
-        )
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, listener: socket.socket | None = None) -> None:
+        if listener is None:
+            if os.path.exists(self.socket_path):
+                os.unlink(self.socket_path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.socket_path)
+            os.chmod(self.socket_path, 0o666)
+            listener.listen(128)
+        listener.setblocking(False)
+        self._listener, self._wake, self._stopping = listener, os.pipe(), False
+        self._thread = threading.Thread(target=self._accept_loop, name="egress-proxy", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if os.path.exists(self.socket_path):
+        """Wake the accept loop, shut every live connection, wait briefly for handlers to report."""
+        self._stopping = True
+        if self._thread is not None and self._wake is not None:
+            os.write(self._wake[1], b"x")
+            self._thread.join()
+        with self._lock:
+            live, handlers = list(self._live), list(self._handlers)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + STOP_GRACE
+        for thread in handlers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._listener is not None:
+            self._listener.close()
+        for fd in self._wake or ():
+            os.close(fd)
+        self._listener = self._wake = self._thread = None
+        if self.socket_path and os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None and self._wake is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake[0], selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj == self._wake[0]:
+                        return
+                    try:
+                        conn, _ = self._listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:  # out of descriptors: let the peer retry, do not spin
+                        time.sleep(0.01)
+                        continue
+                    self._start_handler(conn)
+
+    def _start_handler(self, conn: socket.socket) -> None:
+        with self._lock:
+            full = len(self._live) >= self.max_connections
+            if not full:
+                thread = threading.Thread(target=self._handle, args=(conn,), name="egress-conn", daemon=True)
+                self._live.add(conn)
+                self._handlers.add(thread)
+        if full:
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(http1.reply(503, "too many connections"))
+            conn.close()
+            return
+        thread.start()
+
+    def _track(self, sock: socket.socket, live: bool) -> None:
+        with self._lock:
+            (self._live.add if live else self._live.discard)(sock)
+
+    # -- one client connection ---------------------------------------------------------------
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(IDLE_TIMEOUT)
+            reader = Reader(conn)
+            while not self._stopping and self._serve_one(conn, reader):
+                pass
+        except (OSError, BadMessage):
+            pass
+        finally:
+            with self._lock:
+                self._live.discard(conn)
+                self._handlers.discard(threading.current_thread())
+            conn.close()
+
+    def _serve_one(self, conn: socket.socket, reader: Reader) -> bool:
+        """One request (or one tunnel); True if the connection may carry another request."""
+        try:
+            head = http1.read_head(reader)
+            if head is None:
+                return False
+            method, target, version = self._request_line(head)
+            if method == "CONNECT":
+                host, port = split_authority(target, port_required=True)
+                path = ""
+            else:
+                host, port, path = _absolute_target(target)
+        except BadMessage as exc:
+            conn.sendall(http1.reply(exc.status, exc.reason))
+            return False
+        except BadAddress as exc:
+            conn.sendall(http1.reply(400, f"bad request target: {exc}"))
+            return False
+        try:
+            addresses = self._decide(host, port)
+            upstream = self._connect(host, port, addresses)
+        except _Refused as exc:
+            conn.sendall(http1.reply(exc.status, exc.message))
+            return False
+        self._track(upstream, True)
+        try:
+            if method == "CONNECT":
+                self._tunnel(conn, reader, upstream)
+                return False
+            return self._forward(conn, reader, upstream, head, (method, host, port, path, version))
+        finally:
+            self._track(upstream, False)
+            upstream.close()
+
+    @staticmethod
+    def _request_line(head: Head) -> tuple[str, str, str]:
+        parts = head.first.split(" ")
+        if len(parts) != 3 or not http1.is_token(parts[0]) or not parts[1]:
+            raise BadMessage("malformed request line")
+        if parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            raise BadMessage("only HTTP/1.0 and HTTP/1.1 are spoken here", 505)
+        return parts[0], parts[1], parts[2]
+
+    def _decide(self, host: str, port: int) -> list[str]:
+        """Policy, then the address rule; reports the outcome; the addresses to connect to."""
+        pattern = best_match(host, port, self.patterns)
+        if pattern is None:
+            self.on_connection(host, port, False)
+            raise _Refused(403, f"{host}:{port} is not allowed by policy")
+        try:
+            resolved = self.resolve(host, port)
+        except OSError:
+            self.on_connection(host, port, True)
+            raise _Refused(502, f"{host} did not resolve") from None
+        addresses = []
+        for text in resolved:
+            try:
+                addr = ipaddress.ip_address(text)
+            except ValueError:
+                continue
+            if pattern.permits_address(addr):
+                addresses.append(text)
+        if resolved and not addresses:
+            self.on_connection(host, port, False)
+            raise _Refused(
+                403, f"{host} resolves to a non-public address; only a pattern naming it exactly may reach it"
+            )
+        self.on_connection(host, port, True)
+        if self._stopping:
+            raise _Refused(503, "the proxy is stopping")
+        return addresses
+
+    @staticmethod
+    def _connect(host: str, port: int, addresses: list[str]) -> socket.socket:
+        problem = "did not resolve"
+        for address in addresses:
+            try:
+                upstream = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
+            except TimeoutError:
+                problem = "timed out"
+            except ConnectionRefusedError:
+                problem = "refused the connection"
+            except OSError:
+                problem = "is unreachable"
+            else:
+                upstream.settimeout(IDLE_TIMEOUT)
+                return upstream
+        raise _Refused(502, f"{host}:{port} {problem}")
+
+    # -- CONNECT -----------------------------------------------------------------------------
+    @staticmethod
+    def _tunnel(conn: socket.socket, reader: Reader, upstream: socket.socket) -> None:
+        """Bytes both ways until both sides are done; a half-close is passed on, not treated as the end."""
+        conn.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        early = reader.drain()
+        if early:
+            upstream.sendall(early)
+        peer = {conn: upstream, upstream: conn}
+        with selectors.DefaultSelector() as selector:
+            for sock in peer:
+                selector.register(sock, selectors.EVENT_READ)
+            while peer:
+                ready = selector.select(IDLE_TIMEOUT)
+                if not ready:
+                    return
+                for key, _ in ready:
+                    src = key.fileobj
+                    assert isinstance(src, socket.socket)
+                    data = src.recv(http1.CHUNK)
+                    if data:
+                        peer[src].sendall(data)
+                        continue
+                    with contextlib.suppress(OSError):
+                        peer[src].shutdown(socket.SHUT_WR)
+                    selector.unregister(src)
+                    del peer[src]
+
+    # -- plain HTTP --------------------------------------------------------------------------
+    def _forward(
+        self, conn: socket.socket, reader: Reader, upstream: socket.socket, head: Head, request: tuple
+    ) -> bool:
+        """Send one request upstream (Host rewritten to what was decided), relay its response."""
+        method, host, port, path, version = request
+        try:
+            framing, length = http1.request_framing(head, version)
+        except BadMessage as exc:
+            conn.sendall(http1.reply(exc.status, exc.reason))
+            return False
+        dropped = http1.HOP_BY_HOP | set(head.tokens("connection"))
+        headers = [("Host", _authority(host, port, 80))]
+        headers += [(k, v) for k, v in head.headers if k.lower() not in dropped]
+        headers.append(("Connection", "close"))
+        if framing == "chunked":
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif framing == "length":
+            headers.append(("Content-Length", str(length)))
+        try:
+            upstream.sendall(http1.serialize(f"{method} {path} {version}", headers))
+        except OSError:
+            conn.sendall(http1.reply(502, f"{host}:{port} closed the connection"))
+            return False
+        if "100-continue" in head.tokens("expect") and (framing == "chunked" or length > 0):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # we answer it: Expect is not forwarded
+        try:
+            http1.relay_body(reader, upstream, framing, length)
+        except BadMessage as exc:
+            conn.sendall(http1.reply(exc.status, exc.reason))
+            return False
+        except (BrokenPipeError, ConnectionResetError):  # the upstream answered early (e.g. 413) and hung up
+            self._relay_response(conn, upstream, method)
+            return False
+        closing = version != "HTTP/1.1" or "close" in head.tokens("connection") + head.tokens("proxy-connection")
+        return self._relay_response(conn, upstream, method, closing=closing)
+
+    @staticmethod
+    def _relay_response(conn: socket.socket, upstream: socket.socket, method: str, closing: bool = True) -> bool:
+        """Interim 1xx heads pass through; the final head is re-serialised with our framing headers.
+        True if the client connection may carry another request."""
+        reader = Reader(upstream)
+        while True:
+            try:
+                head = http1.read_head(reader)
+                if head is None:
+                    raise BadMessage("empty response")
+                parts = head.first.split(" ", 2)
+                code = parts[1] if len(parts) > 1 else ""
+                if not parts[0].startswith("HTTP/1.") or len(code) != 3 or not (code.isascii() and code.isdigit()):
+                    raise BadMessage("malformed status line")
+            except (BadMessage, OSError) as exc:  # nothing has reached the client yet: it gets a proper answer
+                problem = "a malformed response" if isinstance(exc, BadMessage) else "no response"
+                conn.sendall(http1.reply(502, f"the upstream answered with {problem}"))
+                return False
+            status = int(parts[1])
+            if 100 <= status < 200 and status != 101:
+                conn.sendall(http1.serialize(head.first, head.headers))
+                continue
+            break
+        framing, length = http1.response_framing(status, head, method)
+        dropped = {"connection", "keep-alive", "proxy-connection", "upgrade", *head.tokens("connection")}
+        if framing in ("chunked", "close"):
+            dropped.add("content-length")  # a length beside Transfer-Encoding, or one we could not read
+        headers = [(k, v) for k, v in head.headers if k.lower() not in dropped]
+        keep = framing != "close" and status != 101 and not closing
+        if not keep:
+            headers.append(("Connection", "close"))
+        reason = parts[2] if len(parts) > 2 else ""
+        conn.sendall(http1.serialize(f"HTTP/1.1 {status} {reason}".rstrip(), headers))
+        http1.relay_body(reader, conn, "close" if status == 101 else framing, length)
+        return keep

@@ -1,12 +1,20 @@
-"""Run one agent process in a bubblewrap sandbox with limits, masked logs and optional egress.
+"""Run one agent process in a bubblewrap sandbox that holds no privilege, with limits, masked logs and egress.
 
-Steps (AWX BaseTask style): prepare() stages a private scratch dir under the caller's
-`scratch_root` (demo agent copy, egress socket, the run's agent socket, forwarder),
-build_args()/build_env() make the bwrap argv and a fresh environment, execute() streams output
-and enforces the time limit, collect() returns a SandboxResult.
+Steps (AWX BaseTask style): prepare() stages a private scratch dir (demo agent copy, forwarder, a minimal
+/etc, egress socket, the run's agent socket), build_args()/build_env() make the bwrap argv and a fresh
+environment, execute() streams output and enforces the time limit, collect() returns a SandboxResult.
 
-Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is
-started with the agent's whole environment (no --setenv), which it hands to the agent.
+The profile (recorded in the result's `sandbox`), whatever uid the worker has:
+- a worker running as root first drops to an unprivileged host uid of its own (`uid`, one per run), so
+  even a process that left every namespace would be nobody on the host; bwrap then runs unprivileged;
+- inside, the process is uid/gid 1000 in a new user namespace with no capabilities (`--cap-drop ALL`),
+  may not create user namespaces (`--disable-userns`), so it cannot remount or mount anything;
+- the root is read-only: /usr and a minimal /etc (generated passwd, group, hosts, resolv.conf; the host's
+  CA certificates, ld.so cache and alternatives) read-only, /workspace and a private /tmp writable;
+- no network but a private loopback; the egress proxy's Unix socket is the only way out.
+
+Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is started with
+the agent's whole environment (no --setenv), which it hands to the agent.
 """
 
 from __future__ import annotations
@@ -14,9 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import resource
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,48 +44,199 @@ from catalog.runners.egress import EgressProxy
 
 MASK = "********"
 SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
-EGRESS_DIR = "/opt/goldpath/egress"  # bound read-write: holds the proxy's Unix socket
-AGENT_DIR = "/opt/goldpath/agent"  # bound read-write: holds the run's own agent socket
+EGRESS_DIR = "/opt/goldpath/egress"  # holds the proxy's Unix socket
+AGENT_DIR = "/opt/goldpath/agent"  # holds the run's own agent socket
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
+INSIDE_UID = 1000  # the agent's uid and gid inside the sandbox ("agent" in its /etc/passwd)
+UID_BASE, UID_SPAN = 2_000_000_000, 1_000_000  # host uids a root worker gives its sandboxes (one per run)
 UNSANDBOXED_HINT = (
     "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
     "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox"
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Host files a sandbox sees under /etc, read-only: what dynamic linking, TLS and `/usr/bin` alternatives need.
+ETC_SHARED = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "localtime",
+    "nsswitch.conf",
+    "protocols",
+    "services",
+    "mime.types",
+    "os-release",
+)
+ETC_GENERATED = {
+    "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{INSIDE_UID}:{INSIDE_UID}:agent:/tmp:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    "group": f"root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n",
+    "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+    "resolv.conf": "# no DNS in a Goldpath sandbox: HTTP(S) goes through the proxy in HTTPS_PROXY\n",
+    "hostname": "sandbox\n",
+}
 
-# Runs inside the sandbox: listens on 127.0.0.1:<port>, forwards each connection to the
-# egress proxy's Unix socket, then execs nothing -- it runs the agent as a child and exits
-# with its code, so the agent sees an ordinary HTTP(S) proxy on loopback.
-FORWARDER = r"""
-import os, select, socket, subprocess, sys, threading
-port, sock_path, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[4:]
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port)); srv.listen(64)
-def pipe(a, b):
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def sandbox_uid() -> int:
+    """A host uid for one run's sandboxes when the worker is root (unused by anything else on the host)."""
+    return UID_BASE + random.randrange(UID_SPAN)
+
+
+def sandbox_root(configured: str | os.PathLike[str] | None = None) -> Path:
+    """Where runs keep their copies and scratch dirs: outside GOLDPATH_HOME (0700), reachable by sandbox uids.
+
+    The folder is this worker's (0711: others may pass through to the one run dir they own, not list it);
+    one that exists with another owner, or as a link, is refused (it could be planted in a shared /var/tmp).
+    """
+    path = Path(configured or os.environ.get("GOLDPATH_SANDBOX_ROOT") or f"/var/tmp/goldpath-sandboxes-{os.geteuid()}")
     try:
-        while True:
-            r, _, _ = select.select([a, b], [], [])
-            for s in r:
-                d = s.recv(65536)
-                if not d:
-                    return
-                (b if s is a else a).sendall(d)
-    except OSError:
+        path.mkdir(mode=0o711, parents=True)
+    except FileExistsError:
         pass
-    finally:
-        a.close(); b.close()
-def serve():
-    while True:
-        c, _ = srv.accept()
-        u = socket.socket(socket.AF_UNIX)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise SandboxUnavailable(f"{path} is not a folder of this worker's user; set GOLDPATH_SANDBOX_ROOT")
+    if stat.S_IMODE(info.st_mode) != 0o711:
+        os.chmod(path, 0o711)
+    return path
+
+
+def private_dir(root: Path, prefix: str, uid: int | None) -> Path:
+    """A new 0700 folder under `root`, owned by the sandbox uid when the worker is root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    if uid is not None and is_root():
+        os.chown(path, uid, uid)
+    return path
+
+
+def chown_tree(top: Path, uid: int) -> None:
+    """Give a tree to the sandbox uid (links themselves, never their targets)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        os.lchown(dirpath, uid, uid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+CLONE_NEWNET = 0x40000000
+SIOCSIFFLAGS, IFF_UP_RUNNING = 0x8914, 0x1 | 0x40
+_NETNS_OK: list[bool] = []
+
+
+def _unshare_net() -> None:
+    """Give the calling thread (only) a new network namespace with its loopback up."""
+    import ctypes
+    import fcntl
+    import socket
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", IFF_UP_RUNNING, b""))
+
+
+def own_netns_supported() -> bool:
+    """Whether this worker can make a sandbox's network namespace itself (root with CAP_SYS_ADMIN)."""
+    if not _NETNS_OK:
+        ok: list[bool] = []
+
+        def probe() -> None:
+            try:
+                _unshare_net()
+                ok.append(True)
+            except OSError:
+                ok.append(False)
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        _NETNS_OK.append(is_root() and bool(ok and ok[0]))
+    return _NETNS_OK[0]
+
+
+_IMAGES: dict[tuple[str, str], Path] = {}
+
+
+def _image_key() -> str:
+    """What the shared read-only image is made of: our files' content, the generated /etc, the host's /etc."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256(json.dumps(ETC_GENERATED, sort_keys=True).encode())
+    for path in sorted((here.parent / "demo_agent").glob("*.py")) + [here / "forwarder.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in ETC_SHARED:
         try:
-            u.connect(sock_path)
+            info = os.lstat(f"/etc/{name}")
+            digest.update(f"{name}:{info.st_mtime_ns}:{info.st_size}".encode())
         except OSError:
-            c.close(); continue
-        threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-threading.Thread(target=serve, daemon=True).start()
-sys.exit(subprocess.call(cmd))
-"""
+            pass
+    return digest.hexdigest()[:16]
+
+
+def sandbox_image(root: Path) -> Path:
+    """The read-only files every sandbox of this worker sees: its /etc and /opt/goldpath/lib (the demo agent and
+    the forwarder). Built once per content (staged, then renamed into place), bound read-only: no copy per run."""
+    cache = (str(root), "")
+    found = _IMAGES.get(cache)
+    if found is not None and found.is_dir():
+        return found
+    path = root / f"image-{_image_key()}"
+    if not path.is_dir():
+        stage = Path(tempfile.mkdtemp(prefix=".image-", dir=root))
+        here = Path(__file__).resolve().parent
+        lib = stage / "lib"
+        shutil.copytree(
+            here.parent / "demo_agent", lib / "catalog" / "demo_agent", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (lib / "catalog" / "__init__.py").write_text("")
+        shutil.copyfile(here / "forwarder.py", lib / "goldpath_forwarder.py")
+        etc = stage / "etc"
+        etc.mkdir()
+        for name in ETC_SHARED:
+            source = Path("/etc") / name
+            if source.is_symlink() or source.is_file():
+                shutil.copy2(source, etc / name, follow_symlinks=not source.is_symlink())
+            elif source.is_dir():
+                shutil.copytree(source, etc / name, symlinks=True, ignore=shutil.ignore_patterns("private"))
+        for name, text in ETC_GENERATED.items():
+            (etc / name).write_text(text)
+        _readable(stage)  # whatever the process umask: sandbox uids read it, bound read-only
+        try:
+            os.rename(stage, path)
+        except OSError:  # another runner made it first: use theirs
+            shutil.rmtree(stage, ignore_errors=True)
+    _IMAGES[cache] = path
+    return path
+
+
+class _Drain:
+    """Empties the wake pipe before each wait."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def clear(self) -> None:
+        try:
+            while os.read(self.fd, 64):
+                pass
+        except OSError:
+            pass
+
+
+def _readable(top: Path) -> None:
+    for dirpath, _dirs, files in os.walk(top):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
 
 
 def short_socket_dir(runner_id: str) -> Path:
@@ -143,6 +305,9 @@ class SandboxRunner:
         proxy_port: int = 3128,
         scratch_root: str | os.PathLike[str] | None = None,
         agent_socket: Callable[[Path], AgentSocket] | None = None,
+        uid: int | None = None,
+        python: str = "",
+        capture_stdout: int = 0,
     ) -> None:
         self.argv = list(argv)
         self.workdir = Path(workdir).resolve()
@@ -158,19 +323,32 @@ class SandboxRunner:
         self.allow_unsandboxed = allow_unsandboxed
         self.bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
         self.proxy_port = proxy_port
-        self.scratch_root = Path(scratch_root) if scratch_root else Path(tempfile.gettempdir())
+        self.scratch_root = Path(scratch_root) if scratch_root else None
         self.agent_socket_factory = agent_socket
+        # the host uid the sandbox runs as: only a root worker changes uid (others run bwrap as themselves)
+        self.uid = (uid if uid is not None else sandbox_uid()) if is_root() and self.bwrap else None
+        self.python = python
+        # a root worker makes the sandbox's network namespace itself and listens on its loopback proxy port:
+        # no forwarder process inside (others: a forwarder relays to the proxy's Unix socket)
+        self.own_netns = bool(self.bwrap) and isinstance(network, list) and own_netns_supported()
+        self.capture_stdout = capture_stdout  # > 0: keep up to this many bytes of stdout, unlogged
+        self.stdout = bytearray()
+        self.stdout_truncated = False
         self.run_id = uuid.uuid4().hex[:12]
         self.limits_applied: dict[str, object] = {}
         self.egress_log: list[dict[str, object]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._canceled = threading.Event()
         self._tmp: Path | None = None
+        self._image = Path()
         self._sockets: Path | None = None
         self._proxy: EgressProxy | None = None
         self._agent_socket: AgentSocket | None = None
         self._cgroups: list[Path] = []
         self._log_lock = threading.Lock()
+        self._released = threading.Event()  # ends the thread that started a sandbox in its own netns
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # cancel() wakes execute() at once
+        self._wake = _Drain(self._wake_r)
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -187,13 +365,17 @@ class SandboxRunner:
         with self._log_lock:
             self.on_log(stream, self.mask(text))
 
-    def _python_dirs(self) -> list[str]:
-        return sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)})
-
     def _python(self) -> str:
-        """The interpreter to run for `python`/`python3`: the base runtime (stdlib only)."""
+        """The interpreter for `python`/`python3` (stdlib only): one under /usr, which every sandbox sees."""
+        if self.python:
+            return self.python
         base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        return str(base) if base.exists() else os.path.realpath(sys.executable)
+        if base.exists() and (not self.sandboxed or str(base.resolve()).startswith("/usr/")):
+            return str(base)
+        for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+            if os.path.exists(candidate):
+                return candidate
+        return os.path.realpath(sys.executable)
 
     def _on_connection(self, host: str, port: int, allowed: bool) -> None:
         self.egress_log.append({"host": host, "port": port, "allowed": allowed, "at": _now().isoformat()})
@@ -201,55 +383,77 @@ class SandboxRunner:
 
     # -- steps -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Check the engine, stage the private temp dir, start the egress proxy if needed."""
+        """Check the engine, stage the private scratch dir, start the egress proxy and the agent socket."""
         if not self.sandboxed and not self.allow_unsandboxed:
             raise SandboxUnavailable(UNSANDBOXED_HINT)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
-        self.scratch_root.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.scratch_root / f"sbx-{self.run_id}"
+        root = self.scratch_root or sandbox_root()
+        root.mkdir(parents=True, exist_ok=True)
+        self._tmp = root / f"sbx-{self.run_id}"
         self._tmp.mkdir(mode=0o700)
         self._sockets = self._tmp
         if len(str(self._tmp / "egress" / "egress.sock")) > SOCKET_PATH_MAX:
             self._sockets = short_socket_dir(self.run_id)
             self._sockets.mkdir(mode=0o700)
-        lib = self._tmp / "lib"
-        (lib / "catalog").mkdir(parents=True)
-        (lib / "catalog" / "__init__.py").write_text("")
-        shutil.copytree(
-            Path(__file__).resolve().parent.parent / "demo_agent",
-            lib / "catalog" / "demo_agent",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        (lib / "goldpath_forwarder.py").write_text(FORWARDER)
-        if isinstance(self.network, list):
+        self._image = sandbox_image(root if self.scratch_root is None else sandbox_root())
+        for path in {self._tmp, self._sockets}:
+            os.chmod(path, 0o755)  # the private parent keeps others out
+        if self.uid is not None:
+            if os.stat(self.workdir).st_uid != self.uid:
+                chown_tree(self.workdir, self.uid)
+            self._check_reachable()
+        if isinstance(self.network, list) and self.own_netns:
+            self._proxy = EgressProxy("", self.network, self._on_connection)  # started on the sandbox's port
+        elif isinstance(self.network, list):
             (self._sockets / "egress").mkdir(mode=0o700)
             self._proxy = EgressProxy(self._sockets / "egress" / "egress.sock", self.network, self._on_connection)
             self._proxy.start()
+            self._give_socket(self._sockets / "egress")
         if self.agent_socket_factory is not None:
             (self._sockets / "agent").mkdir(mode=0o700)
             self._agent_socket = self.agent_socket_factory(self._sockets / "agent" / "agent.sock")
             self._agent_socket.start()
+            self._give_socket(self._sockets / "agent")
+
+    def _give_socket(self, folder: Path) -> None:
+        """Let the sandbox uid (and only it) connect to the socket in `folder`."""
+        if self.uid is not None:
+            os.chown(folder, self.uid, self.uid)
+            for sock in folder.iterdir():
+                os.chown(sock, self.uid, self.uid)
+
+    def _check_reachable(self) -> None:
+        """bwrap runs as the sandbox uid: every folder on the way to what it binds must let that uid through."""
+        assert self._tmp is not None
+        for target in (self.workdir, self._tmp, self._sockets):
+            for folder in [target, *target.parents]:
+                info = os.stat(folder)
+                if not (info.st_mode & stat.S_IXOTH or (info.st_uid == self.uid and info.st_mode & stat.S_IXUSR)):
+                    raise SandboxUnavailable(
+                        f"the sandbox user cannot reach {target} (through {folder}): keep run folders under the "
+                        "sandbox root (GOLDPATH_SANDBOX_ROOT)"
+                    )
 
     def _paths(self) -> tuple[str, str, str]:
         """(lib dir, egress socket, workdir) as the agent sees them."""
         assert self._tmp is not None and self._sockets is not None
         if self.sandboxed:
             return SANDBOX_LIB, f"{EGRESS_DIR}/egress.sock", "/workspace"
-        return str(self._tmp / "lib"), str(self._sockets / "egress" / "egress.sock"), str(self.workdir)
+        return str(self._image / "lib"), str(self._sockets / "egress" / "egress.sock"), str(self.workdir)
 
     def _agent_socket_path(self) -> str:
         assert self._sockets is not None
         return f"{AGENT_DIR}/agent.sock" if self.sandboxed else str(self._sockets / "agent" / "agent.sock")
 
     def build_command(self) -> list[str]:
-        """The agent argv, with `python` mapped to the runtime and wrapped by the forwarder."""
+        """The agent argv, `python` mapped to the runtime (-P: never import from the workspace), maybe forwarded."""
         lib, sock, _ = self._paths()
         cmd = list(self.argv)
         if cmd and cmd[0] in ("python", "python3"):
-            cmd[0] = self._python()
-        if isinstance(self.network, list):
-            cmd = [self._python(), f"{lib}/goldpath_forwarder.py", str(self.proxy_port), sock, "--", *cmd]
+            cmd[0:1] = [self._python(), "-P"]
+        if isinstance(self.network, list) and not self.own_netns:
+            cmd = [self._python(), "-I", "-S", f"{lib}/goldpath_forwarder.py", str(self.proxy_port), sock, "--", *cmd]
         return cmd
 
     def build_env(self) -> dict[str, str]:
@@ -275,6 +479,20 @@ class SandboxRunner:
         env.update(self.secrets)
         return env
 
+    def _root_binds(self) -> list[str]:
+        """/usr read-only, the merged-/usr links, and the interpreter's prefix when it lives elsewhere."""
+        args = ["--ro-bind", "/usr", "/usr"]
+        for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), str(host)]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), str(host)]
+        prefix = str(Path(self._python()).resolve().parent.parent)
+        if not prefix.startswith("/usr"):
+            args += ["--ro-bind", prefix, prefix]
+        return args
+
     def build_args(self) -> list[str]:
         """Full argv: bwrap flags + command (or the bare command when unsandboxed)."""
         cmd = self.build_command()
@@ -282,36 +500,45 @@ class SandboxRunner:
             return cmd
         assert self._tmp is not None and self.bwrap
         assert self._sockets is not None
-        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
-        for path in ("/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"):
-            if os.path.exists(path):
-                args += ["--ro-bind", path, path]
+        if self.own_netns:  # the network namespace is ours already (see _spawn)
+            args = [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts"]
+            args += ["--unshare-cgroup-try"]
+        else:
+            args = [self.bwrap, "--unshare-all", "--unshare-user"]
+        args += ["--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID)]
+        args += ["--disable-userns", "--assert-userns-disabled", "--cap-drop", "ALL"]
+        args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        args += self._root_binds() + ["--ro-bind", str(self._image / "etc"), "/etc"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in self._python_dirs():
-            args += ["--ro-bind", path, path]
-        args += ["--ro-bind", str(self._tmp / "lib"), SANDBOX_LIB]
-        if isinstance(self.network, list):
-            args += ["--bind", str(self._sockets / "egress"), EGRESS_DIR]
+        args += ["--ro-bind", str(self._image / "lib"), SANDBOX_LIB]
+        if isinstance(self.network, list) and not self.own_netns:
+            args += ["--ro-bind", str(self._sockets / "egress"), EGRESS_DIR]
         if self._agent_socket is not None:
-            args += ["--bind", str(self._sockets / "agent"), AGENT_DIR]
-        args += ["--bind", str(self.workdir), "/workspace", "--chdir", "/workspace"]
+            args += ["--ro-bind", str(self._sockets / "agent"), AGENT_DIR]
+        args += ["--bind", str(self.workdir), "/workspace", "--remount-ro", "/", "--chdir", "/workspace"]
         return [*args, "--", *cmd]
 
     def description(self) -> dict[str, object]:
         """What the caller records as the run's sandbox (policy_hash() of this goes in provenance)."""
+        forwarded = isinstance(self.network, list) and not self.own_netns
+        ro = ["/usr", "/etc (minimal)", SANDBOX_LIB] + ([EGRESS_DIR] if forwarded else [])
+        ro += [AGENT_DIR] if self.agent_socket_factory is not None else []
         return {
             "engine": "bubblewrap" if self.sandboxed else "none",
             "network": self.network if isinstance(self.network, list) else "none",
-            "binds": {
-                "ro": ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", *self._python_dirs(), SANDBOX_LIB],
-                "rw": ["/workspace"]
-                + ([EGRESS_DIR] if isinstance(self.network, list) else [])
-                + ([AGENT_DIR] if self.agent_socket_factory is not None else []),
-                "tmpfs": ["/tmp"],
+            "binds": {"ro": ro, "rw": ["/workspace"], "tmpfs": ["/tmp"]} if self.sandboxed else {},
+            "namespaces": ["user", "ipc", "pid", "net", "uts", "cgroup", "mount"] if self.sandboxed else [],
+            "profile": {
+                "uid_inside": INSIDE_UID,
+                "host_uid": "per-run unprivileged uid" if self.uid is not None else "the worker's own (not root)",
+                "capabilities": [],
+                "user_namespaces": "disabled",
+                "root_filesystem": "read-only",
+                "etc": sorted([*ETC_GENERATED, *ETC_SHARED]),
+                "python": "-P (never imports from the workspace)",
             }
             if self.sandboxed
             else {},
-            "namespaces": ["user", "ipc", "pid", "net", "uts", "cgroup"] if self.sandboxed else [],
             "limits": {
                 "time_limit_s": self.time_limit,
                 "memory_mb": self.memory_mb,
@@ -351,6 +578,10 @@ class SandboxRunner:
             resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes,) * 2)
         cpu = int(self.time_limit) + 5
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        if self.uid is not None:  # last: joining cgroups needs root
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
 
     def _kill_tree(self) -> None:
         """SIGTERM then SIGKILL the process group, and every pid left in our cgroups."""
@@ -384,7 +615,68 @@ class SandboxRunner:
                 pass
         return pids
 
+    def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start the process; with `own_netns`, from a thread that first moved into a new network namespace
+        (namespaces are per thread: the worker's other threads keep the host's) and bound the sandbox's proxy
+        port there, which the egress proxy then serves."""
+        _, _, cwd = self._paths()
+
+        def popen() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=self._preexec,
+                env=self.build_env(),
+                cwd=None if self.sandboxed else cwd,
+            )
+
+        if not self.own_netns:
+            return popen()
+        import socket
+
+        made: dict[str, object] = {}
+        ready = threading.Event()
+
+        def in_new_netns() -> None:
+            try:
+                _unshare_net()
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", self.proxy_port))
+                listener.listen(128)
+                made["listener"] = listener
+                made["proc"] = popen()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                made["error"] = exc
+                return
+            finally:
+                ready.set()
+            # bwrap's --die-with-parent follows the thread that started it: this one lives as long as the sandbox
+            self._released.wait()
+
+        thread = threading.Thread(target=in_new_netns, name=f"sandbox-netns-{self.run_id}", daemon=True)
+        thread.start()
+        ready.wait()
+        if "error" in made:
+            listener = made.get("listener")
+            if isinstance(listener, socket.socket):
+                listener.close()
+            raise made["error"]  # type: ignore[misc]
+        assert self._proxy is not None
+        self._proxy.start(made["listener"])  # type: ignore[arg-type]
+        return made["proc"]  # type: ignore[return-value]
+
     def _pump(self, stream: str, pipe) -> None:
+        if stream == "stdout" and self.capture_stdout:
+            for chunk in iter(lambda: pipe.read1(65536), b""):
+                room = self.capture_stdout - len(self.stdout)
+                self.stdout += chunk[: max(room, 0)]
+                self.stdout_truncated |= len(chunk) > room
+            pipe.close()
+            return
         for raw in iter(pipe.readline, b""):
             self._log(stream, raw.decode("utf-8", "replace").rstrip("\n"))
         pipe.close()
@@ -399,6 +691,8 @@ class SandboxRunner:
             rl["rlimit_nproc"] = self.max_processes
         self.limits_applied.update(rl)
         self.limits_applied["time_limit_s"] = self.time_limit
+        if self.uid is not None:
+            self.limits_applied["host_uid"] = self.uid
         args = self.build_args()
         self._log(
             "system",
@@ -406,17 +700,7 @@ class SandboxRunner:
                 f"launching ({'bubblewrap' if self.sandboxed else 'UNSANDBOXED'}): {json.dumps(self.build_command())}"
             ),
         )
-        _, _, cwd = self._paths()
-        self._proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=self._preexec,
-            env=self.build_env(),
-            cwd=None if self.sandboxed else cwd,
-        )
+        self._proc = self._spawn(args)
         pumps = [
             threading.Thread(target=self._pump, args=(name, pipe), daemon=True)
             for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))
@@ -426,20 +710,26 @@ class SandboxRunner:
         deadline = time.monotonic() + self.time_limit
         next_beat = time.monotonic()
         status: str | None = None
-        while self._proc.poll() is None:
-            now = time.monotonic()
-            if self._canceled.is_set():
-                status = "canceled"
-            elif now >= deadline:
-                status = "timed_out"
-            if status:
-                self._log("system", f"{status}: killing the process tree")
-                self._kill_tree()
-                break
-            if now >= next_beat:
-                self.heartbeat()
-                next_beat = now + self.heartbeat_interval
-            time.sleep(0.05)
+        exited = os.pidfd_open(self._proc.pid)  # readable the moment the process ends: no polling delay
+        try:
+            while self._proc.poll() is None:
+                now = time.monotonic()
+                if self._canceled.is_set():
+                    status = "canceled"
+                elif now >= deadline:
+                    status = "timed_out"
+                if status:
+                    self._log("system", f"{status}: killing the process tree")
+                    self._kill_tree()
+                    break
+                if now >= next_beat:
+                    self.heartbeat()
+                    next_beat = now + self.heartbeat_interval
+                wait = max(0.0, min(deadline, next_beat) - time.monotonic())
+                self._wake.clear()
+                select.select([exited, self._wake_r], [], [], min(wait, 1.0))
+        finally:
+            os.close(exited)
         code = self._proc.wait()
         for t in pumps:
             t.join(timeout=2)
@@ -450,19 +740,24 @@ class SandboxRunner:
         return status, code
 
     def cleanup(self) -> None:
+        self._released.set()
         if self._proxy:
             self._proxy.stop()
         if self._agent_socket:
             self._agent_socket.stop()
         for cg in self._cgroups:
-            for _ in range(50):
+            for _ in range(500):
                 try:
                     cg.rmdir()
                     break
                 except OSError:
-                    time.sleep(0.05)
+                    time.sleep(0.005)
         for path in {self._tmp, self._sockets} - {None}:
             shutil.rmtree(path, ignore_errors=True)
+        with self._log_lock:
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
 
     def run(self) -> SandboxResult:
         """prepare -> build -> execute -> collect; always cleans up."""
@@ -485,3 +780,9 @@ class SandboxRunner:
     def cancel(self) -> None:
         """Ask run() to kill the tree; the result's status becomes `canceled`."""
         self._canceled.set()
+        with self._log_lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"x")
+                except OSError:
+                    pass

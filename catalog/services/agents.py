@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +32,20 @@ from ..models import (
     AITool,
     DataClassification,
     NetworkPolicy,
+    Repository,
     Team,
     ToolVersion,
 )
 from ..policy import PolicyContext, decide
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
+from .repositories import repository_for_use, valid_ref_name
 
-REMOTE_RE = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:)")
-REF_RE = re.compile(r"^[\w./@^~-]{1,250}$")
+SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 def prompt_sha256(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
-
-
-def is_remote(repository: str) -> bool:
-    return bool(REMOTE_RE.match(repository))
-
-
-def _git(*args: str, cwd: str | None = None) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60, env=_git_env()
-    ).stdout.strip()
-
-
-def _git_env() -> dict[str, str]:
-    import os
-
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def _latest_version(tool: AITool) -> ToolVersion | None:
@@ -90,14 +74,15 @@ def agent_group_create(
     prompt: str,
     repository: str,
     agents: list[dict[str, Any]],
-    base_ref: str = "HEAD",
-    classification: str = DataClassification.INTERNAL,
+    base_ref: str | None = None,
+    classification: str | None = None,
     test_command: list[str] | None = None,
     time_limit_s: int | None = None,
     network_policy: str = NetworkPolicy.NONE,
     team: Team | None = None,
 ) -> AgentGroup:
-    """Fan a prompt out to agents. The policy decides every tool first: any deny -> 403, nothing launched."""
+    """Fan a prompt out to agents on a registered repository (by slug). The policy decides every tool first:
+    any deny -> 403, nothing launched. The group's data classification is the repository's."""
     if not permissions.can_launch_agents(actor):
         raise NotPermitted("Your role may not launch agent runs.")
     team = _team_for(actor, team)
@@ -105,23 +90,30 @@ def agent_group_create(
     prompt = (prompt or "").strip()
     if not prompt:
         errors["prompt"] = ["Give a prompt."]
-    repository = (repository or "").strip()
-    base_ref = (base_ref or "HEAD").strip()
-    if not REF_RE.match(base_ref) or base_ref.startswith("-"):
+    repo: Repository | None = None
+    try:
+        repo = repository_for_use(actor=actor, slug=(repository or "").strip())
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    base_ref = (base_ref or (repo.default_branch if repo else "HEAD")).strip()
+    if not valid_ref_name(base_ref) and not SHA_RE.match(base_ref):
         errors["base_ref"] = ["Give a branch, tag or commit."]
-    if not repository:
-        errors["repository"] = ["Give a git URL or a local path."]
-    elif not is_remote(repository):
-        path = Path(repository)
-        if not path.is_absolute() or not (path / ".git").exists() and not (path / "HEAD").exists():
-            errors["repository"] = ["Give a git URL, or the absolute path of a git repository the workers can reach."]
+    if repo is not None:
+        floor = repo.data_classification
+        classification = classification or floor
+        if classification in DataClassification.values and DataClassification.rank(
+            classification
+        ) < DataClassification.rank(floor):
+            errors["classification"] = [
+                f"Repository {repo.slug} holds {floor} data; a run on it is {floor} or higher, not {classification}."
+            ]
     limit_max = int(goldpath_settings.AGENT_MAX_TIME_LIMIT_S)
     time_limit_s = int(time_limit_s or goldpath_settings.AGENT_DEFAULT_TIME_LIMIT_S)
     if not 1 <= time_limit_s <= limit_max:
         errors["time_limit_s"] = [f"Give 1 to {limit_max} seconds."]
     if network_policy not in NetworkPolicy.values:
         errors["network_policy"] = [f"Choose one of: {', '.join(NetworkPolicy.values)}."]
-    if classification not in DataClassification.values:
+    if (classification or "") not in DataClassification.values and "classification" not in errors:
         errors["classification"] = [f"Choose one of: {', '.join(DataClassification.values)}."]
     test_command = list(test_command or [])
     if any(not isinstance(a, str) or not a for a in test_command):
@@ -168,20 +160,20 @@ def agent_group_create(
             "The policy denies " + ", ".join(sorted(denied)) + "; nothing was launched.",
             reasons=[{"tool": slug, **r.as_dict()} for slug, d in sorted(denied.items()) for r in d.reasons],
         )
-    base_commit = ""
-    if not is_remote(repository):
-        try:
-            base_commit = _git("rev-parse", "--verify", f"{base_ref}^{{commit}}", cwd=repository)
-        except (subprocess.SubprocessError, OSError):
-            raise InvalidInput(
-                "The base ref does not exist.", errors={"base_ref": [f"{base_ref!r} is not a commit in {repository}."]}
-            ) from None
+    assert repo is not None
+    if not permissions.is_platform(actor) and not repo.teams.filter(pk=team.pk).exists():
+        raise InvalidInput(
+            "The repository is not registered for this team.",
+            errors={"repository": [f"Repository {repo.slug} is not registered for team {team.slug}."]},
+        )
+    base_commit = _local_base_commit(repo, base_ref)
     group = AgentGroup.objects.create(
         requester=actor,
         team=team,
         prompt=prompt,
         prompt_sha256=prompt_sha256(prompt),
-        repository=repository,
+        repository=repo,
+        repository_url=repo.url,
         base_ref=base_ref,
         base_commit=base_commit,
         classification=classification,
@@ -209,7 +201,7 @@ def agent_group_create(
         payload={
             "team": team.slug,
             "prompt_sha256": group.prompt_sha256,
-            "repository": repository,
+            "repository": repo.slug,
             "base_ref": base_ref,
             "base_commit": base_commit,
             "agents": group.agents,
@@ -222,6 +214,22 @@ def agent_group_create(
     group_id = group.pk
     transaction.on_commit(lambda: _send_dispatch(group_id))
     return group
+
+
+def _local_base_commit(repo: Repository, base_ref: str) -> str:
+    """Resolve the base ref now for a local repository (400 when it does not exist); remote ones in the worker."""
+    from ..runners.gitcopy import Git, GitError, is_local
+
+    if not is_local(repo.url):
+        return ""
+    try:
+        with Git(repo.url) as git:
+            return git.resolve(Path(repo.url), base_ref)
+    except GitError:
+        raise InvalidInput(
+            "The base ref does not exist.",
+            errors={"base_ref": [f"{base_ref!r} is not a commit in repository {repo.slug}."]},
+        ) from None
 
 
 def _send_dispatch(group_id: int) -> None:
@@ -502,44 +510,35 @@ def agent_runs_reap(*, now: dt.datetime | None = None, bound_s: int | None = Non
 # --- accept -----------------------------------------------------------------------------------
 
 
-def agent_group_accept(*, group: AgentGroup, actor: Any, run: AgentRun) -> tuple[AgentGroup, bool]:
-    """Turn a run's diff into a commit on `goldpath/<group>/<run>`; answers (group, done_now).
+@transaction.atomic
+def agent_group_accept(*, group: AgentGroup, actor: Any, run: AgentRun) -> AgentGroup:
+    """Accept a run: a worker commits its diff on `goldpath/<group>/<run>` of the registered repository and
+    signs the provenance (the group shows `accepted_commit` when done). Never in the web process: pushing
+    into a repository is git work on hostile data."""
+    if not _may_act_on(actor, group):
+        raise NotPermitted("Only the requester or a platform engineer may accept a result.")
+    group = AgentGroup.objects.select_for_update().get(pk=group.pk)
+    run = AgentRun.objects.select_for_update().filter(pk=run.pk, group=group).first()
+    if run is None:
+        raise InvalidInput("No such run in this group.", errors={"run": ["Choose a run of this group."]})
+    if group.accept_status in (AcceptStatus.PENDING, AcceptStatus.DONE):
+        raise TransitionNotAllowed(f"Run {group.accepted_run_id} of this group is already accepted.")
+    if run.status != AgentRunStatus.SUCCEEDED:
+        raise TransitionNotAllowed(f"Only a succeeded run can be accepted; run {run.pk} is {run.status}.")
+    if not run.diff.strip():
+        raise TransitionNotAllowed(f"Run {run.pk} changed nothing; there is nothing to commit.")
+    if group.repository_id is None:
+        raise TransitionNotAllowed("This group names no registered repository; its result cannot be committed.")
+    group.accepted_run = run
+    group.accept_status = AcceptStatus.PENDING
+    group.accept_error = ""
+    group.save(update_fields=["accepted_run", "accept_status", "accept_error"])
+    audit.record(actor=actor, verb="agent_group.accept", target=group, payload={"run": run.pk})
+    from ..tasks.agents import accept_run
 
-    Local repositories are committed right away; remote ones by a worker (the group shows
-    `accepted_commit` when done).
-    """
-    from ..agents.provenance import commit_and_sign
-
-    with transaction.atomic():
-        if not _may_act_on(actor, group):
-            raise NotPermitted("Only the requester or a platform engineer may accept a result.")
-        group = AgentGroup.objects.select_for_update().get(pk=group.pk)
-        run = AgentRun.objects.select_for_update().filter(pk=run.pk, group=group).first()
-        if run is None:
-            raise InvalidInput("No such run in this group.", errors={"run": ["Choose a run of this group."]})
-        if group.accept_status in (AcceptStatus.PENDING, AcceptStatus.DONE):
-            raise TransitionNotAllowed(f"Run {group.accepted_run_id} of this group is already accepted.")
-        if run.status != AgentRunStatus.SUCCEEDED:
-            raise TransitionNotAllowed(f"Only a succeeded run can be accepted; run {run.pk} is {run.status}.")
-        if not run.diff.strip():
-            raise TransitionNotAllowed(f"Run {run.pk} changed nothing; there is nothing to commit.")
-        group.accepted_run = run
-        group.accept_status = AcceptStatus.PENDING
-        group.accept_error = ""
-        group.save(update_fields=["accepted_run", "accept_status", "accept_error"])
-        audit.record(actor=actor, verb="agent_group.accept", target=group, payload={"run": run.pk})
-        remote = is_remote(group.repository)
-        if remote:
-            from ..tasks.agents import accept_run
-
-            transaction.on_commit(lambda: accept_run.delay(group.pk, actor.pk))
-    if remote:
-        return group, False
-    commit_and_sign(group_id=group.pk, actor=actor)
-    group.refresh_from_db()
-    if group.accept_status != AcceptStatus.DONE:
-        raise TransitionNotAllowed(f"The commit failed: {group.accept_error}")
-    return group, True
+    group_id, actor_id = group.pk, getattr(actor, "pk", None)
+    transaction.on_commit(lambda: accept_run.delay(group_id, actor_id))
+    return group
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -19,6 +20,7 @@ from ..policy import PolicyContext, decide, decide_many
 from ..policy_hooks import out_of_policy_providers, resolve_template
 from ..services import access as access_services
 from ..services.errors import DomainError, InvalidInput
+from . import safe_next
 
 User = get_user_model()
 
@@ -134,7 +136,7 @@ def grant_revoke(request, pk: int):
         messages.success(request, f"Revoked {grant.team.slug}'s access to {grant.tool.name}.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or f"/teams/{grant.team.slug}/")
+    return redirect(safe_next(request, reverse("catalog:team-detail", kwargs={"slug": grant.team.slug})))
 
 
 @login_required

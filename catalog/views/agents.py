@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-import subprocess
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -32,7 +31,7 @@ def _launchable_tools(user):
 @login_required
 def agent_groups(request):
     """My team's agent groups and the new-run form."""
-    form = {"prompt": "", "repository": "", "base_ref": "HEAD", "test_command": "", "time_limit_s": 600}
+    form = {"prompt": "", "repository": "", "base_ref": "", "test_command": "", "time_limit_s": 600}
     errors: dict = {}
     reasons: list = []
     tools = _launchable_tools(request.user)
@@ -51,9 +50,9 @@ def agent_groups(request):
                 actor=request.user,
                 prompt=form["prompt"],
                 repository=form["repository"],
-                base_ref=form["base_ref"] or "HEAD",
+                base_ref=form["base_ref"] or None,
                 agents=agents,
-                classification=request.POST.get("classification") or DataClassification.INTERNAL,
+                classification=request.POST.get("classification") or None,
                 test_command=test_command,
                 time_limit_s=int(form["time_limit_s"]) if str(form["time_limit_s"]).isdigit() else None,
                 network_policy=request.POST.get("network_policy") or NetworkPolicy.NONE,
@@ -76,6 +75,7 @@ def agent_groups(request):
             "reasons": reasons,
             "may_launch": perms.can_launch_agents(request.user),
             "classifications": DataClassification.choices,
+            "repositories": selectors.repositories_for(request.user),
             "network_policies": NetworkPolicy.choices,
         },
         status=400 if errors else (403 if reasons else 200),
@@ -193,11 +193,8 @@ def agent_group_accept(request, pk: int):
     if run is None:
         raise Http404
     try:
-        group, done = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
-        if done:
-            messages.success(request, f"Committed {group.accepted_commit[:12]} on {group.accepted_branch}.")
-        else:
-            messages.success(request, "Accepted: a worker is committing and pushing the branch.")
+        group = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
+        messages.success(request, "Accepted: a worker is committing and pushing the branch.")
     except DomainError as exc:
         messages.error(request, exc.message)
     return redirect("catalog:agent-group", pk=group.pk)
@@ -211,17 +208,15 @@ def provenance_lookup(request):
     visible = selectors.visible_provenance(request.user)
     commit = q.get("commit", "").strip()
     if not commit and q.get("repository") and q.get("path") and q.get("line"):
-        repository, path, line, ref = q["repository"], q["path"], q["line"], q.get("ref") or "HEAD"
-        if not line.isdigit() or path.startswith("-") or ref.startswith("-"):
-            error = "Give a path, a line number and a branch or commit."
-        elif not visible.filter(repository=repository).exists():
-            error = "No provenance you may read for that repository."
-        else:
-            try:
-                commit = prov.commit_for_line(repository, path, int(line), ref)
+        path, line, ref = q["path"], q["line"], q.get("ref") or "HEAD"
+        try:
+            commit = prov.blame_lookup(visible, q["repository"], path, line, ref) or ""
+            if commit:
                 blame = {"path": path, "line": line, "ref": ref, "commit": commit}
-            except (subprocess.SubprocessError, OSError):
-                error = f"git blame found no line {line} in {path} at {ref}."
+            else:
+                error = "No provenance you may read for that repository."
+        except DomainError as exc:
+            error = " ".join(m for msgs in exc.errors.values() for m in msgs) or exc.message
     if commit and not error:
         if all(c in "0123456789abcdefABCDEF" for c in commit) and 4 <= len(commit) <= 64:
             matches = list(visible.filter(commit_sha__startswith=commit.lower())[:2])

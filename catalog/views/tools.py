@@ -14,8 +14,16 @@ from django.template.loader import select_template
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
-from ..forms import ReasonForm, ToolEditForm, ToolFilterForm, ToolProposeForm, ToolVersionForm, add_domain_errors
-from ..models import AITool, AuditEvent, ToolStatus
+from ..forms import (
+    ReasonForm,
+    ToolEditForm,
+    ToolFilterForm,
+    ToolProposeForm,
+    ToolVersionEgressForm,
+    ToolVersionForm,
+    add_domain_errors,
+)
+from ..models import AITool, AuditEvent, ToolStatus, ToolVersion
 from ..services import tools as tool_services
 from ..services.errors import DomainError, NotPermitted
 
@@ -138,6 +146,7 @@ def tool_detail(request, slug: str):
         "can_add_version": perms.can_add_tool_version(request.user, tool)
         and tool.status not in (ToolStatus.RETIRED, ToolStatus.BANNED),
         "can_edit": perms.can_edit_tool(request.user, tool),
+        "can_edit_egress": tool_services.may_set_egress_hosts(request.user, tool),
         **_access_panel_context(request, tool),
     }
     context["tool"] = tool  # the panel context carries the same tool
@@ -245,7 +254,7 @@ def tool_version_new(request, slug: str):
     tool = get_object_or_404(AITool, slug=slug)
     if not perms.can_add_tool_version(request.user, tool):
         raise PermissionDenied("Your role may not add versions to this tool.")
-    form = ToolVersionForm(request.POST or None)
+    form = ToolVersionForm(request.POST or None, can_set_egress=tool_services.may_set_egress_hosts(request.user, tool))
     if request.method == "POST" and form.is_valid():
         try:
             version = tool_services.tool_version_add(tool=tool, actor=request.user, data=form.cleaned_data)
@@ -258,6 +267,36 @@ def tool_version_new(request, slug: str):
             return redirect(tool_detail_url(tool))
     status = 400 if request.method == "POST" else 200
     return render(request, "catalog/tool_version_form.html", {"form": form, "tool": tool}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tool_version_edit(request, slug: str, version: str):
+    """A version's egress hosts: the same rule and service as PATCH /api/v1/tools/<slug>/versions/<version>/."""
+    tool = get_object_or_404(AITool, slug=slug)
+    target = get_object_or_404(ToolVersion, tool=tool, version=version)
+    if not tool_services.may_set_egress_hosts(request.user, tool):
+        raise PermissionDenied("Only platform engineers and admins may change egress hosts.")
+    form = ToolVersionEgressForm(request.POST or None, initial={"egress_hosts": "\n".join(target.egress_hosts or [])})
+    if request.method == "POST" and form.is_valid():
+        before = list(target.egress_hosts or [])
+        try:
+            updated = tool_services.tool_version_update(
+                version=target, actor=request.user, egress_hosts=form.cleaned_data["egress_hosts"]
+            )
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+        else:
+            if updated.egress_hosts == before:
+                messages.info(request, "Nothing changed.")
+            else:
+                messages.success(request, f"Egress hosts of {tool.name} {updated.version} saved.")
+            return redirect(tool_detail_url(tool))
+    status = 400 if request.method == "POST" else 200
+    context = {"form": form, "tool": tool, "version": target}
+    return render(request, "catalog/tool_version_edit.html", context, status=status)
 
 
 @login_required

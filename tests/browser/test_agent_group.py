@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from catalog.models import AgentGroup
 from catalog.services import agents as agent_services
-from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo
+from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in
 
 pytestmark = BROWSER_MARKS
@@ -16,11 +16,12 @@ def test_diffs_appear_live_and_accept_works(transactional_db, live_server, peopl
     from playwright.sync_api import expect
 
     demo_tool(people, teams)
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo()
+    register(repo, people)
     group = agent_services.agent_group_create(
         actor=people["alice"],
         prompt="Add a greeting",
-        repository=str(repo),
+        repository="sample",
         agents=[{"tool": "demo-agent", "count": 2}],
     )
     first, second = group.runs.order_by("index")
@@ -54,7 +55,9 @@ def test_diffs_appear_live_and_accept_works(transactional_db, live_server, peopl
 
     # the accept button that arrived with the refresh works (CSRF included)
     page.locator(f"#diff-{first.pk}").get_by_role("button", name="Accept this result").click()
-    expect(page.locator(".messages")).to_contain_text("Committed")
+    expect(page.locator(".messages")).to_contain_text("a worker is committing")
+    worker_accepts(group)  # what the accept task does (this test runs no worker; the integration tests do)
     group = AgentGroup.objects.get(pk=group.pk)
     assert group.accept_status == "done" and group.accepted_run_id == first.pk
+    page.reload()
     expect(page.locator(f"#diff-{first.pk}")).to_contain_text(group.accepted_commit[:12])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -12,10 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from catalog.runners.sandbox import SandboxRunner, SandboxUnavailable, expand_argv, policy_hash
+from catalog.runners.sandbox import (
+    SandboxRunner,
+    SandboxUnavailable,
+    expand_argv,
+    policy_hash,
+    private_dir,
+    sandbox_root,
+)
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 DEMO = ["python", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tmp_path():
+    """Workdirs live under the sandbox root: a root worker's sandboxes run as an unprivileged uid of their own,
+    which must be able to reach them (pytest's own tmp folders are 0700)."""
+    path = private_dir(sandbox_root(), "test-", None)
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _run(workdir: Path, prompt: str, index: int = 0, **kw):
@@ -261,4 +280,117 @@ def test_agent_reports_through_its_own_socket(tmp_path):
     ]
     assert b'"files": ["GOLDPATH_DEMO.md"]' in calls[1][3]
     assert ("stdout", "[demo-agent] reported result: HTTP 200") in logs
-    assert "/opt/goldpath/agent" in res.sandbox["binds"]["rw"]
+    assert "/opt/goldpath/agent" in res.sandbox["binds"]["ro"]  # the socket is reachable, its folder not writable
+
+
+# --- a hostile agent against the sandbox profile (issue: agent runs that hold against a hostile developer) ---
+
+ESCAPE = r"""
+set +e
+id -u > uid.txt
+grep CapEff /proc/self/status | tr -d '\t' > caps.txt
+mount -o remount,bind,rw /usr 2>/dev/null && echo REMOUNTED >> escape.txt
+mount -o remount,bind,rw /opt/goldpath/lib 2>/dev/null && echo REMOUNTED_LIB >> escape.txt
+unshare -U -r true 2>/dev/null && echo USERNS >> escape.txt
+touch /pwned 2>/dev/null && echo ROOT_WRITABLE >> escape.txt
+touch /etc/pwned 2>/dev/null && echo ETC_WRITABLE >> escape.txt
+echo x > /opt/goldpath/lib/goldpath_forwarder.py 2>/dev/null && echo LIB_WRITABLE >> escape.txt
+test -e /etc/shadow && echo SHADOW_VISIBLE >> escape.txt
+test -e /etc/gitconfig && echo HOST_ETC_VISIBLE >> escape.txt
+ls /etc > etc.txt
+touch /workspace/made-inside
+echo done > finished.txt
+"""
+
+
+def _escape_findings(work: Path) -> dict[str, str]:
+    return {name: (work / name).read_text().strip() for name in ("uid.txt", "caps.txt", "etc.txt", "finished.txt")} | {
+        "escape": (work / "escape.txt").read_text().strip() if (work / "escape.txt").exists() else ""
+    }
+
+
+@needs_bwrap
+def test_hostile_agent_has_no_privilege_and_cannot_remount(tmp_path):
+    """Attack 1: as root, bwrap's namespace used to map uid 0 to host root with every capability, so an agent
+    could remount a read-only bind writable and plant a .pth file that the next host Python start ran as root."""
+    res = SandboxRunner(["sh", "-c", ESCAPE], tmp_path, network=[]).run()
+    found = _escape_findings(tmp_path)
+    assert res.status == "succeeded" and found["finished.txt"] == "done"
+    assert found["escape"] == ""  # no remount, no user namespace, nothing writable outside /workspace and /tmp
+    assert found["uid.txt"] == "1000" and found["caps.txt"] == "CapEff:0000000000000000"
+    assert "passwd" in found["etc.txt"] and "shadow" not in found["etc.txt"] and "gitconfig" not in found["etc.txt"]
+    made = (tmp_path / "made-inside").stat()
+    if os.geteuid() == 0:  # a root worker's sandbox is an unprivileged uid on the host too
+        assert made.st_uid != 0 and made.st_uid == res.limits_applied["host_uid"]
+    assert res.sandbox["profile"]["capabilities"] == [] and res.sandbox["profile"]["user_namespaces"] == "disabled"
+
+
+@needs_bwrap
+def test_the_remount_attack_plants_nothing_in_the_host_python(tmp_path):
+    """The exact attack from the report: remount the interpreter's prefix writable and add a .pth file."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    pth = Path(site) / f"gp-{uuid.uuid4().hex}.pth"
+    attack = f"mount -o remount,bind,rw /usr; echo 'import os; os.system(\"id > /tmp/x\")' > {pth}; true"
+    res = SandboxRunner(["sh", "-c", attack], tmp_path).run()
+    assert res.status == "succeeded"
+    assert not pth.exists()
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a worker as another user")
+def test_hostile_agent_under_an_unprivileged_worker(tmp_path):
+    """The same profile when the worker itself is an unprivileged user (uid 65534 here)."""
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "from catalog.runners.sandbox import SandboxRunner, private_dir, sandbox_root;"
+        "w = private_dir(sandbox_root(), 'unpriv-', None);"
+        "r = SandboxRunner(['sh', '-c', sys.argv[2]], w, network=[]).run();"
+        "print(json.dumps({'status': r.status, 'work': str(w), 'profile': r.sandbox['profile']}))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GOLDPATH_SANDBOX_ROOT": ""}
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            code,
+            str(ROOT),
+            ESCAPE,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    work = Path(out["work"])
+    try:
+        found = _escape_findings(work)
+        assert out["status"] == "succeeded" and found["finished.txt"] == "done"
+        assert found["escape"] == "" and found["uid.txt"] == "1000"
+        assert found["caps.txt"] == "CapEff:0000000000000000"
+        assert out["profile"]["host_uid"] == "the worker's own (not root)"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@needs_bwrap
+def test_python_launcher_never_imports_from_the_workspace(tmp_path):
+    """A repository's own catalog/demo_agent/__main__.py must not replace the demo agent (`python -m`)."""
+    fake = tmp_path / "catalog" / "demo_agent"
+    fake.mkdir(parents=True)
+    (tmp_path / "catalog" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("print('REPOSITORY CODE RAN')\n")
+    _, res, logs = _run(tmp_path, "hello", 1)
+    assert res.status == "succeeded"
+    assert all("REPOSITORY CODE RAN" not in t for _, t in logs)
+    assert ("stdout", "[demo-agent] done") in logs

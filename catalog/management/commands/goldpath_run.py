@@ -52,12 +52,12 @@ class Command(BaseCommand):
                     "--schedule", str(settings.GOLDPATH_HOME / "celerybeat-schedule"),
                     "--loglevel", "INFO", "--hostname", f"goldpath-local-{os.getpid()}@%h",
                 ]  # fmt: skip
-                children.append(subprocess.Popen(worker, env=env, start_new_session=True))
+                children.append(subprocess.Popen(worker, env=env, start_new_session=True, umask=0o077))
             web = [
                 sys.executable, "-m", "waitress", f"--listen={host}:{port}", f"--threads={options['threads']}",
                 "--ident=goldpath", "portal.wsgi:application",
             ]  # fmt: skip
-            children.append(subprocess.Popen(web, env=env, start_new_session=True))
+            children.append(subprocess.Popen(web, env=env, start_new_session=True, umask=0o077))
             url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
             db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
             self.stdout.write(

@@ -9,9 +9,10 @@ from django.db import transaction
 
 from ... import demo, demo_usage
 from ...conf import goldpath_settings
-from ...models import AccessGrant, AITool, GrantState, Team
+from ...models import AccessGrant, AITool, GrantState, Repository, Team
 from ...reports.rollup import rollup_usage
 from ...services import access as access_services
+from ...services import repositories as repository_services
 from ...services import teams as team_services
 from ...services import tools as tool_services
 
@@ -104,4 +105,22 @@ class Command(BaseCommand):
                 seats=seats,
             )
             created += 1
+        created += self.seed_repository(users)
         return created
+
+    def seed_repository(self, users: dict) -> int:
+        """The demo git repository on disk (if missing) and its registration (if missing)."""
+        spec = demo.REPOSITORY
+        path = demo.ensure_demo_repository(settings.GOLDPATH_HOME)
+        if Repository.objects.filter(slug=spec["slug"]).exists():
+            return 0
+        repository_services.repository_create(
+            actor=users[spec["registered_by"]],
+            slug=spec["slug"],
+            name=spec["name"],
+            url=str(path),
+            teams=spec["teams"],
+            data_classification=spec["data_classification"],
+            default_branch=spec["default_branch"],
+        )
+        return 1
