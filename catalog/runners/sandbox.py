@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import resource
 import select
 import shutil
@@ -30,7 +29,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -41,179 +39,30 @@ from pathlib import Path
 
 from catalog.runners.agentsock import AgentSocket
 from catalog.runners.egress import EgressProxy
+from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the runner's callers use these names
+    ETC_GENERATED,
+    ETC_SHARED,
+    INSIDE_UID,
+    SandboxUnavailable,
+    chown_tree,
+    is_root,
+    private_dir,
+    sandbox_image,
+    sandbox_root,
+    sandbox_uid,
+    short_socket_dir,
+)
+from catalog.runners.spawn import CGROUP_ROOT, Zygote, own_netns_supported, take_zygote
 
 MASK = "********"
 SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
 EGRESS_DIR = "/opt/goldpath/egress"  # holds the proxy's Unix socket
 AGENT_DIR = "/opt/goldpath/agent"  # holds the run's own agent socket
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
-INSIDE_UID = 1000  # the agent's uid and gid inside the sandbox ("agent" in its /etc/passwd)
-UID_BASE, UID_SPAN = 2_000_000_000, 1_000_000  # host uids a root worker gives its sandboxes (one per run)
 UNSANDBOXED_HINT = (
     "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
     "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox"
 )
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Host files a sandbox sees under /etc, read-only: what dynamic linking, TLS and `/usr/bin` alternatives need.
-ETC_SHARED = (
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "alternatives",
-    "ssl",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "localtime",
-    "nsswitch.conf",
-    "protocols",
-    "services",
-    "mime.types",
-    "os-release",
-)
-ETC_GENERATED = {
-    "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{INSIDE_UID}:{INSIDE_UID}:agent:/tmp:/bin/sh\n"
-    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-    "group": f"root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n",
-    "hosts": "127.0.0.1 localhost\n::1 localhost\n",
-    "resolv.conf": "# no DNS in a Goldpath sandbox: HTTP(S) goes through the proxy in HTTPS_PROXY\n",
-    "hostname": "sandbox\n",
-}
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def sandbox_uid() -> int:
-    """A host uid for one run's sandboxes when the worker is root (unused by anything else on the host)."""
-    return UID_BASE + random.randrange(UID_SPAN)
-
-
-def sandbox_root(configured: str | os.PathLike[str] | None = None) -> Path:
-    """Where runs keep their copies and scratch dirs: outside GOLDPATH_HOME (0700), reachable by sandbox uids.
-
-    The folder is this worker's (0711: others may pass through to the one run dir they own, not list it);
-    one that exists with another owner, or as a link, is refused (it could be planted in a shared /var/tmp).
-    """
-    path = Path(configured or os.environ.get("GOLDPATH_SANDBOX_ROOT") or f"/var/tmp/goldpath-sandboxes-{os.geteuid()}")
-    try:
-        path.mkdir(mode=0o711, parents=True)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise SandboxUnavailable(f"{path} is not a folder of this worker's user; set GOLDPATH_SANDBOX_ROOT")
-    if stat.S_IMODE(info.st_mode) != 0o711:
-        os.chmod(path, 0o711)
-    return path
-
-
-def private_dir(root: Path, prefix: str, uid: int | None) -> Path:
-    """A new 0700 folder under `root`, owned by the sandbox uid when the worker is root."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-    if uid is not None and is_root():
-        os.chown(path, uid, uid)
-    return path
-
-
-def chown_tree(top: Path, uid: int) -> None:
-    """Give a tree to the sandbox uid (links themselves, never their targets)."""
-    for dirpath, dirnames, filenames in os.walk(top):
-        os.lchown(dirpath, uid, uid)
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
-
-
-CLONE_NEWNET = 0x40000000
-SIOCSIFFLAGS, IFF_UP_RUNNING = 0x8914, 0x1 | 0x40
-_NETNS_OK: list[bool] = []
-
-
-def _unshare_net() -> None:
-    """Give the calling thread (only) a new network namespace with its loopback up."""
-    import ctypes
-    import fcntl
-    import socket
-    import struct
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", IFF_UP_RUNNING, b""))
-
-
-def own_netns_supported() -> bool:
-    """Whether this worker can make a sandbox's network namespace itself (root with CAP_SYS_ADMIN)."""
-    if not _NETNS_OK:
-        ok: list[bool] = []
-
-        def probe() -> None:
-            try:
-                _unshare_net()
-                ok.append(True)
-            except OSError:
-                ok.append(False)
-
-        thread = threading.Thread(target=probe)
-        thread.start()
-        thread.join()
-        _NETNS_OK.append(is_root() and bool(ok and ok[0]))
-    return _NETNS_OK[0]
-
-
-_IMAGES: dict[tuple[str, str], Path] = {}
-
-
-def _image_key() -> str:
-    """What the shared read-only image is made of: our files' content, the generated /etc, the host's /etc."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256(json.dumps(ETC_GENERATED, sort_keys=True).encode())
-    for path in sorted((here.parent / "demo_agent").glob("*.py")) + [here / "forwarder.py"]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for name in ETC_SHARED:
-        try:
-            info = os.lstat(f"/etc/{name}")
-            digest.update(f"{name}:{info.st_mtime_ns}:{info.st_size}".encode())
-        except OSError:
-            pass
-    return digest.hexdigest()[:16]
-
-
-def sandbox_image(root: Path) -> Path:
-    """The read-only files every sandbox of this worker sees: its /etc and /opt/goldpath/lib (the demo agent and
-    the forwarder). Built once per content (staged, then renamed into place), bound read-only: no copy per run."""
-    cache = (str(root), "")
-    found = _IMAGES.get(cache)
-    if found is not None and found.is_dir():
-        return found
-    path = root / f"image-{_image_key()}"
-    if not path.is_dir():
-        stage = Path(tempfile.mkdtemp(prefix=".image-", dir=root))
-        here = Path(__file__).resolve().parent
-        lib = stage / "lib"
-        shutil.copytree(
-            here.parent / "demo_agent", lib / "catalog" / "demo_agent", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        (lib / "catalog" / "__init__.py").write_text("")
-        shutil.copyfile(here / "forwarder.py", lib / "goldpath_forwarder.py")
-        etc = stage / "etc"
-        etc.mkdir()
-        for name in ETC_SHARED:
-            source = Path("/etc") / name
-            if source.is_symlink() or source.is_file():
-                shutil.copy2(source, etc / name, follow_symlinks=not source.is_symlink())
-            elif source.is_dir():
-                shutil.copytree(source, etc / name, symlinks=True, ignore=shutil.ignore_patterns("private"))
-        for name, text in ETC_GENERATED.items():
-            (etc / name).write_text(text)
-        _readable(stage)  # whatever the process umask: sandbox uids read it, bound read-only
-        try:
-            os.rename(stage, path)
-        except OSError:  # another runner made it first: use theirs
-            shutil.rmtree(stage, ignore_errors=True)
-    _IMAGES[cache] = path
-    return path
 
 
 class _Drain:
@@ -228,24 +77,6 @@ class _Drain:
                 pass
         except OSError:
             pass
-
-
-def _readable(top: Path) -> None:
-    for dirpath, _dirs, files in os.walk(top):
-        os.chmod(dirpath, 0o755)
-        for name in files:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o644)
-
-
-def short_socket_dir(runner_id: str) -> Path:
-    """Where a runner's sockets go when its scratch dir's path is too long for AF_UNIX."""
-    return Path(tempfile.gettempdir()) / f"gp-sock-{runner_id}"
-
-
-class SandboxUnavailable(RuntimeError):
-    """bwrap is missing and the operator did not allow unsandboxed runs."""
 
 
 def expand_argv(template: list[str], prompt: str, index: int = 0) -> list[str]:
@@ -330,7 +161,8 @@ class SandboxRunner:
         self.python = python
         # a root worker makes the sandbox's network namespace itself and listens on its loopback proxy port:
         # no forwarder process inside (others: a forwarder relays to the proxy's Unix socket)
-        self.own_netns = bool(self.bwrap) and isinstance(network, list) and own_netns_supported()
+        self.own_netns = bool(self.bwrap) and own_netns_supported()
+        self._zygote: Zygote | None = None
         self.capture_stdout = capture_stdout  # > 0: keep up to this many bytes of stdout, unlogged
         self.stdout = bytearray()
         self.stdout_truncated = False
@@ -346,7 +178,6 @@ class SandboxRunner:
         self._agent_socket: AgentSocket | None = None
         self._cgroups: list[Path] = []
         self._log_lock = threading.Lock()
-        self._released = threading.Event()  # ends the thread that started a sandbox in its own netns
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # cancel() wakes execute() at once
         self._wake = _Drain(self._wake_r)
 
@@ -616,9 +447,8 @@ class SandboxRunner:
         return pids
 
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
-        """Start the process; with `own_netns`, from a thread that first moved into a new network namespace
-        (namespaces are per thread: the worker's other threads keep the host's) and bound the sandbox's proxy
-        port there, which the egress proxy then serves."""
+        """Start the process: as root through a zygote (catalog.runners.spawn: own network namespace and cgroups,
+        made ahead of time), otherwise bwrap directly."""
         _, _, cwd = self._paths()
 
         def popen() -> subprocess.Popen[bytes]:
@@ -634,40 +464,32 @@ class SandboxRunner:
             )
 
         if not self.own_netns:
+            self._setup_cgroups()
             return popen()
-        import socket
+        limits = (self.memory_mb << 20 if self.memory_mb else None, self.max_processes or None)
+        zygote = self._zygote = take_zygote(self._python(), self.proxy_port, limits)
+        self._adopt_cgroups(zygote)
+        rlimits = [("RLIMIT_CPU", int(self.time_limit) + 5)]
+        rlimits += [("RLIMIT_AS", self.memory_mb << 20)] if self.memory_mb else []
+        rlimits += [("RLIMIT_NPROC", self.max_processes)] if self.max_processes else []
+        zygote.go(args, self.build_env(), rlimits, self.uid)
+        assert zygote.proc is not None and zygote.listener is not None
+        if isinstance(self.network, list) and self._proxy is not None:
+            self._proxy.start(zygote.listener)  # the proxy serves the sandbox's own loopback port
+        else:
+            zygote.listener.close()  # no network: nothing listens, a connection is refused
+        return zygote.proc
 
-        made: dict[str, object] = {}
-        ready = threading.Event()
-
-        def in_new_netns() -> None:
+    def _adopt_cgroups(self, zygote: Zygote) -> None:
+        """The zygote's cgroups (limits already set) become this run's, named after it for the reaper."""
+        for path in zygote.cgroups:
+            target = path.parent / f"goldpath-{self.run_id}"
             try:
-                _unshare_net()
-                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind(("127.0.0.1", self.proxy_port))
-                listener.listen(128)
-                made["listener"] = listener
-                made["proc"] = popen()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                made["error"] = exc
-                return
-            finally:
-                ready.set()
-            # bwrap's --die-with-parent follows the thread that started it: this one lives as long as the sandbox
-            self._released.wait()
-
-        thread = threading.Thread(target=in_new_netns, name=f"sandbox-netns-{self.run_id}", daemon=True)
-        thread.start()
-        ready.wait()
-        if "error" in made:
-            listener = made.get("listener")
-            if isinstance(listener, socket.socket):
-                listener.close()
-            raise made["error"]  # type: ignore[misc]
-        assert self._proxy is not None
-        self._proxy.start(made["listener"])  # type: ignore[arg-type]
-        return made["proc"]  # type: ignore[return-value]
+                os.rename(path, target)
+            except OSError:
+                target = path
+            self._cgroups.append(target)
+        self.limits_applied.update(zygote.applied)
 
     def _pump(self, stream: str, pipe) -> None:
         if stream == "stdout" and self.capture_stdout:
@@ -683,7 +505,6 @@ class SandboxRunner:
 
     def execute(self) -> tuple[str, int | None]:
         """Start the process, stream lines, heartbeat, enforce the time limit."""
-        self._setup_cgroups()
         rl = {"rlimit_cpu_s": int(self.time_limit) + 5}
         if self.memory_mb:
             rl["rlimit_as_bytes"] = self.memory_mb << 20
@@ -740,7 +561,8 @@ class SandboxRunner:
         return status, code
 
     def cleanup(self) -> None:
-        self._released.set()
+        if self._zygote is not None:
+            self._zygote.released.set()
         if self._proxy:
             self._proxy.stop()
         if self._agent_socket:
