@@ -138,6 +138,8 @@ def test_only_registered_repositories_of_the_team(api, people, world, repository
     data = launch(api, people["alice"], "read theirs", repository=repository, status=400)
     assert data["repository"] == [f"No repository {repository} is registered for your teams."]
     assert (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.create").count()) == before
+    refusal = AuditEvent.objects.filter(verb="repository.use_denied").latest("id")  # an audited refusal
+    assert refusal.actor_repr == "alice" and refusal.payload == {"repository": repository, "for": "agent_group"}
 
 
 def test_a_lower_classification_than_the_repository_is_refused(api, people, world):

@@ -39,7 +39,7 @@ from ..models import (
 from ..policy import PolicyContext, decide
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
-from .repositories import repository_for_use, valid_ref_name
+from .repositories import repository_for_use, repository_use_denied, valid_ref_name
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 
@@ -67,8 +67,18 @@ def _team_for(actor: Any, team: Team | None) -> Team:
 # --- launch -----------------------------------------------------------------------------------
 
 
+def agent_group_create(**kwargs: Any) -> AgentGroup:
+    """Fan a prompt out to agents (see _agent_group_create); a refused repository is audited, as every decision."""
+    try:
+        return _agent_group_create(**kwargs)
+    except InvalidInput as exc:
+        if "repository" in exc.errors:
+            repository_use_denied(actor=kwargs.get("actor"), slug=kwargs.get("repository"), purpose="agent_group")
+        raise
+
+
 @transaction.atomic
-def agent_group_create(
+def _agent_group_create(
     *,
     actor: Any,
     prompt: str,

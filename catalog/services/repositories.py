@@ -251,3 +251,16 @@ def repository_for_use(*, actor: Any, slug: str) -> Repository:
             "Unknown repository.", errors={"repository": [f"No repository {shown} is registered for your teams."]}
         )
     return repository
+
+
+def repository_use_denied(*, actor: Any, slug: Any, purpose: str) -> None:
+    """Audit a refused use of a repository (another team's, a path, a URL): written in its own transaction by the
+    caller after the refused request rolled back, so the refusal stays in the audit log."""
+    shown = str(slug)[:200] if slug is not None else ""
+    audit.record(
+        actor=actor,
+        verb="repository.use_denied",
+        target_type="repository",
+        target_repr=shown,
+        payload={"repository": shown, "for": purpose},
+    )

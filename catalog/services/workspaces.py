@@ -16,11 +16,14 @@ from django.utils import timezone
 
 from .. import audit, permissions
 from ..conf import goldpath_settings
+from ..gitrefs import ref_error
 from ..models import (
     ACTIVE_BUILD_STATUSES,
     BUILTIN_VARIABLES,
     AITool,
     BuildStatus,
+    DataClassification,
+    Repository,
     Team,
     TeamQuota,
     TemplateVersion,
@@ -34,9 +37,12 @@ from ..models import (
 from ..policy import PolicyContext, decide_many
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
+from .repositories import repository_for_use
 
 W = WorkspaceStatus
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+REF_PARAMETERS = frozenset({"ref"})  # template variables whose value must be a git ref name or commit sha
+REPOSITORY_PARAMETER = "repository"  # a template variable of this name takes a registered repository's slug
 
 # transition -> (workspace states it may start from, state while the build runs)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -106,6 +112,8 @@ def validate_parameters(version: TemplateVersion, values: Any) -> dict[str, Any]
             errors[name] = ["This parameter is required."]
             continue
         err = _check_type(spec.get("type", "any"), value)
+        if name in REF_PARAMETERS and value is not None and not err:
+            err = ref_error(value)  # a ref reaches git: never an option such as --orphan=x
         if err:
             errors[name] = [err]
         elif spec.get("required") and isinstance(value, str) and not value.strip():
@@ -132,12 +140,45 @@ def _resolve_tools(slugs: Any) -> list[AITool]:
     return [tools[s] for s in slugs]
 
 
-def policy_context(template: WorkspaceTemplate) -> PolicyContext:
-    return PolicyContext(classification=template.data_classification, template=template)
+def resolve_repository(version: TemplateVersion, clean: dict[str, Any], *, actor: Any, team: Team) -> Repository | None:
+    """The registered repository the `repository` parameter names by slug (never a free path or URL: that would
+    let a developer clone other teams' checkouts, file:// or services on the worker's network). None when the
+    version declares no such parameter or no value is given; 400 under parameters.repository otherwise."""
+    if REPOSITORY_PARAMETER not in {p["name"] for p in version.parameters}:
+        return None
+    slug = clean.get(REPOSITORY_PARAMETER)
+    if slug is None or slug == "":
+        return None
+    try:
+        repository = repository_for_use(actor=actor, slug=slug)
+    except InvalidInput as exc:
+        raise InvalidInput("The repository is not valid.", errors={"parameters": exc.errors}) from exc
+    if not permissions.is_platform(actor) and not repository.teams.filter(pk=team.pk).exists():
+        message = f"Repository {repository.slug} is not registered for team {team.slug}."
+        raise InvalidInput(message, errors={"parameters": {REPOSITORY_PARAMETER: [message]}})
+    clean[REPOSITORY_PARAMETER] = repository.slug  # the user-facing value stays the slug
+    return repository
 
 
-def _check_policy(user: Any, tools: list[AITool], template: WorkspaceTemplate) -> None:
-    decisions = decide_many(user, tools, policy_context(template))
+def workspace_classification(template: WorkspaceTemplate, repository: Repository | None) -> str:
+    """The higher of the template's and the repository's data classification."""
+    classification = template.data_classification
+    if repository is not None and DataClassification.rank(repository.data_classification) > DataClassification.rank(
+        classification
+    ):
+        return repository.data_classification
+    return classification
+
+
+def policy_context(template: WorkspaceTemplate, classification: str | None = None) -> PolicyContext:
+    """The policy's context for a workspace: its classification (the template's unless given) and template."""
+    return PolicyContext(classification=classification or template.data_classification, template=template)
+
+
+def _check_policy(
+    user: Any, tools: list[AITool], template: WorkspaceTemplate, classification: str | None = None
+) -> None:
+    decisions = decide_many(user, tools, policy_context(template, classification))
     denied = [
         {"tool": tool.slug, "reasons": [r.as_dict() for r in decisions[tool.pk].reasons]}
         for tool in tools
@@ -274,7 +315,9 @@ def workspace_create(
             raise InvalidInput("You belong to no team; a workspace belongs to a team.", errors={"team": ["No team."]})
     elif not permissions.is_platform(actor) and not team.members.filter(pk=actor.pk).exists():
         raise NotPermitted("You are not a member of this team.")
-    _check_policy(actor, tool_objs, template)
+    repository = resolve_repository(version, clean, actor=actor, team=team)
+    classification = workspace_classification(template, repository)
+    _check_policy(actor, tool_objs, template, classification)
     if ttl_hours is None:
         ttl_hours = goldpath_settings.WORKSPACE_DEFAULT_TTL_HOURS or None
     with transaction.atomic():
@@ -295,7 +338,7 @@ def workspace_create(
                     template=template,
                     template_version=version,
                     parameters=clean,
-                    classification=template.data_classification,
+                    classification=classification,
                     status=W.PENDING,
                     ttl_hours=ttl_hours,
                     last_activity_at=timezone.now(),
@@ -316,6 +359,7 @@ def workspace_create(
                 "version": version.number,
                 "tools": [t.slug for t in tool_objs],
                 "parameters": _audit_params(version, clean),
+                "classification": classification,
                 "build": build.pk,
             },
         )
@@ -384,16 +428,26 @@ def workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = None
             declared = {p["name"] for p in version.form_parameters}
             merged = {k: v for k, v in merged.items() if k in declared or k in (parameters or {})}
         clean = validate_parameters(version, merged)
+        repository = resolve_repository(version, clean, actor=actor, team=ws.team)
+        classification = workspace_classification(ws.template, repository)
+        if classification != ws.classification:
+            _check_policy(ws.owner, list(ws.tools.all()), ws.template, classification)
         previous = ws.template_version.number
         ws.template_version = version
         ws.parameters = clean
-        ws.save(update_fields=["template_version", "parameters", "updated_at"])
+        ws.classification = classification
+        ws.save(update_fields=["template_version", "parameters", "classification", "updated_at"])
         build = _new_build(ws, Transition.START, actor, during)
         audit.record(
             actor=actor,
             verb="workspace.update",
             target=ws,
-            payload={"build": build.pk, "from_version": previous, "to_version": version.number},
+            payload={
+                "build": build.pk,
+                "from_version": previous,
+                "to_version": version.number,
+                "classification": classification,
+            },
         )
     return build
 
