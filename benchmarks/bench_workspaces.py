@@ -159,6 +159,18 @@ def child(backend: str, count: int, single: int) -> dict:
     user = UserFactory(username="bench", role="developer")
     team.members.add(user)
     user.groups.add(team.group)
+    # workspaces name a registered repository by slug; the build passes its checked path to Terraform
+    from catalog.services.repositories import repository_create
+    from tests.agent_helpers import make_repo
+
+    repo = make_repo()
+    repository_create(
+        actor=UserFactory(username="bench-platform", role="platform_engineer"),
+        slug="bench-repo",
+        name="Bench repository",
+        url=str(repo),
+        teams=["bench"],
+    )
     template = template_services.template_create(actor=None, slug="bench", name="Bench")
     version, _ = template_services.template_version_create(template=template, actor=None, files=TEMPLATE)
     template_services.validate_and_publish(version.pk)
@@ -167,11 +179,13 @@ def child(backend: str, count: int, single: int) -> dict:
     template_services.template_version_activate(version=version, actor=None)
     template.refresh_from_db()
 
-    direct = [_direct_run(Path(settings.GOLDPATH_HOME) / "direct" / str(i)) for i in range(single)]
+    direct = [_direct_run(Path(settings.GOLDPATH_HOME) / "direct" / str(i), str(repo)) for i in range(single)]
 
     def create(name: str) -> str:
         return str(
-            ws_services.workspace_create(actor=user, name=name, template=template, parameters={"repository": "/r"}).pk
+            ws_services.workspace_create(
+                actor=user, name=name, template=template, parameters={"repository": "bench-repo"}
+            ).pk
         )
 
     def wait_running(ids: list[str], timeout: float = 900) -> float:
@@ -260,13 +274,14 @@ def _start_worker(concurrency: int, name: str) -> subprocess.Popen:
     return proc
 
 
-def _direct_run(folder: Path) -> float:
-    """The same template by a plain script: init, plan -out, apply the plan (local state)."""
+def _direct_run(folder: Path, repository: str) -> float:
+    """The same template by a plain script: init, plan -out, apply the plan (local state), given the
+    repository's resolved address as the portal would."""
     folder.mkdir(parents=True, exist_ok=True)
     for rel, text in TEMPLATE.items():
         (folder / rel).write_text(text)
     (folder / "terraform.tfvars.json").write_text(
-        json.dumps({"repository": "/r", "goldpath_workspace_id": folder.name, "goldpath_home": str(folder)})
+        json.dumps({"repository": repository, "goldpath_workspace_id": folder.name, "goldpath_home": str(folder)})
     )
     env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
     binary = os.environ.get("GOLDPATH_TERRAFORM_BIN") or shutil.which("terraform") or "terraform"

@@ -17,12 +17,13 @@ from catalog.services import access
 from catalog.services import workspaces as ws_services
 from catalog.services.builds import build_claim, build_finish, build_heartbeat, builds_reap
 from tests.conftest import wait_for
-from tests.workspace_helpers import granted_tools, published_template
+from tests.workspace_helpers import granted_tools, published_template, sample_repository
 
-PARAMS = {"repository": "/tmp/repo"}
+PARAMS = {"repository": "sample"}
 
 
 def make_ws(people, template, **kw):
+    sample_repository(people)
     return ws_services.workspace_create(
         actor=people["alice"], name=kw.pop("name", "dev"), template=template, parameters=PARAMS, **kw
     )

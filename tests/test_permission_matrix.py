@@ -133,11 +133,12 @@ def build_agents_world(w: SimpleNamespace) -> None:
 def build_workspace_world(w: SimpleNamespace) -> None:
     from catalog.models import BuildStatus, TemplateVersion, WorkspaceBuild
     from catalog.services import workspaces as ws_services
-    from tests.workspace_helpers import published_template
+    from tests.workspace_helpers import published_template, sample_repository
 
     template = published_template("sandbox")
     TemplateVersion.objects.create(template=template, number=2, files={"main.tf": "#2"}, content_hash="h2")
-    params = {"repository": "/tmp/repo"}
+    sample_repository(w.people, slug="ws-repo")
+    params = {"repository": "ws-repo"}
 
     def made(name: str, status: str):
         ws = ws_services.workspace_create(actor=w.people["alice"], name=name, template=template, parameters=params)
@@ -277,7 +278,7 @@ MATRIX: dict[str, Row] = {
         # admin belongs to no team: a workspace needs one (400)
         POST=expect(
             403,
-            body={"name": "new", "template": "sandbox", "parameters": {"repository": "/r"}},
+            body={"name": "new", "template": "sandbox", "parameters": {"repository": "ws-repo"}},
             developer=201,
             platform_engineer=201,
             admin=400,

@@ -735,13 +735,14 @@ def test_report_defaults_to_the_last_twelve_whole_weeks(people, api):
 def test_workspace_services_record_usage_and_the_report_counts_it(people, teams, api):
     from catalog.services import builds as build_services
     from catalog.services import workspaces as ws_services
-    from tests.workspace_helpers import granted_tools, published_template
+    from tests.workspace_helpers import granted_tools, published_template, sample_repository
 
     tools = granted_tools(people, teams)
     template = published_template(tools=[tools["claude-code"]])
     alice = people["alice"]
+    sample_repository(people)
     ws = ws_services.workspace_create(
-        actor=alice, name="pay-1", template=template, parameters={"repository": "x"}, tools=["claude-code"]
+        actor=alice, name="pay-1", template=template, parameters={"repository": "sample"}, tools=["claude-code"]
     )
     first = ws.latest_build
     build_services.build_claim(first.pk)

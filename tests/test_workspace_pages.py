@@ -7,14 +7,18 @@ import pytest
 
 from catalog.models import Workspace
 from catalog.services.builds import build_log
-from tests.workspace_helpers import granted_tools, published_template
+from tests.workspace_helpers import granted_tools, published_template, sample_repository
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def world(people, teams):
-    return {"tools": granted_tools(people, teams), "template": published_template()}
+    return {
+        "tools": granted_tools(people, teams),
+        "template": published_template(),
+        "repository": sample_repository(people),
+    }
 
 
 def login(client, user):
@@ -33,7 +37,9 @@ def test_gallery_and_template_page(world, people, client):
 def test_form_is_generated_from_the_schema_and_tools_follow_the_policy(world, people, client):
     login(client, people["alice"])
     html = client.get("/golden-paths/sandbox/new-workspace/").content.decode()
-    assert 'name="repository"' in html and 'name="memory_mb" type="number"' in html
+    assert '<select id="id_repository" name="repository" required>' in html  # a picker, never a free path
+    assert '<option value="sample">Sample (sample, internal)</option>' in html
+    assert 'name="memory_mb" type="number"' in html
     assert 'type="checkbox" name="allow_network"' in html
     assert "goldpath_workspace_id" not in html  # built-ins are never shown
     assert 'value="claude-code"' in html and 'value="aider"' in html
@@ -51,7 +57,7 @@ def test_form_errors_then_create_then_workspace_page(world, people, client):
     assert r.status_code == 400 and b"This parameter is required." in r.content
     r = client.post(
         "/golden-paths/sandbox/new-workspace/",
-        {"name": "dev", "repository": "/tmp/repo", "display_name": "<b>x</b>", "tools": ["aider"]},
+        {"name": "dev", "repository": "sample", "display_name": "<b>x</b>", "tools": ["aider"]},
     )
     ws = Workspace.objects.get()
     assert r.status_code == 302 and r.url == f"/workspaces/{ws.pk}/"
@@ -70,7 +76,7 @@ def test_other_developer_gets_404_and_actions_need_the_owner(world, people, clie
     from catalog.services import workspaces as ws_services
 
     ws = ws_services.workspace_create(
-        actor=people["alice"], name="dev", template=world["template"], parameters={"repository": "/r"}
+        actor=people["alice"], name="dev", template=world["template"], parameters={"repository": "sample"}
     )
     login(client, people["dave"])
     assert client.get(f"/workspaces/{ws.pk}/").status_code == 404
@@ -85,7 +91,7 @@ def test_update_available_and_draft_diagnostics_are_shown(world, people, client)
     from catalog.services import workspaces as ws_services
 
     ws = ws_services.workspace_create(
-        actor=people["alice"], name="dev", template=world["template"], parameters={"repository": "/r"}
+        actor=people["alice"], name="dev", template=world["template"], parameters={"repository": "sample"}
     )
     ws.builds.update(status="succeeded")
     type(ws).objects.filter(pk=ws.pk).update(status="running")

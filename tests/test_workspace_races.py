@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from catalog.models import Workspace, WorkspaceBuild
 from catalog.services import workspaces as ws_services
 from tests.conftest import wait_for
-from tests.workspace_helpers import published_template
+from tests.workspace_helpers import published_template, sample_repository
 
 TRIVIAL = {
     "main.tf": 'variable "repository" {\n  type = string\n}\nresource "terraform_data" "w" {\n'
@@ -27,8 +27,9 @@ def test_twenty_concurrent_start_stop_requests(celery_worker, people, teams):
     from rest_framework.authtoken.models import Token
 
     template = published_template("trivial", parameters=PARAMS, files=TRIVIAL)
+    sample_repository(people)
     ws = ws_services.workspace_create(
-        actor=people["alice"], name="race", template=template, parameters={"repository": "/r"}
+        actor=people["alice"], name="race", template=template, parameters={"repository": "sample"}
     )
     wait_for(lambda: not Workspace.objects.get(pk=ws.pk).builds.filter(status__in=["pending", "running"]).exists(), 60)
     token = Token.objects.create(user=people["alice"]).key

@@ -19,6 +19,7 @@ from catalog.services import templates as template_services
 from catalog.services import workspaces as ws_services
 from tests.conftest import WorkerProcess, wait_for
 from tests.tf.templates import BROKEN, ECHO
+from tests.workspace_helpers import sample_repository
 
 INJECTION = 'x"; rm -rf ~ # $(id) ${file("/etc/passwd")} `id`'
 
@@ -35,7 +36,9 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def publish(files, slug="echo", actor=None):
+def publish(files, slug="echo", actor=None, people=None):
+    if people is not None:
+        sample_repository(people)  # the workspaces below name it by slug
     template = template_services.template_create(actor=actor, slug=slug, name=slug.title())
     version, _ = template_services.template_version_create(template=template, actor=actor, files=files)
     ok, parameters, diagnostics = template_services.validate_files(files)
@@ -63,11 +66,11 @@ def latest(ws):
 
 
 def test_create_stop_start_delete_through_the_worker(celery_worker, people, teams, api):
-    template = publish(ECHO)
+    template = publish(ECHO, people=people)
     client = api(people["alice"])
     r = client.post(
         "/api/v1/workspaces/",
-        {"name": "dev", "template": "echo", "parameters": {"repository": "/r", "display_name": INJECTION}},
+        {"name": "dev", "template": "echo", "parameters": {"repository": "sample", "display_name": INJECTION}},
         format="json",
     )
     assert r.status_code == 201, r.json()
@@ -93,9 +96,9 @@ def test_create_stop_start_delete_through_the_worker(celery_worker, people, team
 
 
 def test_terraform_error_fails_the_build_with_the_diagnostic(celery_worker, people, teams):
-    template = publish(ECHO)
+    template = publish(ECHO, people=people)
     ws = ws_services.workspace_create(
-        actor=people["alice"], name="bad", template=template, parameters={"repository": "/r", "sleep_s": -1}
+        actor=people["alice"], name="bad", template=template, parameters={"repository": "sample", "sleep_s": -1}
     )
     ws = settled(ws.pk)
     build = latest(ws)
@@ -148,13 +151,13 @@ def test_upload_refuses_unsafe_archives_and_accepts_a_good_one(people, teams, ap
 
 
 def test_missing_binary_is_a_clear_error(transactional_db, people, teams, monkeypatch):
-    template = publish(ECHO)
+    template = publish(ECHO, people=people)
     monkeypatch.setenv("GOLDPATH_TERRAFORM_BIN", "/nonexistent/terraform")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     worker = WorkerProcess().start()
     try:
         ws = ws_services.workspace_create(
-            actor=people["alice"], name="nobin", template=template, parameters={"repository": "/r"}
+            actor=people["alice"], name="nobin", template=template, parameters={"repository": "sample"}
         )
         ws = settled(ws.pk)
     finally:
@@ -165,10 +168,10 @@ def test_missing_binary_is_a_clear_error(transactional_db, people, teams, monkey
 
 
 def test_sigkill_mid_apply_is_reaped_and_the_next_start_succeeds(transactional_db, people, teams):
-    template = publish(ECHO)
+    template = publish(ECHO, people=people)
     worker = WorkerProcess().start()
     ws = ws_services.workspace_create(
-        actor=people["alice"], name="slow", template=template, parameters={"repository": "/r", "sleep_s": 30}
+        actor=people["alice"], name="slow", template=template, parameters={"repository": "sample", "sleep_s": 30}
     )
     wait_for(lambda: WorkspaceBuild.objects.filter(workspace=ws, status="running", pgid__isnull=False).exists(), 30)
     wait_for(lambda: latest(Workspace.objects.get(pk=ws.pk)).log_lines.filter(stage="apply").exists(), 30)
@@ -185,7 +188,7 @@ def test_sigkill_mid_apply_is_reaped_and_the_next_start_succeeds(transactional_d
         build.refresh_from_db()
         assert build.status == "failed" and "heartbeat" in build.error
         wait_for(lambda: not group_alive(pgid), 10, message="terraform's process group to be gone")
-        Workspace.objects.filter(pk=ws.pk).update(parameters={"repository": "/r", "sleep_s": 0})
+        Workspace.objects.filter(pk=ws.pk).update(parameters={"repository": "sample", "sleep_s": 0})
         ws.refresh_from_db()
         ws_services.workspace_start(workspace=ws, actor=people["alice"])
         ws = settled(ws.pk, 90)

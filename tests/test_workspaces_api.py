@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import AuditEvent, TeamQuota, Workspace, WorkspaceBuild
-from tests.workspace_helpers import granted_tools, published_template
+from tests.workspace_helpers import granted_tools, published_template, sample_repository
 
 pytestmark = pytest.mark.django_db
 
@@ -16,11 +16,11 @@ URL = "/api/v1/workspaces/"
 def world(people, teams):
     tools = granted_tools(people, teams)
     template = published_template()
-    return {"tools": tools, "template": template}
+    return {"tools": tools, "template": template, "repository": sample_repository(people)}
 
 
 def body(**over):
-    data = {"name": "dev", "template": "sandbox", "parameters": {"repository": "/tmp/repo"}, "tools": ["claude-code"]}
+    data = {"name": "dev", "template": "sandbox", "parameters": {"repository": "sample"}, "tools": ["claude-code"]}
     data.update(over)
     return data
 
@@ -46,10 +46,10 @@ def test_create_answers_201_with_status_and_latest_build(world, people, api):
     [
         ({"parameters": {}}, "repository"),
         ({"parameters": {"repository": ""}}, "repository"),
-        ({"parameters": {"repository": "/r", "memory_mb": "lots"}}, "memory_mb"),
-        ({"parameters": {"repository": "/r", "allow_network": "yes"}}, "allow_network"),
-        ({"parameters": {"repository": "/r", "nope": 1}}, "nope"),
-        ({"parameters": {"repository": "/r", "goldpath_workspace_id": "x"}}, "goldpath_workspace_id"),
+        ({"parameters": {"repository": "sample", "memory_mb": "lots"}}, "memory_mb"),
+        ({"parameters": {"repository": "sample", "allow_network": "yes"}}, "allow_network"),
+        ({"parameters": {"repository": "sample", "nope": 1}}, "nope"),
+        ({"parameters": {"repository": "sample", "goldpath_workspace_id": "x"}}, "goldpath_workspace_id"),
     ],
 )
 def test_invalid_parameters_answer_400_with_field_errors_and_create_nothing(world, people, api, over, field):
@@ -89,6 +89,7 @@ def test_policy_denial_answers_403_with_reasons_and_creates_nothing(world, peopl
 
 def test_template_that_does_not_offer_the_tool_is_refused(people, teams, api):
     tools = granted_tools(people, teams)
+    sample_repository(people)
     published_template("narrow", tools=[tools["aider"]])
     r = api(people["alice"]).post(URL, body(template="narrow", tools=["claude-code"]), format="json")
     assert r.status_code == 403
@@ -178,7 +179,7 @@ def test_template_detail_lists_parameters_without_builtins(world, people, api):
         "name": "repository",
         "type": "string",
         "default": None,
-        "description": "git URL or path",
+        "description": "a registered repository (slug)",
         "sensitive": False,
         "required": True,
     }

@@ -12,7 +12,7 @@ SANDBOX_PARAMETERS = [
         "name": "repository",
         "type": "string",
         "default": None,
-        "description": "git URL or path",
+        "description": "a registered repository (slug)",
         "sensitive": False,
         "required": True,
     },
@@ -67,3 +67,15 @@ def granted_tools(people, teams, team="payments"):
     for slug in ("claude-code", "aider"):
         access.grant_create(actor=people["bob"], team=teams[team], tool=tools[slug])
     return tools
+
+
+def sample_repository(people, *, slug="sample", teams=("payments",), classification="internal"):
+    """The registered repository `slug`, registered on first use by a platform engineer: a real local git
+    repository under GOLDPATH_HOME/repositories, so builds can resolve (and clone) it. Workspaces name it by slug."""
+    from catalog.models import Repository
+    from tests.agent_helpers import make_repo, register
+
+    existing = Repository.objects.filter(slug=slug).first()
+    if existing is not None:
+        return existing
+    return register(make_repo(), people, slug=slug, teams=teams, classification=classification)

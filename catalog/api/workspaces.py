@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, parsers, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from ..selectors import visible_builds, visible_workspaces
 from ..services import templates as template_services
 from ..services import workspaces as ws_services
 from ..services.errors import InvalidInput, NotPermitted
+from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
 
@@ -82,6 +83,7 @@ class VersionUploadSerializer(StrictSerializerMixin, serializers.Serializer):
 
 
 class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
+    parser_classes = PARSER_CLASSES
     lookup_field = "slug"
     serializer_class = TemplateSerializer
     queryset = WorkspaceTemplate.objects.select_related("owner_team", "active_version").prefetch_related("tools")
@@ -90,7 +92,7 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
         detail=True,
         methods=["get", "post"],
         url_path="versions",
-        parser_classes=[parsers.MultiPartParser, parsers.FormParser, parsers.JSONParser],
+        parser_classes=PARSER_CLASSES,
     )
     def versions(self, request: Request, slug: str | None = None) -> Response:
         template = self.get_object()
@@ -218,6 +220,7 @@ class WorkspaceUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
 class WorkspaceViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
+    parser_classes = PARSER_CLASSES
     serializer_class = WorkspaceSerializer
 
     def get_queryset(self):
@@ -282,6 +285,7 @@ class LogLineSerializer(serializers.ModelSerializer):
 
 
 class BuildViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    parser_classes = PARSER_CLASSES
     serializer_class = BuildSerializer
 
     def get_queryset(self):

@@ -22,10 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import select
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -52,7 +50,8 @@ from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the run
     sandbox_uid,
     short_socket_dir,
 )
-from catalog.runners.spawn import CGROUP_ROOT, Zygote, own_netns_supported, take_zygote
+from catalog.runners.sandbox_limits import Limits
+from catalog.runners.spawn import Zygote, own_netns_supported, take_zygote
 
 MASK = "********"
 SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
@@ -140,6 +139,7 @@ class SandboxRunner:
         python: str = "",
         capture_stdout: int = 0,
     ) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
         self.argv = list(argv)
         self.workdir = Path(workdir).resolve()
         self.env = dict(env or {})
@@ -162,12 +162,13 @@ class SandboxRunner:
         # a root worker makes the sandbox's network namespace itself and listens on its loopback proxy port:
         # no forwarder process inside (others: a forwarder relays to the proxy's Unix socket)
         self.own_netns = bool(self.bwrap) and own_netns_supported()
+        self.limits = Limits(
+            self.run_id, time_limit=time_limit, memory_mb=memory_mb, max_processes=max_processes, uid=self.uid
+        )
         self._zygote: Zygote | None = None
         self.capture_stdout = capture_stdout  # > 0: keep up to this many bytes of stdout, unlogged
         self.stdout = bytearray()
         self.stdout_truncated = False
-        self.run_id = uuid.uuid4().hex[:12]
-        self.limits_applied: dict[str, object] = {}
         self.egress_log: list[dict[str, object]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._canceled = threading.Event()
@@ -176,7 +177,6 @@ class SandboxRunner:
         self._sockets: Path | None = None
         self._proxy: EgressProxy | None = None
         self._agent_socket: AgentSocket | None = None
-        self._cgroups: list[Path] = []
         self._log_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # cancel() wakes execute() at once
         self._wake = _Drain(self._wake_r)
@@ -377,75 +377,6 @@ class SandboxRunner:
             },
         }
 
-    def _setup_cgroups(self) -> None:
-        for controller, file, value in (
-            ("memory", "memory.limit_in_bytes", self.memory_mb and self.memory_mb << 20),
-            ("pids", "pids.max", self.max_processes),
-        ):
-            if not value:
-                continue
-            base = CGROUP_ROOT / controller
-            if not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
-                continue
-            path = base / f"goldpath-{self.run_id}"
-            try:
-                path.mkdir()
-                (path / file).write_text(str(value))
-                self._cgroups.append(path)
-                self.limits_applied[f"cgroup_v1_{controller}"] = value
-            except OSError:
-                continue
-
-    def _preexec(self) -> None:
-        """In the child before exec: join the cgroups, set rlimits (inherited by bwrap and the agent)."""
-        for cg in self._cgroups:
-            try:
-                (cg / "cgroup.procs").write_text(str(os.getpid()))
-            except OSError:
-                pass
-        if self.memory_mb:
-            resource.setrlimit(resource.RLIMIT_AS, (self.memory_mb << 20,) * 2)
-        if self.max_processes:
-            resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes,) * 2)
-        cpu = int(self.time_limit) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        if self.uid is not None:  # last: joining cgroups needs root
-            os.setgroups([])
-            os.setresgid(self.uid, self.uid, self.uid)
-            os.setresuid(self.uid, self.uid, self.uid)
-
-    def _kill_tree(self) -> None:
-        """SIGTERM then SIGKILL the process group, and every pid left in our cgroups."""
-        proc = self._proc
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            for cg in self._cgroups:
-                try:
-                    for pid in (cg / "cgroup.procs").read_text().split():
-                        os.kill(int(pid), sig)
-                except (OSError, ValueError):
-                    pass
-            try:
-                proc.wait(timeout=wait)
-                if sig == signal.SIGTERM and not self._cgroup_pids():
-                    return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def _cgroup_pids(self) -> list[str]:
-        pids: list[str] = []
-        for cg in self._cgroups:
-            try:
-                pids += (cg / "cgroup.procs").read_text().split()
-            except OSError:
-                pass
-        return pids
-
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         """Start the process: as root through a zygote (catalog.runners.spawn: own network namespace and cgroups,
         made ahead of time), otherwise bwrap directly."""
@@ -458,38 +389,23 @@ class SandboxRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=self._preexec,
+                preexec_fn=self.limits.preexec,
                 env=self.build_env(),
                 cwd=None if self.sandboxed else cwd,
             )
 
         if not self.own_netns:
-            self._setup_cgroups()
+            self.limits.make_cgroups()
             return popen()
-        limits = (self.memory_mb << 20 if self.memory_mb else None, self.max_processes or None)
-        zygote = self._zygote = take_zygote(self._python(), self.proxy_port, limits)
-        self._adopt_cgroups(zygote)
-        rlimits = [("RLIMIT_CPU", int(self.time_limit) + 5)]
-        rlimits += [("RLIMIT_AS", self.memory_mb << 20)] if self.memory_mb else []
-        rlimits += [("RLIMIT_NPROC", self.max_processes)] if self.max_processes else []
-        zygote.go(args, self.build_env(), rlimits, self.uid)
+        zygote = self._zygote = take_zygote(self._python(), self.proxy_port, self.limits.cgroup_values)
+        self.limits.adopt(zygote)
+        zygote.go(args, self.build_env(), self.limits.rlimits(), self.uid)
         assert zygote.proc is not None and zygote.listener is not None
         if isinstance(self.network, list) and self._proxy is not None:
             self._proxy.start(zygote.listener)  # the proxy serves the sandbox's own loopback port
         else:
             zygote.listener.close()  # no network: nothing listens, a connection is refused
         return zygote.proc
-
-    def _adopt_cgroups(self, zygote: Zygote) -> None:
-        """The zygote's cgroups (limits already set) become this run's, named after it for the reaper."""
-        for path in zygote.cgroups:
-            target = path.parent / f"goldpath-{self.run_id}"
-            try:
-                os.rename(path, target)
-            except OSError:
-                target = path
-            self._cgroups.append(target)
-        self.limits_applied.update(zygote.applied)
 
     def _pump(self, stream: str, pipe) -> None:
         if stream == "stdout" and self.capture_stdout:
@@ -505,15 +421,7 @@ class SandboxRunner:
 
     def execute(self) -> tuple[str, int | None]:
         """Start the process, stream lines, heartbeat, enforce the time limit."""
-        rl = {"rlimit_cpu_s": int(self.time_limit) + 5}
-        if self.memory_mb:
-            rl["rlimit_as_bytes"] = self.memory_mb << 20
-        if self.max_processes:
-            rl["rlimit_nproc"] = self.max_processes
-        self.limits_applied.update(rl)
-        self.limits_applied["time_limit_s"] = self.time_limit
-        if self.uid is not None:
-            self.limits_applied["host_uid"] = self.uid
+        self.limits.record()
         args = self.build_args()
         self._log(
             "system",
@@ -541,7 +449,7 @@ class SandboxRunner:
                     status = "timed_out"
                 if status:
                     self._log("system", f"{status}: killing the process tree")
-                    self._kill_tree()
+                    self.limits.kill_tree(self._proc)
                     break
                 if now >= next_beat:
                     self.heartbeat()
@@ -555,8 +463,8 @@ class SandboxRunner:
         for t in pumps:
             t.join(timeout=2)
         if status is None:
-            if self._cgroup_pids():  # the agent exited but left children behind
-                self._kill_tree()
+            if self.limits.pids():  # the agent exited but left children behind
+                self.limits.kill_tree(self._proc)
             status = "succeeded" if code == 0 else "failed"
         return status, code
 
@@ -567,13 +475,7 @@ class SandboxRunner:
             self._proxy.stop()
         if self._agent_socket:
             self._agent_socket.stop()
-        for cg in self._cgroups:
-            for _ in range(500):
-                try:
-                    cg.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.005)
+        self.limits.remove()
         for path in {self._tmp, self._sockets} - {None}:
             shutil.rmtree(path, ignore_errors=True)
         with self._log_lock:
@@ -594,7 +496,7 @@ class SandboxRunner:
             exit_code=code,
             started=started,
             finished=_now(),
-            limits_applied=dict(self.limits_applied),
+            limits_applied=dict(self.limits.applied),
             sandbox=self.description(),
             egress=list(self.egress_log),
         )

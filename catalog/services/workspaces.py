@@ -37,7 +37,7 @@ from ..models import (
 from ..policy import PolicyContext, decide_many
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
-from .repositories import repository_for_use
+from .repositories import repository_for_use, repository_use_denied
 
 W = WorkspaceStatus
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -285,7 +285,16 @@ def _require_operator(actor: Any, workspace: Workspace) -> None:
 
 
 # --- services -----------------------------------------------------------------------------------
-def workspace_create(
+def workspace_create(**kwargs: Any) -> Workspace:
+    """Create a workspace (see _workspace_create); a refused repository is audited, as every decision."""
+    try:
+        return _workspace_create(**kwargs)
+    except InvalidInput as exc:
+        _audit_refused_repository(exc, kwargs.get("actor"), kwargs.get("parameters"))
+        raise
+
+
+def _workspace_create(
     *,
     actor: Any,
     name: str,
@@ -414,8 +423,24 @@ def workspace_delete(*, workspace: Workspace, actor: Any) -> WorkspaceBuild:
     return _transition(workspace, actor, "delete")
 
 
+def _audit_refused_repository(exc: InvalidInput, actor: Any, parameters: Any) -> None:
+    """A refused repository parameter is an audited decision (written after the refused request rolled back)."""
+    errors = exc.errors.get("parameters")
+    if isinstance(errors, dict) and REPOSITORY_PARAMETER in errors:
+        slug = parameters.get(REPOSITORY_PARAMETER) if isinstance(parameters, dict) else None
+        repository_use_denied(actor=actor, slug=slug, purpose="workspace")
+
+
 def workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = None) -> WorkspaceBuild:
     """Move to the template's active version and/or new parameters, then rebuild (start)."""
+    try:
+        return _workspace_update(workspace=workspace, actor=actor, parameters=parameters)
+    except InvalidInput as exc:
+        _audit_refused_repository(exc, actor, parameters)
+        raise
+
+
+def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = None) -> WorkspaceBuild:
     sources, during = TRANSITIONS["update"]
     with transaction.atomic():
         ws = _lock(workspace)

@@ -22,14 +22,42 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from .. import permissions
 from ..conf import goldpath_settings
-from ..models import AITool, BuildStatus, Transition, Workspace, WorkspaceBuild, WorkspaceStatus
+from ..models import (
+    AITool,
+    BuildStatus,
+    DataClassification,
+    Repository,
+    Transition,
+    Workspace,
+    WorkspaceBuild,
+    WorkspaceStatus,
+)
+from ..repository_urls import check_at_use
 from ..services import builds as build_services
 from ..services import templates as template_services
 from ..services import workspaces as ws_services
 from ..services.access import tool_use_record
 
 log = logging.getLogger(__name__)
+
+# Fixed messages for a workspace's repository at build time: never raw git or server text.
+REPOSITORY_MISSING = "Repository {slug} is no longer registered; update the workspace to use a registered repository."
+REPOSITORY_NOT_FOR_TEAM = (
+    "Repository {slug} is no longer registered for team {team}; update the workspace to use one that is."
+)
+REPOSITORY_REFUSED = (
+    "Repository {slug} was not cloned: its address is no longer allowed. "
+    "A platform engineer must correct its registration."
+)
+REPOSITORY_NEEDS_CREDENTIAL = (
+    "Repository {slug} needs a credential; workspaces of repositories with a credential are not supported yet."
+)
+
+
+class RepositoryRefused(Exception):
+    """The workspace's repository may not be used by this build; the message is fixed and safe to show."""
 
 
 @shared_task(name="catalog.tasks.provisioning.publish_version")
@@ -169,10 +197,46 @@ def _runner_pgid(runner: Any) -> int | None:
     return None
 
 
-def _policy_recheck(build: WorkspaceBuild, ws: Workspace) -> list[dict]:
-    """Decide each tool again at the moment of use (audited); returns the denials."""
+def resolve_repository(build: WorkspaceBuild, ws: Workspace) -> Repository | None:
+    """The registered repository the build's `repository` parameter names (a slug), checked again at the moment
+    of use: still registered, still for the workspace's team, its address still allowed (`check_at_use`, which
+    also resolves the host). None when the template takes no repository. Raises RepositoryRefused."""
+    name = ws_services.REPOSITORY_PARAMETER
+    slug = build.parameters.get(name)
+    if name not in {p["name"] for p in build.template_version.parameters} or slug in (None, ""):
+        return None
+    shown = str(slug)[:100]
+    repository = Repository.objects.filter(slug=slug).first() if isinstance(slug, str) else None
+    if repository is None:
+        raise RepositoryRefused(REPOSITORY_MISSING.format(slug=shown))
+    if not permissions.is_platform(ws.owner) and not repository.teams.filter(pk=ws.team_id).exists():
+        raise RepositoryRefused(REPOSITORY_NOT_FOR_TEAM.format(slug=shown, team=ws.team.slug))
+    # Terraform never receives a credential (var-files, state and provisioner environments are not places for
+    # one): workspaces of repositories that need a credential are not supported yet and fail here, clearly.
+    if repository.has_credential:
+        raise RepositoryRefused(REPOSITORY_NEEDS_CREDENTIAL.format(slug=shown))
+    try:
+        check_at_use(repository.url)
+    except ValueError as exc:
+        raise RepositoryRefused(REPOSITORY_REFUSED.format(slug=shown)) from exc
+    return repository
+
+
+def build_classification(ws: Workspace, repository: Repository | None) -> str:
+    """The workspace's stored classification, or its repository's if that has been raised since."""
+    stored = ws.classification or ws.template.data_classification
+    if repository is not None and DataClassification.rank(repository.data_classification) > DataClassification.rank(
+        stored
+    ):
+        return repository.data_classification
+    return stored
+
+
+def _policy_recheck(build: WorkspaceBuild, ws: Workspace, classification: str | None = None) -> list[dict]:
+    """Decide each tool again at the moment of use (audited), for the workspace's classification; returns the
+    denials."""
     denied = []
-    context = ws_services.policy_context(ws.template)
+    context = ws_services.policy_context(ws.template, classification or ws.classification)
     for item in build.tools:
         tool = AITool.objects.filter(slug=item["slug"]).first()
         if tool is None:
@@ -201,9 +265,14 @@ def materialise(build: WorkspaceBuild, ws: Workspace) -> Path:
     return workdir
 
 
-def variable_values(build: WorkspaceBuild, ws: Workspace) -> dict[str, Any]:
+def variable_values(build: WorkspaceBuild, ws: Workspace, repository_url: str | None = None) -> dict[str, Any]:
+    """The var-file's values: declared parameters, the built-ins, and for `repository` the registered
+    repository's resolved address (`resolve_repository`), never the stored slug or anything the user typed."""
     declared = {p["name"] for p in build.template_version.parameters}
     values = {k: v for k, v in build.parameters.items() if k in declared}
+    param = ws_services.REPOSITORY_PARAMETER
+    if values.get(param) not in (None, ""):
+        values[param] = repository_url or ""
     home = str(Path(settings.GOLDPATH_HOME))
     for name, value in ws_services.builtin_values(ws, build, home).items():
         if name in declared:
@@ -231,8 +300,18 @@ def _execute(build: WorkspaceBuild) -> str:
     build = WorkspaceBuild.objects.select_related("template_version__template", "workspace__owner").get(pk=build.pk)
     ws = Workspace.objects.select_related("owner", "team", "template").get(pk=build.workspace_id)
     sink = _Sink(build.pk)
+    try:
+        repository = resolve_repository(build, ws)
+    except RepositoryRefused as exc:
+        if build.transition != Transition.DELETE:
+            sink.on_event("portal", "error", str(exc))
+            sink.flush()
+            build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=str(exc))
+            return "failed"
+        repository = None  # destroying clones nothing: a workspace whose repository is gone can still be deleted
+        sink.on_event("portal", "info", f"{exc} Deleting the workspace without it.")
     if build.transition == Transition.START and build.tools:
-        denied = _policy_recheck(build, ws)
+        denied = _policy_recheck(build, ws, build_classification(ws, repository))
         if denied:
             text = "; ".join(f"{d['tool']}: " + ", ".join(r["message"] for r in d["reasons"]) for d in denied)
             sink.on_event("policy", "error", f"The policy denies tools at build time: {text}")
@@ -250,7 +329,7 @@ def _execute(build: WorkspaceBuild) -> str:
         build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=str(exc))
         return "failed"
     workdir = materialise(build, ws)
-    tf.write_var_file(workdir, variable_values(build, ws))
+    tf.write_var_file(workdir, variable_values(build, ws, repository.url if repository else None))
     conn = pg_conn_str()
     runner = tf.TerraformRunner(
         workdir,

@@ -3,8 +3,6 @@ schema (tools filtered by the policy, with reasons), workspace page with live lo
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -13,9 +11,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
+from .. import safejson
 from ..models import AITool, ToolStatus, WorkspaceTemplate
 from ..policy import decide_many
-from ..selectors import visible_workspaces
+from ..selectors import repositories_for, visible_workspaces
 from ..services import workspaces as ws_services
 from ..services.errors import DomainError
 
@@ -65,7 +64,9 @@ def _field_value(param: dict, post) -> tuple[bool, object, str | None]:
     if tf_type == "string":
         return True, raw, None
     try:
-        return True, json.loads(raw), None
+        return True, safejson.loads(raw), None
+    except safejson.JSONTooDeep as exc:
+        return True, raw, f"Must be JSON {exc.max_depth} levels deep at most."
     except ValueError:
         return True, raw, "Must be JSON."
 
@@ -128,12 +129,15 @@ def workspace_new(request, slug: str):
         "other_errors": [m for k, v in errors.items() if k in ("team", "template") for m in v],
         "tools": tool_choices(request.user, template),
         "chosen": chosen,
+        "repositories": list(repositories_for(request.user)),
     }
     return render(request, "workspaces/workspace_new.html", context, status=status)
 
 
 def _widget(param: dict) -> str:
     t = (param.get("type") or "string").replace(" ", "")
+    if param["name"] == ws_services.REPOSITORY_PARAMETER and t in ("string", "any"):
+        return "repository"  # a picker of registered repositories: never a free path or URL
     if t in ("string", "number", "bool"):
         return t
     return "json"

@@ -10,7 +10,7 @@ terraform {
 
 variable "repository" {
   type        = string
-  description = "Git URL cloned into the container."
+  description = "A repository registered in Goldpath, by slug; the portal passes its checked clone URL to the container."
 }
 
 variable "image" {

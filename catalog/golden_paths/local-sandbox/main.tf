@@ -7,6 +7,10 @@ locals {
 }
 
 # The checkout: made once per repository/ref, removed when the workspace is deleted.
+# `repository` is the resolved address of a repository registered in Goldpath (checked again by the portal
+# right before this build). Git honours nothing the repository, the checkout or the worker's git config says:
+# no system or global config, no hooks, no fsmonitor, and no local-clone shortcuts (--no-local: objects are
+# copied through the pack protocol, never hard-linked or read through the source's alternates or symlinks).
 resource "terraform_data" "checkout" {
   input            = local.dir
   triggers_replace = [var.repository, var.ref]
@@ -17,17 +21,29 @@ resource "terraform_data" "checkout" {
       mkdir -p "$DIR/.goldpath"
       if [ ! -d "$DIR/src/.git" ]; then
         rm -rf "$DIR/src"
-        git clone --quiet -- "$REPOSITORY" "$DIR/src"
+        git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c protocol.file.allow=always \
+          clone --no-local --quiet -- "$REPOSITORY" "$DIR/src"
       fi
-      if ! git -C "$DIR/src" checkout --quiet "$REF" -- 2>/dev/null; then
+      # the portal accepts only ref names and shas; still, a value starting with '-' never reaches git
+      # (git 2.39's checkout has no working --end-of-options), and `--` ends it as a revision
+      case "$REF" in
+        -* | "")
+          echo "ref '$REF' is not a branch, tag or commit" >&2
+          exit 1
+          ;;
+      esac
+      if ! git -c core.hooksPath=/dev/null -c core.fsmonitor=false -C "$DIR/src" checkout --quiet "$REF" -- 2>/dev/null; then
         echo "ref '$REF' not found in $REPOSITORY" >&2
         exit 1
       fi
     EOT
     environment = {
-      DIR        = local.dir
-      REPOSITORY = var.repository
-      REF        = var.ref
+      DIR                 = local.dir
+      REPOSITORY          = var.repository
+      REF                 = var.ref
+      GIT_CONFIG_NOSYSTEM = "1"
+      GIT_CONFIG_GLOBAL   = "/dev/null"
+      GIT_TERMINAL_PROMPT = "0"
     }
   }
 

@@ -1,6 +1,6 @@
 variable "repository" {
   type        = string
-  description = "A git URL or a local path the workers can reach."
+  description = "A repository registered in Goldpath, by slug; the portal passes its checked clone address."
 }
 
 variable "ref" {

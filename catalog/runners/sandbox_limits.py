@@ -1,0 +1,124 @@
+"""A sandbox's limits: rlimits (CPU seconds, address space, processes), v1 cgroups (memory, pids) where the worker
+may write them, the host uid of a root worker's sandbox, and killing every process of the sandbox's tree."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from catalog.runners.spawn import CGROUP_ROOT, Zygote
+
+
+class Limits:
+    def __init__(
+        self, run_id: str, *, time_limit: float, memory_mb: int | None, max_processes: int | None, uid: int | None
+    ) -> None:
+        self.run_id = run_id
+        self.time_limit = time_limit
+        self.memory_mb = memory_mb
+        self.max_processes = max_processes
+        self.uid = uid
+        self.cgroups: list[Path] = []
+        self.applied: dict[str, object] = {}
+
+    @property
+    def cgroup_values(self) -> tuple[int | None, int | None]:
+        """(memory bytes, pids) for the cgroups."""
+        return (self.memory_mb << 20 if self.memory_mb else None, self.max_processes or None)
+
+    def rlimits(self) -> list[tuple[str, int]]:
+        limits = [("RLIMIT_CPU", int(self.time_limit) + 5)]
+        limits += [("RLIMIT_AS", self.memory_mb << 20)] if self.memory_mb else []
+        limits += [("RLIMIT_NPROC", self.max_processes)] if self.max_processes else []
+        return limits
+
+    def record(self) -> None:
+        names = {"RLIMIT_CPU": "rlimit_cpu_s", "RLIMIT_AS": "rlimit_as_bytes", "RLIMIT_NPROC": "rlimit_nproc"}
+        self.applied.update({names[name]: value for name, value in self.rlimits()})
+        self.applied["time_limit_s"] = self.time_limit
+        if self.uid is not None:
+            self.applied["host_uid"] = self.uid
+
+    def make_cgroups(self) -> None:
+        """This run's cgroups, when the process is started directly (not through a zygote)."""
+        for (controller, file), value in zip(
+            (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")), self.cgroup_values, strict=True
+        ):
+            base = CGROUP_ROOT / controller
+            if not value or not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
+                continue
+            path = base / f"goldpath-{self.run_id}"
+            try:
+                path.mkdir()
+                (path / file).write_text(str(value))
+            except OSError:
+                continue
+            self.cgroups.append(path)
+            self.applied[f"cgroup_v1_{controller}"] = value
+
+    def adopt(self, zygote: Zygote) -> None:
+        """The zygote's cgroups (limits already set) become this run's, named after it for the reaper."""
+        for path in zygote.cgroups:
+            target = path.parent / f"goldpath-{self.run_id}"
+            try:
+                os.rename(path, target)
+            except OSError:
+                target = path
+            self.cgroups.append(target)
+        self.applied.update(zygote.applied)
+
+    def preexec(self) -> None:
+        """In the child before exec: join the cgroups, set rlimits, then drop to the sandbox's uid (last: the rest
+        needs root)."""
+        for cg in self.cgroups:
+            try:
+                (cg / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError:
+                pass
+        for name, value in self.rlimits():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if self.uid is not None:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
+
+    def pids(self) -> list[str]:
+        found: list[str] = []
+        for cg in self.cgroups:
+            try:
+                found += (cg / "cgroup.procs").read_text().split()
+            except OSError:
+                pass
+        return found
+
+    def kill_tree(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM then SIGKILL the process group, and every pid left in the cgroups."""
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            for pid in self.pids():
+                try:
+                    os.kill(int(pid), sig)
+                except (OSError, ValueError):
+                    pass
+            try:
+                proc.wait(timeout=wait)
+                if sig == signal.SIGTERM and not self.pids():
+                    return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def remove(self) -> None:
+        for cg in self.cgroups:
+            for _ in range(500):
+                try:
+                    cg.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.005)
