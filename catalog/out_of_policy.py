@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from . import selectors
 from .models import AccessGrant, GrantState, ToolStatus
+from .numbers import small_int
 from .policy import Reason
 from .policy_hooks import OutOfPolicyItem
 from .services.access import grant_revoke
@@ -65,7 +66,9 @@ class GrantProvider:
     def act(self, *, actor: Any, action: str, ids: list[str], reason: str) -> dict[str, Any]:
         done: list[str] = []
         failed: dict[str, str] = {}
-        grants = {str(g.pk): g for g in self.queryset(actor).filter(pk__in=[i for i in ids if str(i).isdigit()])}
+        grants = {
+            str(g.pk): g for g in self.queryset(actor).filter(pk__in=[n for n in map(small_int, ids) if n is not None])
+        }
         for item_id in ids:
             grant = grants.get(str(item_id))
             if grant is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from .conf import goldpath_settings
+from .numbers import small_int
 
 MAX_URL_LENGTH = 1000
 SCHEMES = {"https": 443, "ssh": 22}
@@ -95,7 +96,7 @@ def allowed_hosts() -> set[tuple[str, int | None]]:
     for chunk in re.split(r"[,\s;]+", _setting("ALLOWED_GIT_HOSTS").lower()):
         pending: str | None = None
         for token in re.findall(r"\[[^\]]*\]|[^:]+", chunk):
-            if token.isdigit() and pending is not None:
+            if small_int(token, max_digits=5) is not None and pending is not None:
                 result.add((pending, int(token)))
                 pending = None
                 continue
@@ -213,9 +214,9 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
             raise ValueError("Give a valid host name in the URL (letters, digits, hyphens and dots).")
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        port = small_int(port_text, max_digits=5)
+        if port is None or not 0 < port < 65536:
             raise ValueError("The port in the URL is not valid.")
-        port = int(port_text)
     return host, port
 
 

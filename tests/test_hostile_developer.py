@@ -190,3 +190,34 @@ def test_accept_never_runs_the_targets_hooks(api, people, world, celery_worker):
     assert not marker.exists(), marker.read_text()
     # nothing reached the other team's repository
     assert git(world["theirs"], "branch", "--list", "goldpath/*") == ""
+
+
+def test_a_vendor_key_the_agent_writes_down_is_masked_in_its_diff(api, people, teams, world, celery_worker):
+    """Until the model gateway keeps vendor keys out of the sandbox, an agent (a prompt-injected one) can read its
+    key: what it writes down verbatim never reaches the diff, the tests' output or the logs."""
+    from catalog.services.agents import vendor_api_key_set
+
+    secret = "sk-live-" + uuid.uuid4().hex
+    vendor_api_key_set(
+        team=teams["payments"], tool=world["tool"], actor=people["bob"], env_var="DEMO_API_KEY", value=secret
+    )
+    tool_argv(world["tool"], ["sh", "-c", 'echo "$DEMO_API_KEY" > key.txt'])
+    run = finished_run(launch(api, people["alice"], "write the key down", test_command=["cat", "key.txt"]))
+    assert run.status == "succeeded", run.error
+    assert secret not in text_of(run)
+    assert "+********" in run.diff and "********" in run.test_output
+
+
+@pytest.mark.parametrize("line", ["²", "9" * 5000, "-1", "0", "1.5"])
+def test_a_provenance_line_that_is_not_a_small_number_is_a_400(api, people, world, line):
+    """Unicode digits (`"²".isdigit()` is true, `int("²")` fails) and 5000-digit numbers were 500s."""
+    response = api(people["alice"]).get(
+        "/api/v1/provenance/", {"repository": "payments-app", "path": "README.md", "line": line}
+    )
+    assert response.status_code == 400 and "line" in response.json()
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(people["alice"])
+    page = browser.get("/provenance/", {"repository": "payments-app", "path": "README.md", "line": line})
+    assert page.status_code == 200 and b"Give a line number" in page.content

@@ -395,3 +395,23 @@ def test_revoke_redirects_only_on_site(client, people, teams, next_url, expected
     assert r["Location"] == expected
     grant.refresh_from_db()
     assert grant.state == "revoked"
+
+
+# --- numbers from user text: "²".isdigit() is true and int("²") fails; int() refuses 4300+ digits ----------
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 5000])
+def test_unicode_and_huge_numbers_in_forms_and_queries_are_no_500(client, people, teams, value):
+    from catalog.numbers import small_int
+    from tests.agent_helpers import demo_tool
+
+    assert small_int(value) is None and small_int("42") == 42 and small_int(42) == 42
+    demo_tool(people, teams)
+    client.force_login(people["alice"])
+    page = client.post(
+        "/agents/", {"prompt": "x", "repository": "none", "count-demo-agent": value, "time_limit_s": value}
+    )
+    assert page.status_code == 400  # a form error (no agent, no repository), not a 500
+    client.force_login(people["bob"])
+    grant = client.post("/teams/payments/grants/", {"tool": "demo-agent", "seats": value})
+    assert grant.status_code < 500

@@ -136,6 +136,7 @@ def _runner(
     uid,
     agent_socket=None,
     capture_stdout=0,
+    masked=(),
 ):
     from ..runners.sandbox import SandboxRunner
 
@@ -157,10 +158,11 @@ def _runner(
         uid=uid,
         python=str(goldpath_settings.AGENT_PYTHON or ""),
         capture_stdout=capture_stdout,
+        masked=masked,
     )
 
 
-def _sandboxed_diff(copy: Path, base_sha: str, *, logs: _LogBuffer, beat, scratch: Path, uid) -> str:
+def _sandboxed_diff(copy: Path, base_sha: str, *, logs: _LogBuffer, beat, scratch: Path, uid, masked) -> str:
     """The copy's changes against base_sha (untracked files included), computed by git inside a sandbox."""
     from ..runners.gitcopy import diff_command
 
@@ -176,6 +178,7 @@ def _sandboxed_diff(copy: Path, base_sha: str, *, logs: _LogBuffer, beat, scratc
         scratch=scratch,
         uid=uid,
         capture_stdout=DIFF_MAX_BYTES,
+        masked=masked,
     )
     result = runner.run()
     if result.status != "succeeded":
@@ -192,7 +195,7 @@ class DiffFailed(RuntimeError):
 def execute_run(run_id: int) -> str:
     """Run a claimed (starting) run to its end; returns the final status. Never raises for agent failures."""
     from ..runners.gitcopy import Git, GitError
-    from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, private_dir, sandbox_uid
+    from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, mask_values, private_dir, sandbox_uid
 
     run = AgentRun.objects.select_related(
         "group__requester", "group__team", "group__repository", "tool", "tool_version"
@@ -284,7 +287,9 @@ def execute_run(run_id: int) -> str:
             hosts = ", ".join(sorted({f"{e['host']}:{e['port']}" for e in denied}))
             logs.add("system", f"network attempts denied by policy: {hosts}")
         if status in (AgentRunStatus.SUCCEEDED, AgentRunStatus.FAILED):
-            diff = _sandboxed_diff(copy, base_sha, logs=logs, beat=beat, scratch=home, uid=uid)
+            diff = _sandboxed_diff(
+                copy, base_sha, logs=logs, beat=beat, scratch=home, uid=uid, masked=list(secrets.values())
+            )
             stat = diff_stat(diff)
         if status == AgentRunStatus.SUCCEEDED and group.test_command:
             logs.add("system", f"running tests: {group.test_command}")
@@ -295,6 +300,7 @@ def execute_run(run_id: int) -> str:
                 copy,
                 env={k: v for k, v in env.items() if k != "GOLDPATH_AGENT_API"},
                 secrets={},  # the developer's own command: no vendor key, no identity token, no socket
+                masked=list(secrets.values()),  # nor what the agent may have written of them
                 time_limit=float(group.time_limit_s),
                 network=[],
                 logs=logs,
@@ -309,6 +315,9 @@ def execute_run(run_id: int) -> str:
             test_code = test_result.exit_code if test_result.status != "timed_out" else -1
             test_output = "\n".join(logs.captured)
             sandbox["tests"] = {"status": test_result.status, "exit_code": test_code}
+        # the agent saw its vendor key (until the model gateway): whatever it wrote down stays masked
+        diff = mask_values(diff, secrets.values()) if diff else diff
+        test_output = mask_values(test_output, secrets.values())
     except SandboxUnavailable as exc:
         status, error = AgentRunStatus.FAILED, str(exc)
         logs.add("system", error)

@@ -21,6 +21,7 @@ from typing import Any
 from django.utils import timezone
 
 from ..models import AgentGroup, AgentRun, ProvenanceRecord
+from ..numbers import small_int
 from . import crypto
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -262,7 +263,7 @@ def lookup_errors(path: str, line: str, ref: str) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if not path or path.startswith("-") or "\x00" in path:
         errors["path"] = ["Give a file path in the repository."]
-    if not str(line).isdigit() or int(line) < 1:
+    if not small_int(line):
         errors["line"] = ["Give a line number (1 or more)."]
     if ref != "HEAD" and not valid_ref_name(ref) and not re.fullmatch(r"[0-9a-f]{4,64}", ref):
         errors["ref"] = ["Give a branch or commit."]
@@ -284,7 +285,7 @@ def blame_lookup(visible, slug: str, path: str, line: str, ref: str) -> str | No
     if record is None:
         return None
     try:
-        return commit_for_line(record.repository, path, int(line), ref)
+        return commit_for_line(record.repository, path, small_int(line) or 0, ref)
     except GitError:
         raise InvalidInput(
             "git blame found no such line.", errors={"line": [f"{path}:{line} at {ref} does not exist."]}

@@ -23,6 +23,7 @@ from ..models import (
     Team,
     VendorApiKey,
 )
+from ..numbers import small_int
 from ..services import agents as agent_services
 from ..services.errors import InvalidInput
 from .agent_auth import AgentTokenAuthentication, IsOwnRunAgent
@@ -345,7 +346,7 @@ class ProvenanceView(APIView):
             commit = prov.blame_lookup(visible, q.get("repository", ""), path, line, ref)
             if commit is None:
                 return Response({"detail": "No provenance for that repository.", "code": "not_found"}, status=404)
-            blamed = {"path": path, "line": int(line), "ref": ref, "commit": commit}
+            blamed = {"path": path, "line": small_int(line), "ref": ref, "commit": commit}
         if not (4 <= len(commit) <= 64) or any(c not in "0123456789abcdefABCDEF" for c in commit):
             raise InvalidInput("Give a commit hash.", errors={"commit": ["Give a hexadecimal commit hash."]})
         matches = list(visible.filter(commit_sha__startswith=commit.lower())[:2])

@@ -78,6 +78,13 @@ class _Drain:
             pass
 
 
+def mask_values(text: str, values) -> str:
+    """Replace every secret value (longest first) by ********."""
+    for value in sorted((v for v in values if v), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
 def expand_argv(template: list[str], prompt: str, index: int = 0) -> list[str]:
     """Replace {prompt} and {index} inside argv elements; no shell ever sees the result."""
     return [part.replace("{index}", str(index)).replace("{prompt}", prompt) for part in template]
@@ -138,12 +145,14 @@ class SandboxRunner:
         uid: int | None = None,
         python: str = "",
         capture_stdout: int = 0,
+        masked: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self.argv = list(argv)
         self.workdir = Path(workdir).resolve()
         self.env = dict(env or {})
         self.secrets = dict(secrets or {})
+        self.masked = [*self.secrets.values(), *masked]  # secrets, and values this process must not print either
         self.time_limit = time_limit
         self.memory_mb = memory_mb
         self.max_processes = max_processes
@@ -187,10 +196,7 @@ class SandboxRunner:
         return bool(self.bwrap)
 
     def mask(self, text: str) -> str:
-        """Replace every secret value (longest first) by ********."""
-        for value in sorted((v for v in self.secrets.values() if v), key=len, reverse=True):
-            text = text.replace(value, MASK)
-        return text
+        return mask_values(text, self.masked)
 
     def _log(self, stream: str, text: str) -> None:
         with self._log_lock:

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .. import permissions as perms
 from .. import selectors
 from ..models import AccessRequestStatus, AITool, DataClassification, GrantState, Team
+from ..numbers import small_int
 from ..policy import PolicyContext, decide, decide_many
 from ..policy_hooks import out_of_policy_providers, resolve_template
 from ..services import access as access_services
@@ -110,7 +111,7 @@ def team_grant(request, slug: str):
         if tool is None:
             raise InvalidInput("Choose a tool.")
         expires = parse_datetime(request.POST.get("expires_at") or "") if request.POST.get("expires_at") else None
-        seats = int(request.POST["seats"]) if request.POST.get("seats", "").isdigit() else None
+        seats = small_int(request.POST.get("seats", ""))
         access_services.grant_create(
             actor=request.user,
             team=team,
@@ -167,7 +168,7 @@ def access_request_decide(request, pk: int, verdict: str):
     try:
         if verdict == "approve":
             expires = parse_datetime(request.POST.get("expires_at") or "") if request.POST.get("expires_at") else None
-            seats = int(request.POST["seats"]) if request.POST.get("seats", "").isdigit() else None
+            seats = small_int(request.POST.get("seats", ""))
             access_services.access_request_approve(
                 access_request=req,
                 actor=request.user,

@@ -17,6 +17,7 @@ from .. import permissions as perms
 from .. import selectors
 from ..agents import provenance as prov
 from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataClassification, NetworkPolicy
+from ..numbers import small_int
 from ..services import agents as agent_services
 from ..services.errors import DomainError
 
@@ -41,7 +42,7 @@ def agent_groups(request):
         agents = []
         for tool in tools:
             raw = request.POST.get(f"count-{tool.slug}", "0").strip() or "0"
-            counts[tool.slug] = int(raw) if raw.isdigit() else 0
+            counts[tool.slug] = small_int(raw) or 0
             if counts[tool.slug]:
                 agents.append({"tool": tool.slug, "count": counts[tool.slug]})
         try:
@@ -54,7 +55,7 @@ def agent_groups(request):
                 agents=agents,
                 classification=request.POST.get("classification") or None,
                 test_command=test_command,
-                time_limit_s=int(form["time_limit_s"]) if str(form["time_limit_s"]).isdigit() else None,
+                time_limit_s=small_int(form["time_limit_s"]),
                 network_policy=request.POST.get("network_policy") or NetworkPolicy.NONE,
             )
             return redirect("catalog:agent-group", pk=group.pk)

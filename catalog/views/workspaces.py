@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .. import permissions as perms
 from .. import safejson
 from ..models import AITool, ToolStatus, WorkspaceTemplate
+from ..numbers import small_int
 from ..policy import decide_many
 from ..selectors import repositories_for, visible_workspaces
 from ..services import workspaces as ws_services
@@ -178,13 +179,11 @@ def workspace_log(request, pk):
     """htmx partial: log lines after N of the latest build (or ?build=), plus the progress and the next poller."""
     ws = _visible(request, pk)
     builds = ws.builds.order_by("-number")
-    if request.GET.get("build", "").isdigit():
-        builds = builds.filter(pk=int(request.GET["build"]))
+    build_id = small_int(request.GET.get("build", ""))
+    if build_id is not None:
+        builds = builds.filter(pk=build_id)
     build = builds.first()
-    try:
-        after = int(request.GET.get("after", "0"))
-    except ValueError:
-        after = 0
+    after = small_int(request.GET.get("after", "0")) or 0
     lines = list(build.log_lines.filter(seq__gt=after).order_by("seq")[:500]) if build else []
     nxt = lines[-1].seq if lines else after
     done = build is None or (not build.is_active and nxt >= build.log_count)
