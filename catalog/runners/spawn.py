@@ -89,6 +89,42 @@ def own_netns_supported() -> bool:
     return _NETNS_OK[0]
 
 
+_SWEPT: list[bool] = []
+
+
+def sweep_stale_cgroups() -> int:
+    """Remove the cgroups of zygotes whose worker process is gone (a waiting zygote ends with its worker, its
+    cgroup folders do not); once per process. Returns how many were removed."""
+    if _SWEPT:
+        return 0
+    _SWEPT.append(True)
+    removed = 0
+    for controller in CONTROLLERS:
+        base = CGROUP_ROOT / controller
+        if not os.access(base, os.W_OK):
+            continue
+        for path in base.glob("goldpath-z*-*"):
+            owner = path.name[len("goldpath-z") :].split("-", 1)[0]
+            if not owner.isascii() or not owner.isdigit() or _alive(int(owner)):
+                continue
+            try:
+                path.rmdir()  # refused while a process is still inside
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Zygote:
     """One waiting process in its own network namespace (loopback port bound) and its own cgroups."""
 
@@ -96,6 +132,7 @@ class Zygote:
         """`limits`: (memory bytes, pids), written before the zygote joins its cgroups (changing a memory limit
         of a populated v1 cgroup drains every CPU's charge cache: ~10 ms)."""
         self.python, self.port, self.limits = python, port, limits
+        sweep_stale_cgroups()
         self.id = f"z{os.getpid()}-{next(_IDS)}-{uuid.uuid4().hex[:6]}"
         self.cgroups: list[Path] = []
         self.applied: dict[str, int] = {}

@@ -394,3 +394,23 @@ def test_python_launcher_never_imports_from_the_workspace(tmp_path):
     assert res.status == "succeeded"
     assert all("REPOSITORY CODE RAN" not in t for _, t in logs)
     assert ("stdout", "[demo-agent] done") in logs
+
+
+@pytest.mark.skipif(not os.access("/sys/fs/cgroup/pids", os.W_OK), reason="v1 cgroups are not writable here")
+def test_cgroups_of_zygotes_whose_worker_died_are_swept():
+    from catalog.runners import spawn
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    stale = Path("/sys/fs/cgroup/pids") / f"goldpath-z{gone.pid}-0-test"
+    live = Path("/sys/fs/cgroup/pids") / f"goldpath-z{os.getpid()}-0-test"
+    stale.mkdir()
+    live.mkdir()
+    try:
+        spawn._SWEPT.clear()
+        assert spawn.sweep_stale_cgroups() >= 1
+        assert not stale.exists() and live.exists()
+    finally:
+        for path in (stale, live):
+            if path.exists():
+                path.rmdir()
