@@ -292,22 +292,32 @@ def validate_url(url: str) -> str:
     return str(remote)
 
 
-def check_at_use(url: str) -> None:
+def host_and_port(url: str) -> tuple[str, int]:
+    """(host, port) of a remote repository URL that validate_url accepted."""
+    remote = _parse_remote(url.strip())
+    return remote.host, remote.effective_port
+
+
+def check_at_use(url: str) -> list[str]:
     """Everything validate_url checks, with today's settings, plus: every address a remote host name
-    resolves to must be public (unless the host is allowed). Call it right before cloning or pushing."""
+    resolves to must be public (unless the host is allowed). Call it right before cloning or pushing.
+
+    Returns the addresses checked for a host name (empty for a path, an IP literal or an allowed host), so the
+    caller can make git connect to exactly those (DNS may answer differently a moment later)."""
     validate_url(url)
     url = url.strip()
     if url.startswith("/"):
-        return
+        return []
     remote = _parse_remote(url)
     if _check_remote(remote) is not None or _host_allowed(remote):
-        return
+        return []
     try:
         infos = socket.getaddrinfo(remote.host, remote.effective_port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise ValueError("The repository host cannot be resolved.") from exc
     if not infos:
         raise ValueError("The repository host cannot be resolved.")
+    checked: list[str] = []
     for info in infos:
         try:
             address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -315,3 +325,5 @@ def check_at_use(url: str) -> None:
             raise ValueError("The repository host resolves to an address that is not valid.") from exc
         if address_forbidden(address):
             raise ValueError(PRIVATE_HOST)
+        checked.append(str(address))
+    return sorted(set(checked), key=checked.index)

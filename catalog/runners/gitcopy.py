@@ -74,6 +74,7 @@ class Git:
         self.url = url
         self.credential = credential or ""
         self._scratch: Path | None = None
+        self._pinned: list[str] = []  # the addresses check_address() allowed: git connects to these only
 
     def __enter__(self) -> Git:
         self._scratch = Path(tempfile.mkdtemp(prefix="goldpath-git-"))
@@ -106,7 +107,9 @@ class Git:
             extra.append(("protocol.file.allow", "always"))
             extra.append(("safe.directory", self.url))
             extra.append(("safe.directory", self.url.rstrip("/") + "/.git"))
-        elif self.url.startswith("https://") and self.credential:
+        if self._pinned and self.url.startswith("https://"):
+            extra.append(("http.curloptResolve", self._resolve_entry()))
+        if self.url.startswith("https://") and self.credential:
             user, _, secret = self.credential.partition(":") if ":" in self.credential else ("x-access-token", "", "")
             secret = secret or self.credential
             token = base64.b64encode(f"{user}:{secret}".encode()).decode()
@@ -122,11 +125,24 @@ class Git:
                 env[f"GIT_{role}_NAME"], env[f"GIT_{role}_EMAIL"] = author
         return env
 
+    def _resolve_entry(self) -> str:
+        """curl's `HOST:PORT:ADDRESS[,ADDRESS]`: no second DNS answer (rebinding to 127.0.0.1) reaches curl."""
+        from ..repository_urls import host_and_port
+
+        host, port = host_and_port(self.url)
+        addresses = ",".join(f"[{a}]" if ":" in a else a for a in self._pinned)
+        return f"{host}:{port}:{addresses}"
+
     def _ssh_command(self) -> str:
         assert self._scratch is not None
         known = self._scratch / "known_hosts"
         parts = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
         parts += ["-o", f"UserKnownHostsFile={known}", "-o", "ProxyCommand=none", "-o", "PermitLocalCommand=no"]
+        if self._pinned:  # connect to the checked address; known_hosts still keyed by the name
+            from ..repository_urls import host_and_port
+
+            host, _port = host_and_port(self.url)
+            parts += ["-o", f"HostName={self._pinned[0]}", "-o", f"HostKeyAlias={host}"]
         if self.credential:
             key = self._scratch / "id"
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -176,7 +192,7 @@ class Git:
         from ..repository_urls import check_at_use
 
         try:
-            check_at_use(self.url)
+            self._pinned = check_at_use(self.url)
         except ValueError as exc:
             raise GitError("refused", str(exc)) from None
 

@@ -110,3 +110,56 @@ def test_git_text_never_reaches_the_message(source, tmp_path):
         g.prepare_copy("no-such-branch", tmp_path / "copy")
     assert err.value.message == "The base ref does not exist in the repository."
     assert str(source) not in str(err.value)
+
+
+def test_git_connects_only_to_the_address_that_was_checked(monkeypatch, tmp_path):
+    """DNS rebinding: the name is checked (public), then git would resolve it again (127.0.0.1). Git is told the
+    checked address (curl's resolve list), so a second DNS answer never reaches it."""
+    import socket
+    import threading
+
+    from catalog import repository_urls
+
+    def public_answer(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.4.4", port))]
+
+    monkeypatch.setattr(repository_urls.socket, "getaddrinfo", public_answer)
+    url = "https://git.example.com/acme/app.git"
+    with Git(url) as g:
+        g.check_address()
+        env = g._env()
+    pairs = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert pairs["http.curloptResolve"] == "git.example.com:443:8.8.4.4"
+
+    # and this git honours it: a name that resolves nowhere is reached at the pinned address (a local listener)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[str] = []
+
+    def accept() -> None:
+        listener.settimeout(10)
+        try:
+            conn, _ = listener.accept()
+            seen.append("connected")
+            conn.close()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    proc = subprocess.run(
+        [
+            "git",
+            "-c",
+            f"http.curloptResolve=gp-pinned.invalid:{port}:127.0.0.1",
+            "ls-remote",
+            f"https://gp-pinned.invalid:{port}/x.git",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"},
+    )
+    thread.join()
+    listener.close()
+    assert proc.returncode != 0 and seen == ["connected"], proc.stderr
