@@ -155,7 +155,7 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from catalog.models import AgentGroup, AgentRun
-    from catalog.services import access, teams, tools
+    from catalog.services import access, teams, tool_versions, tools
     from portal.celery import app
 
     worker = None
@@ -185,7 +185,7 @@ def main() -> None:
             },
         )
         argv = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
-        tools.tool_version_add(tool=tool, actor=admin, data={"version": "1.0.0", "launch_command": argv})
+        tool_versions.tool_version_add(tool=tool, actor=admin, data={"version": "1.0.0", "launch_command": argv})
         tools.tool_request_review(tool=tool, actor=admin, reason="bench")
         tool.refresh_from_db()
         tools.tool_approve(tool=tool, actor=bob, reason="bench")

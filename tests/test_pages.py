@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import AITool, AuditEvent, Team, ToolVersion
+from catalog.services import tool_versions
 from catalog.services import tools as tool_services
 from tests.factories import PASSWORD, ToolFactory
 
@@ -99,7 +100,7 @@ def test_catalog_search_and_filters(client, people, catalog):
 
 def test_tool_detail_shows_versions_approvals_history_and_trail(client, people, catalog):
     tool = catalog["gemini"]
-    tool_services.tool_version_add(
+    tool_versions.tool_version_add(
         tool=tool, actor=people["bob"], data={"version": "0.9.0", "launch_command": ["gemini", "-p", "{prompt}"]}
     )
     tool_services.tool_request_review(tool=tool, actor=people["dave"])

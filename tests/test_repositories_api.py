@@ -3,7 +3,6 @@ other teams' repositories, 400 for hostile URLs and paths, and a credential that
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from catalog.models import AuditEvent, Repository
 from catalog.services import repositories as repo_services
 from catalog.services.errors import InvalidInput, NotPermitted
+from tests.repository_helpers import fresh_home, git_init
 
 pytestmark = pytest.mark.django_db
 
@@ -19,20 +19,9 @@ SECRET = "ghp_s3cr3t-token-value-4321"
 ROTATED = "ghp_rotated-token-value-8765"
 
 
-def git_init(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    return path
-
-
 @pytest.fixture
 def home(settings, tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv("GOLDPATH_LOCAL_REPOSITORY_ROOTS", raising=False)
-    monkeypatch.delenv("GOLDPATH_ALLOWED_GIT_HOSTS", raising=False)
-    settings.GOLDPATH_HOME = tmp_path / "home"
-    (tmp_path / "home" / "repositories").mkdir(parents=True)
-    settings.GOLDPATH = {**settings.GOLDPATH, "LOCAL_REPOSITORY_ROOTS": "", "ALLOWED_GIT_HOSTS": ""}
-    return tmp_path / "home"
+    return fresh_home(settings, tmp_path, monkeypatch)
 
 
 @pytest.fixture

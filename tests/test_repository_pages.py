@@ -3,13 +3,13 @@ edit and delete through the services (field errors on the form); the credential 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from catalog.models import AuditEvent, Repository
 from catalog.services import repositories as repo_services
+from tests.repository_helpers import fresh_home, git_init
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +19,7 @@ SECRET = "ghp_page-secret-value-2468"
 
 @pytest.fixture
 def home(settings, tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv("GOLDPATH_LOCAL_REPOSITORY_ROOTS", raising=False)
-    monkeypatch.delenv("GOLDPATH_ALLOWED_GIT_HOSTS", raising=False)
-    settings.GOLDPATH_HOME = tmp_path / "home"
-    (tmp_path / "home" / "repositories").mkdir(parents=True)
-    settings.GOLDPATH = {**settings.GOLDPATH, "LOCAL_REPOSITORY_ROOTS": "", "ALLOWED_GIT_HOSTS": ""}
-    return tmp_path / "home"
+    return fresh_home(settings, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -94,7 +89,7 @@ def test_anonymous_is_sent_to_sign_in(client, repos):
 
 
 def test_register_edit_and_delete(client, people, repos, home):
-    subprocess.run(["git", "init", "-q", str(home / "repositories" / "svc")], check=True)
+    git_init(home / "repositories" / "svc")
     client.force_login(people["bob"])
     seen = []
     body = {

@@ -5,29 +5,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from catalog.repository_urls import address_forbidden, allowed_hosts, check_at_use, validate_url
-
-
-def git_init(path: Path, *, bare: bool = False) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", *(["--bare"] if bare else []), str(path)], check=True)
-    return path
+from tests.repository_helpers import fresh_home, git_init
 
 
 @pytest.fixture
 def home(settings, tmp_path, monkeypatch) -> Path:
-    """A fresh GOLDPATH_HOME with its repositories folder; no extra roots or allowed hosts."""
-    monkeypatch.delenv("GOLDPATH_LOCAL_REPOSITORY_ROOTS", raising=False)
-    monkeypatch.delenv("GOLDPATH_ALLOWED_GIT_HOSTS", raising=False)
-    settings.GOLDPATH_HOME = tmp_path / "home"
-    (tmp_path / "home" / "repositories").mkdir(parents=True)
-    settings.GOLDPATH = {**settings.GOLDPATH, "LOCAL_REPOSITORY_ROOTS": "", "ALLOWED_GIT_HOSTS": ""}
-    return tmp_path / "home"
+    return fresh_home(settings, tmp_path, monkeypatch)
 
 
 def allow(settings, value: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import AITool, AuditEvent, ToolVersion
+from catalog.services import tool_versions
 from catalog.services import tools as tool_services
 from tests.factories import ToolFactory, ToolVersionFactory
 
@@ -124,7 +125,7 @@ def test_a_proposer_adds_versions_but_not_egress_hosts(api, people, version):
 
 def test_service_refuses_a_developer_directly(people, version):
     with pytest.raises(tool_services.NotPermitted):
-        tool_services.tool_version_update(version=version, actor=people["alice"], egress_hosts=["x.dev"])
+        tool_versions.tool_version_update(version=version, actor=people["alice"], egress_hosts=["x.dev"])
 
 
 # --- pages --------------------------------------------------------------------------------------

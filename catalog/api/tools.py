@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from ..models import AITool, DataClassification, Team, ToolApproval, ToolKind, ToolStatus, ToolVersion
 from ..runners.egress_policy import MAX_PATTERNS
+from ..services import tool_versions
 from ..services import tools as tool_services
 from .parsers import PARSER_CLASSES
 
@@ -246,7 +247,7 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             return self.get_paginated_response(data)
         serializer = ToolVersionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = tool_services.tool_version_add(tool=tool, actor=request.user, data=serializer.validated_data)
+        version = tool_versions.tool_version_add(tool=tool, actor=request.user, data=serializer.validated_data)
         return Response(ToolVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -264,7 +265,7 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         target = get_object_or_404(ToolVersion, tool=tool, version=version)
         serializer = ToolVersionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        updated = tool_services.tool_version_update(
+        updated = tool_versions.tool_version_update(
             version=target, actor=request.user, egress_hosts=serializer.validated_data["egress_hosts"]
         )
         return Response(ToolVersionSerializer(updated).data)

@@ -4,17 +4,8 @@ Steps (AWX BaseTask style): prepare() stages a private scratch dir (demo agent c
 /etc, egress socket, the run's agent socket), build_args()/build_env() make the bwrap argv and a fresh
 environment, execute() streams output and enforces the time limit, collect() returns a SandboxResult.
 
-The profile (recorded in the result's `sandbox`), whatever uid the worker has:
-- a worker running as root first drops to an unprivileged host uid of its own (`uid`, one per run), so
-  even a process that left every namespace would be nobody on the host; bwrap then runs unprivileged;
-- inside, the process is uid/gid 1000 in a new user namespace with no capabilities (`--cap-drop ALL`),
-  may not create user namespaces (`--disable-userns`), so it cannot remount or mount anything;
-- the root is read-only: /usr and a minimal /etc (generated passwd, group, hosts, resolv.conf; the host's
-  CA certificates, ld.so cache and alternatives) read-only, /workspace and a private /tmp writable;
-- no network but a private loopback; the egress proxy's Unix socket is the only way out.
-
-Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is started with
-the agent's whole environment (no --setenv), which it hands to the agent.
+The profile (bwrap argv, environment, recorded description: what the sandbox may see and do) is built in
+catalog.runners.sandbox_profile; secrets reach the agent through its environment, never an argv.
 """
 
 from __future__ import annotations
@@ -35,12 +26,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from catalog.runners import sandbox_profile
 from catalog.runners.agentsock import AgentSocket
 from catalog.runners.egress import EgressProxy
 from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the runner's callers use these names
-    ETC_GENERATED,
-    ETC_SHARED,
-    INSIDE_UID,
     SandboxUnavailable,
     chown_tree,
     is_root,
@@ -54,9 +43,6 @@ from catalog.runners.sandbox_limits import Limits
 from catalog.runners.spawn import Zygote, own_netns_supported, take_zygote
 
 MASK = "********"
-SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
-EGRESS_DIR = "/opt/goldpath/egress"  # holds the proxy's Unix socket
-AGENT_DIR = "/opt/goldpath/agent"  # holds the run's own agent socket
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
 UNSANDBOXED_HINT = (
     "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
@@ -272,121 +258,16 @@ class SandboxRunner:
                         "sandbox root (GOLDPATH_SANDBOX_ROOT)"
                     )
 
-    def _paths(self) -> tuple[str, str, str]:
-        """(lib dir, egress socket, workdir) as the agent sees them."""
-        assert self._tmp is not None and self._sockets is not None
-        if self.sandboxed:
-            return SANDBOX_LIB, f"{EGRESS_DIR}/egress.sock", "/workspace"
-        return str(self._image / "lib"), str(self._sockets / "egress" / "egress.sock"), str(self.workdir)
-
-    def _agent_socket_path(self) -> str:
-        assert self._sockets is not None
-        return f"{AGENT_DIR}/agent.sock" if self.sandboxed else str(self._sockets / "agent" / "agent.sock")
-
-    def build_command(self) -> list[str]:
-        """The agent argv, `python` mapped to the runtime (-P: never import from the workspace), maybe forwarded."""
-        lib, sock, _ = self._paths()
-        cmd = list(self.argv)
-        if cmd and cmd[0] in ("python", "python3"):
-            cmd[0:1] = [self._python(), "-P"]
-        if isinstance(self.network, list) and not self.own_netns:
-            cmd = [self._python(), "-I", "-S", f"{lib}/goldpath_forwarder.py", str(self.proxy_port), sock, "--", *cmd]
-        return cmd
-
-    def build_env(self) -> dict[str, str]:
-        """A fresh environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, agent socket, extras, secrets."""
-        lib, _, _ = self._paths()
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp" if self.sandboxed else str(self._tmp),
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": lib,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "GOLDPATH_RUN_ID": self.run_id,
-        }
-        if isinstance(self.network, list):
-            proxy = f"http://127.0.0.1:{self.proxy_port}"
-            for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-                env[key] = proxy
-            env["NO_PROXY"] = env["no_proxy"] = ""
-        if self._agent_socket is not None:
-            env["GOLDPATH_AGENT_SOCKET"] = self._agent_socket_path()
-        env.update(self.env)
-        env.update(self.secrets)
-        return env
-
-    def _root_binds(self) -> list[str]:
-        """/usr read-only, the merged-/usr links, and the interpreter's prefix when it lives elsewhere."""
-        args = ["--ro-bind", "/usr", "/usr"]
-        for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
-            host = Path("/") / name
-            if host.is_symlink():
-                args += ["--symlink", os.readlink(host), str(host)]
-            elif host.is_dir():
-                args += ["--ro-bind", str(host), str(host)]
-        prefix = str(Path(self._python()).resolve().parent.parent)
-        if not prefix.startswith("/usr"):
-            args += ["--ro-bind", prefix, prefix]
-        return args
-
-    def build_args(self) -> list[str]:
-        """Full argv: bwrap flags + command (or the bare command when unsandboxed)."""
-        cmd = self.build_command()
-        if not self.sandboxed:
-            return cmd
-        assert self._tmp is not None and self.bwrap
-        assert self._sockets is not None
-        if self.own_netns:  # the network namespace is ours already (see _spawn)
-            args = [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts"]
-            args += ["--unshare-cgroup-try"]
-        else:
-            args = [self.bwrap, "--unshare-all", "--unshare-user"]
-        args += ["--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID)]
-        args += ["--disable-userns", "--assert-userns-disabled", "--cap-drop", "ALL"]
-        args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
-        args += self._root_binds() + ["--ro-bind", str(self._image / "etc"), "/etc"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        args += ["--ro-bind", str(self._image / "lib"), SANDBOX_LIB]
-        if isinstance(self.network, list) and not self.own_netns:
-            args += ["--ro-bind", str(self._sockets / "egress"), EGRESS_DIR]
-        if self._agent_socket is not None:
-            args += ["--ro-bind", str(self._sockets / "agent"), AGENT_DIR]
-        args += ["--bind", str(self.workdir), "/workspace", "--remount-ro", "/", "--chdir", "/workspace"]
-        return [*args, "--", *cmd]
-
-    def description(self) -> dict[str, object]:
-        """What the caller records as the run's sandbox (policy_hash() of this goes in provenance)."""
-        forwarded = isinstance(self.network, list) and not self.own_netns
-        ro = ["/usr", "/etc (minimal)", SANDBOX_LIB] + ([EGRESS_DIR] if forwarded else [])
-        ro += [AGENT_DIR] if self.agent_socket_factory is not None else []
-        return {
-            "engine": "bubblewrap" if self.sandboxed else "none",
-            "network": self.network if isinstance(self.network, list) else "none",
-            "binds": {"ro": ro, "rw": ["/workspace"], "tmpfs": ["/tmp"]} if self.sandboxed else {},
-            "namespaces": ["user", "ipc", "pid", "net", "uts", "cgroup", "mount"] if self.sandboxed else [],
-            "profile": {
-                "uid_inside": INSIDE_UID,
-                "host_uid": "per-run unprivileged uid" if self.uid is not None else "the worker's own (not root)",
-                "capabilities": [],
-                "user_namespaces": "disabled",
-                "root_filesystem": "read-only",
-                "etc": sorted([*ETC_GENERATED, *ETC_SHARED]),
-                "python": "-P (never imports from the workspace)",
-            }
-            if self.sandboxed
-            else {},
-            "limits": {
-                "time_limit_s": self.time_limit,
-                "memory_mb": self.memory_mb,
-                "max_processes": self.max_processes,
-            },
-        }
+    # -- the profile: bwrap argv, environment, recorded description (functions of the runner, used as methods) ---
+    build_command = sandbox_profile.build_command
+    build_env = sandbox_profile.build_env
+    build_args = sandbox_profile.build_args
+    description = sandbox_profile.description
 
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         """Start the process: as root through a zygote (catalog.runners.spawn: own network namespace and cgroups,
         made ahead of time), otherwise bwrap directly."""
-        _, _, cwd = self._paths()
+        _, _, cwd = sandbox_profile.inside_paths(self)
 
         def popen() -> subprocess.Popen[bytes]:
             return subprocess.Popen(

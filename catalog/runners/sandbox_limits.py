@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from catalog.runners.spawn import CGROUP_ROOT, Zygote
+from catalog.runners.spawn import Zygote, make_cgroups
 
 
 class Limits:
@@ -45,20 +45,8 @@ class Limits:
 
     def make_cgroups(self) -> None:
         """This run's cgroups, when the process is started directly (not through a zygote)."""
-        for (controller, file), value in zip(
-            (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")), self.cgroup_values, strict=True
-        ):
-            base = CGROUP_ROOT / controller
-            if not value or not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
-                continue
-            path = base / f"goldpath-{self.run_id}"
-            try:
-                path.mkdir()
-                (path / file).write_text(str(value))
-            except OSError:
-                continue
-            self.cgroups.append(path)
-            self.applied[f"cgroup_v1_{controller}"] = value
+        self.cgroups, applied = make_cgroups(self.run_id, self.cgroup_values)
+        self.applied.update(applied)
 
     def adopt(self, zygote: Zygote) -> None:
         """The zygote's cgroups (limits already set) become this run's, named after it for the reaper."""

@@ -34,6 +34,7 @@ CLONE_NEWNET = 0x40000000
 SIOCSIFFLAGS, IFF_UP_RUNNING = 0x8914, 0x1 | 0x40
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids")
+LIMIT_FILES = {"memory": "memory.limit_in_bytes", "pids": "pids.max"}
 POOL_SIZE = 1
 # Runs in the zygote (`python -I -S`): waits for its job on a pipe, then becomes bwrap with the run's limits and uid.
 SHIM = r"""
@@ -92,6 +93,26 @@ def own_netns_supported() -> bool:
 _SWEPT: list[bool] = []
 
 
+def make_cgroups(name: str, limits: tuple[int | None, int | None]) -> tuple[list[Path], dict[str, int]]:
+    """`goldpath-<name>` in the memory and pids hierarchies where this process may write them, with `limits`
+    (memory bytes, pids) set; returns the folders and what was applied."""
+    made: list[Path] = []
+    applied: dict[str, int] = {}
+    for controller, value in zip(CONTROLLERS, limits, strict=True):
+        base = CGROUP_ROOT / controller
+        if not value or not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
+            continue
+        path = base / f"goldpath-{name}"
+        try:
+            path.mkdir()
+            (path / LIMIT_FILES[controller]).write_text(str(value))
+        except OSError:
+            continue
+        made.append(path)
+        applied[f"cgroup_v1_{controller}"] = value
+    return made, applied
+
+
 def sweep_stale_cgroups() -> int:
     """Remove the cgroups of zygotes whose worker process is gone (a waiting zygote ends with its worker, its
     cgroup folders do not); once per process. Returns how many were removed."""
@@ -134,22 +155,7 @@ class Zygote:
         self.python, self.port, self.limits = python, port, limits
         sweep_stale_cgroups()
         self.id = f"z{os.getpid()}-{next(_IDS)}-{uuid.uuid4().hex[:6]}"
-        self.cgroups: list[Path] = []
-        self.applied: dict[str, int] = {}
-        for controller, (file, value) in zip(
-            CONTROLLERS, (("memory.limit_in_bytes", limits[0]), ("pids.max", limits[1])), strict=True
-        ):
-            base = CGROUP_ROOT / controller
-            if not value or not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
-                continue
-            path = base / f"goldpath-{self.id}"
-            try:
-                path.mkdir()
-                (path / file).write_text(str(value))
-            except OSError:
-                continue
-            self.cgroups.append(path)
-            self.applied[f"cgroup_v1_{controller}"] = value
+        self.cgroups, self.applied = make_cgroups(self.id, limits)
         self.released = threading.Event()
         self.listener: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None

@@ -37,6 +37,7 @@ from ..models import (
 from ..repository_urls import check_at_use
 from ..services import builds as build_services
 from ..services import templates as template_services
+from ..services import workspace_parameters
 from ..services import workspaces as ws_services
 from ..services.access import tool_use_record
 
@@ -201,7 +202,7 @@ def resolve_repository(build: WorkspaceBuild, ws: Workspace) -> Repository | Non
     """The registered repository the build's `repository` parameter names (a slug), checked again at the moment
     of use: still registered, still for the workspace's team, its address still allowed (`check_at_use`, which
     also resolves the host). None when the template takes no repository. Raises RepositoryRefused."""
-    name = ws_services.REPOSITORY_PARAMETER
+    name = workspace_parameters.REPOSITORY_PARAMETER
     slug = build.parameters.get(name)
     if name not in {p["name"] for p in build.template_version.parameters} or slug in (None, ""):
         return None
@@ -270,11 +271,11 @@ def variable_values(build: WorkspaceBuild, ws: Workspace, repository_url: str | 
     repository's resolved address (`resolve_repository`), never the stored slug or anything the user typed."""
     declared = {p["name"] for p in build.template_version.parameters}
     values = {k: v for k, v in build.parameters.items() if k in declared}
-    param = ws_services.REPOSITORY_PARAMETER
+    param = workspace_parameters.REPOSITORY_PARAMETER
     if values.get(param) not in (None, ""):
         values[param] = repository_url or ""
     home = str(Path(settings.GOLDPATH_HOME))
-    for name, value in ws_services.builtin_values(ws, build, home).items():
+    for name, value in workspace_parameters.builtin_values(ws, build, home).items():
         if name in declared:
             values[name] = value
     return values

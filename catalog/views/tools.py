@@ -24,6 +24,7 @@ from ..forms import (
     add_domain_errors,
 )
 from ..models import AITool, AuditEvent, ToolStatus, ToolVersion
+from ..services import tool_versions
 from ..services import tools as tool_services
 from ..services.errors import DomainError, NotPermitted
 
@@ -146,7 +147,7 @@ def tool_detail(request, slug: str):
         "can_add_version": perms.can_add_tool_version(request.user, tool)
         and tool.status not in (ToolStatus.RETIRED, ToolStatus.BANNED),
         "can_edit": perms.can_edit_tool(request.user, tool),
-        "can_edit_egress": tool_services.may_set_egress_hosts(request.user, tool),
+        "can_edit_egress": tool_versions.may_set_egress_hosts(request.user, tool),
         **_access_panel_context(request, tool),
     }
     context["tool"] = tool  # the panel context carries the same tool
@@ -254,10 +255,10 @@ def tool_version_new(request, slug: str):
     tool = get_object_or_404(AITool, slug=slug)
     if not perms.can_add_tool_version(request.user, tool):
         raise PermissionDenied("Your role may not add versions to this tool.")
-    form = ToolVersionForm(request.POST or None, can_set_egress=tool_services.may_set_egress_hosts(request.user, tool))
+    form = ToolVersionForm(request.POST or None, can_set_egress=tool_versions.may_set_egress_hosts(request.user, tool))
     if request.method == "POST" and form.is_valid():
         try:
-            version = tool_services.tool_version_add(tool=tool, actor=request.user, data=form.cleaned_data)
+            version = tool_versions.tool_version_add(tool=tool, actor=request.user, data=form.cleaned_data)
         except NotPermitted as exc:
             raise PermissionDenied(exc.message) from exc
         except DomainError as exc:
@@ -275,13 +276,13 @@ def tool_version_edit(request, slug: str, version: str):
     """A version's egress hosts: the same rule and service as PATCH /api/v1/tools/<slug>/versions/<version>/."""
     tool = get_object_or_404(AITool, slug=slug)
     target = get_object_or_404(ToolVersion, tool=tool, version=version)
-    if not tool_services.may_set_egress_hosts(request.user, tool):
+    if not tool_versions.may_set_egress_hosts(request.user, tool):
         raise PermissionDenied("Only platform engineers and admins may change egress hosts.")
     form = ToolVersionEgressForm(request.POST or None, initial={"egress_hosts": "\n".join(target.egress_hosts or [])})
     if request.method == "POST" and form.is_valid():
         before = list(target.egress_hosts or [])
         try:
-            updated = tool_services.tool_version_update(
+            updated = tool_versions.tool_version_update(
                 version=target, actor=request.user, egress_hosts=form.cleaned_data["egress_hosts"]
             )
         except NotPermitted as exc:

@@ -18,6 +18,7 @@ from ..policy import decide_many
 from ..selectors import repositories_for, visible_workspaces
 from ..services import workspaces as ws_services
 from ..services.errors import DomainError
+from ..services.workspace_parameters import REPOSITORY_PARAMETER
 
 NUMERIC_ERROR = "Must be a number."
 
@@ -137,7 +138,7 @@ def workspace_new(request, slug: str):
 
 def _widget(param: dict) -> str:
     t = (param.get("type") or "string").replace(" ", "")
-    if param["name"] == ws_services.REPOSITORY_PARAMETER and t in ("string", "any"):
+    if param["name"] == REPOSITORY_PARAMETER and t in ("string", "any"):
         return "repository"  # a picker of registered repositories: never a free path or URL
     if t in ("string", "number", "bool"):
         return t

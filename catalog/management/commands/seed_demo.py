@@ -14,6 +14,7 @@ from ...reports.rollup import rollup_usage
 from ...services import access as access_services
 from ...services import repositories as repository_services
 from ...services import teams as team_services
+from ...services import tool_versions
 from ...services import tools as tool_services
 
 
@@ -80,7 +81,7 @@ class Command(BaseCommand):
             tool = tool_services.tool_propose(actor=proposer, data={**spec["data"], "owner_team": teams["platform"]})
             created += 1
             for version, argv, models in spec["versions"]:
-                tool_services.tool_version_add(
+                tool_versions.tool_version_add(
                     tool=tool,
                     actor=admin,
                     data={"version": version, "launch_command": argv, "model_names": models},
