@@ -221,3 +221,60 @@ def test_a_provenance_line_that_is_not_a_small_number_is_a_400(api, people, worl
     browser.force_login(people["alice"])
     page = browser.get("/provenance/", {"repository": "payments-app", "path": "README.md", "line": line})
     assert page.status_code == 200 and b"Give a line number" in page.content
+
+
+AGENT_HTTP = r"""
+import http.client, json, sys
+conn = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+body = json.dumps({"hello": "world"})
+conn.request("POST", sys.argv[1], body=body, headers={"Content-Type": "application/json"})
+first = conn.getresponse()
+print("first", first.status, first.read().decode())
+conn.request("GET", "http://denied.example/steal")  # the same kept-alive connection
+second = conn.getresponse()
+print("second", second.status)
+"""
+
+
+def test_egress_checks_every_request_and_forwards_bodies(api, people, world, celery_worker):
+    """7. The proxy stranded a body sent in the same write as the headers (real CLIs hung to their time limit),
+    and after the first request on a kept-alive connection it piped raw bytes: a second request to a denied
+    host was neither checked nor logged. egress_hosts could be set only in Django admin."""
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        version = f"9.{uuid.uuid4().hex[:6]}"
+        ToolVersion.objects.create(
+            tool=world["tool"],
+            version=version,
+            launch_command=["python3", "-c", AGENT_HTTP, f"http://127.0.0.1:{port}/echo"],
+        )
+        response = api(people["bob"]).patch(
+            f"/api/v1/tools/demo-agent/versions/{version}/", {"egress_hosts": [f"127.0.0.1:{port}"]}, format="json"
+        )
+        assert response.status_code == 200, response.content
+        run = finished_run(launch(api, people["alice"], "call out", network_policy="allow_listed"))
+    finally:
+        server.shutdown()
+    assert run.status == "succeeded", (run.error, text_of(run))
+    lines = text_of(run).splitlines()
+    assert 'first 200 {"hello": "world"}' in lines and "second 403" in lines
+    attempts = [(e["host"], e["port"], e["allowed"]) for e in run.sandbox["egress"]]
+    assert attempts == [("127.0.0.1", port, True), ("denied.example", 80, False)]
+    finish = AuditEvent.objects.filter(verb="agent_run.finish", target_id=str(run.pk)).get()
+    assert finish.payload["egress_denied"] == ["denied.example:80"]
