@@ -285,8 +285,12 @@ class SandboxRunner:
             self.limits.make_cgroups()
             return popen()
         zygote = self._zygote = take_zygote(self._python(), self.proxy_port, self.limits.cgroup_values)
-        self.limits.adopt(zygote)
-        zygote.go(args, self.build_env(), self.limits.rlimits(), self.uid)
+        try:
+            self.limits.adopt(zygote)
+            zygote.go(args, self.build_env(), self.limits.rlimits(), self.uid)
+        except BaseException:
+            zygote.discard()  # never leave a root zygote waiting, nor its cgroups
+            raise
         assert zygote.proc is not None and zygote.listener is not None
         if isinstance(self.network, list) and self._proxy is not None:
             self._proxy.start(zygote.listener)  # the proxy serves the sandbox's own loopback port
@@ -356,7 +360,11 @@ class SandboxRunner:
         return status, code
 
     def cleanup(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:  # execute() did not finish: no sandbox outlives it
+            self.limits.kill_tree(self._proc)
         if self._zygote is not None:
+            if not self._zygote.started:
+                self._zygote.discard()
             self._zygote.released.set()
         if self._proxy:
             self._proxy.stop()

@@ -45,6 +45,7 @@ while True:
     if not chunk:
         break
     data += chunk
+os.close(fd)  # nothing of the pipe reaches the sandbox
 if not data:
     os._exit(0)
 job = json.loads(data)
@@ -157,6 +158,8 @@ class Zygote:
         self.id = f"z{os.getpid()}-{next(_IDS)}-{uuid.uuid4().hex[:6]}"
         self.cgroups, self.applied = make_cgroups(self.id, limits)
         self.released = threading.Event()
+        self.started = False  # go() handed it its command
+        self._discarded = False
         self.listener: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.error: BaseException | None = None
@@ -203,21 +206,42 @@ class Zygote:
 
     def go(self, argv: list[str], env: dict[str, str], rlimits: list[tuple[str, int]], uid: int | None) -> None:
         """Hand the zygote its command: it applies the limits, drops to `uid` and execs `argv`."""
-        job = json.dumps({"argv": argv, "env": env, "rlimits": rlimits, "uid": uid}).encode()
-        with os.fdopen(self._go_w, "wb") as pipe:
-            pipe.write(job)
+        pipe = os.fdopen(self._go_w, "wb")  # closed whatever happens: a zygote never waits on a lost pipe
+        self._go_w = -1  # the file object owns the fd now: nothing closes its number twice
+        with pipe:
+            pipe.write(json.dumps({"argv": argv, "env": env, "rlimits": rlimits, "uid": uid}).encode())
+        self.started = True
 
     def discard(self) -> None:
-        """Let an unused zygote end (EOF on its pipe) and free what it holds."""
-        try:
+        """Let a zygote that never got its command end (EOF on its pipe) and free what it holds (once)."""
+        if self._discarded:
+            return
+        self._discarded = True
+        if self._go_w >= 0:
             os.close(self._go_w)
-        except OSError:
-            pass
+            self._go_w = -1
         if self.proc is not None:
             self.proc.wait()
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         if self.listener is not None:
             self.listener.close()
         self.released.set()
+        for cg in self.cgroups:
+            try:
+                cg.rmdir()
+            except OSError:
+                pass
+
+
+def _forget_pool() -> None:
+    """A forked child must not hand out its parent's zygotes (both would hold their pipes)."""
+    global _POOL
+    _POOL = queue.Queue()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def take_zygote(python: str, port: int, limits: tuple[int | None, int | None]) -> Zygote:

@@ -414,3 +414,75 @@ def test_cgroups_of_zygotes_whose_worker_died_are_swept():
         for path in (stale, live):
             if path.exists():
                 path.rmdir()
+
+
+# --- the zygote path (a root worker's warm starts) and failures around it ---------------------------------
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="zygotes are a root worker's")
+
+
+def _zygotes_of_this_process() -> list[int]:
+    mine = []
+    for pid in _procs_with("job = json.loads(data)"):
+        try:
+            if int(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[1]) == os.getpid():
+                mine.append(pid)
+        except (OSError, IndexError, ValueError):
+            pass
+    return mine
+
+
+@needs_bwrap
+def test_nothing_but_stdio_is_open_in_a_sandbox(tmp_path):
+    code = "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"
+    logs: list[tuple[str, str]] = []
+    res = SandboxRunner(["python3", "-c", code], tmp_path, network=[], on_log=lambda s, t: logs.append((s, t))).run()
+    assert res.status == "succeeded"
+    assert ("stdout", "[0, 1, 2, 3]") in logs  # stdio and listdir's own: no pipe of the zygote, no socket
+
+
+@needs_bwrap
+@root_only
+def test_a_failure_before_the_command_is_handed_over_leaves_no_zygote(tmp_path):
+    with pytest.raises(TypeError):
+        SandboxRunner(["true"], tmp_path, env={"A": b"not text"}).run()
+    time.sleep(1.0)  # the pool's refill settles
+    assert len(_zygotes_of_this_process()) <= 1  # the one warm zygote of the pool, not the failed run's
+
+
+@needs_bwrap
+def test_a_sandbox_never_outlives_its_runner(tmp_path, monkeypatch):
+    """Without a zygote (unprivileged workers), --die-with-parent follows the worker's thread: an error in the
+    runner (its heartbeat hit the database) used to leave the sandbox running without a time limit."""
+    from catalog.runners import sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "own_netns_supported", lambda: False)
+    marker = f"outlive-{uuid.uuid4().hex}"
+    beats = []
+
+    def beat():
+        beats.append(1)
+        if len(beats) > 1:
+            raise RuntimeError("database gone")
+
+    runner = SandboxRunner(["sh", "-c", f"sleep 77; : {marker}"], tmp_path, heartbeat=beat, heartbeat_interval=0.2)
+    with pytest.raises(RuntimeError):
+        runner.run()
+    time.sleep(0.5)
+    assert _procs_with(marker) == []
+
+
+@needs_bwrap
+@root_only
+@pytest.mark.skipif(not os.access("/sys/fs/cgroup/pids", os.W_OK), reason="v1 cgroups are not writable here")
+def test_zygotes_of_other_limits_leave_no_cgroups(tmp_path):
+    def mine() -> set[str]:
+        return {p.name for p in Path("/sys/fs/cgroup/pids").glob(f"goldpath-z{os.getpid()}-*")}
+
+    before = mine()
+    for i, memory in enumerate((100, 200, 100, 200)):
+        work = tmp_path / f"w{i}"
+        work.mkdir()
+        assert SandboxRunner(["true"], work, memory_mb=memory).run().status == "succeeded"
+    time.sleep(1.0)
+    assert len(mine() - before) <= 1  # at most the pool's warm zygote
