@@ -137,6 +137,7 @@ def test_only_registered_repositories_of_the_team(api, people, world, repository
     before = (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.create").count())
     data = launch(api, people["alice"], "read theirs", repository=repository, status=400)
     assert data["repository"] == [f"No repository {repository} is registered for your teams."]
+    assert set(data["errors"]) == {"repository"}  # one clear reason, nothing else
     assert (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.create").count()) == before
     refusal = AuditEvent.objects.filter(verb="repository.use_denied").latest("id")  # an audited refusal
     assert refusal.actor_repr == "alice" and refusal.payload == {"repository": repository, "for": "agent_group"}

@@ -123,7 +123,11 @@ def _agent_group_create(
         errors["time_limit_s"] = [f"Give 1 to {limit_max} seconds."]
     if network_policy not in NetworkPolicy.values:
         errors["network_policy"] = [f"Choose one of: {', '.join(NetworkPolicy.values)}."]
-    if (classification or "") not in DataClassification.values and "classification" not in errors:
+    if (
+        classification is not None
+        and classification not in DataClassification.values
+        and "classification" not in errors
+    ):
         errors["classification"] = [f"Choose one of: {', '.join(DataClassification.values)}."]
     test_command = list(test_command or [])
     if any(not isinstance(a, str) or not a for a in test_command):
