@@ -20,6 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..gitrefs import is_valid_ref
 from ..models import AgentGroup, AgentRun, ProvenanceRecord
 from ..numbers import small_int
 from . import crypto
@@ -258,14 +259,12 @@ def commit_for_line(repository, path: str, line: int, ref: str = "HEAD") -> str:
 
 def lookup_errors(path: str, line: str, ref: str) -> dict[str, list[str]]:
     """Field errors of a line lookup (path, line, ref), the same for the page and the API."""
-    from ..services.repositories import valid_ref_name
-
     errors: dict[str, list[str]] = {}
     if not path or path.startswith("-") or "\x00" in path:
         errors["path"] = ["Give a file path in the repository."]
     if not small_int(line):
         errors["line"] = ["Give a line number (1 or more)."]
-    if ref != "HEAD" and not valid_ref_name(ref) and not re.fullmatch(r"[0-9a-f]{4,64}", ref):
+    if not is_valid_ref(ref):
         errors["ref"] = ["Give a branch or commit."]
     return errors
 

@@ -41,8 +41,6 @@ from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
 from .repositories import repository_for_use, repository_use_denied, valid_ref_name
 
-SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
-
 
 def prompt_sha256(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
@@ -102,11 +100,11 @@ def _agent_group_create(
         errors["prompt"] = ["Give a prompt."]
     repo: Repository | None = None
     try:
-        repo = repository_for_use(actor=actor, slug=(repository or "").strip())
+        repo = repository_for_use(actor=actor, slug=(repository or "").strip(), team=team)
     except InvalidInput as exc:
         errors.update(exc.errors)
     base_ref = (base_ref or (repo.default_branch if repo else "HEAD")).strip()
-    if not valid_ref_name(base_ref) and not SHA_RE.match(base_ref):
+    if not valid_ref_name(base_ref):
         errors["base_ref"] = ["Give a branch, tag or commit."]
     if repo is not None:
         floor = repo.data_classification
@@ -175,11 +173,6 @@ def _agent_group_create(
             reasons=[{"tool": slug, **r.as_dict()} for slug, d in sorted(denied.items()) for r in d.reasons],
         )
     assert repo is not None
-    if not permissions.is_platform(actor) and not repo.teams.filter(pk=team.pk).exists():
-        raise InvalidInput(
-            "The repository is not registered for this team.",
-            errors={"repository": [f"Repository {repo.slug} is not registered for team {team.slug}."]},
-        )
     base_commit = _local_base_commit(repo, base_ref)
     group = AgentGroup.objects.create(
         requester=actor,

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 
 from .. import audit, permissions
+from ..gitrefs import is_valid_ref
 from ..models import DataClassification, Repository, Team
 from ..repository_urls import validate_url
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
@@ -21,7 +22,6 @@ from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
 MAX_CREDENTIAL = 20000
 FIELDS = ("slug", "name", "url", "teams", "data_classification", "default_branch", "credential")
-_REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 def can_manage_repositories(user: Any) -> bool:
@@ -46,12 +46,8 @@ def _require_manager(actor: Any) -> None:
 
 
 def valid_ref_name(name: str) -> bool:
-    """git check-ref-format rules for a branch name, and never an option (no leading '-')."""
-    if not name or len(name) > 250 or name.startswith("-") or name == "@" or _REF_BAD.search(name):
-        return False
-    if ".." in name or "@{" in name or "//" in name or name.endswith(("/", ".", ".lock")) or name.startswith("/"):
-        return False
-    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
+    """A ref name by catalog.gitrefs (git check-ref-format, never an option) that fits the 250-character field."""
+    return is_valid_ref(name) and len(name) <= 250
 
 
 def _clean(data: dict[str, Any], *, instance: Repository | None) -> tuple[dict[str, Any], list[Team] | None]:
@@ -239,9 +235,10 @@ def repository_delete(*, repository: Repository, actor: Any) -> None:
     )
 
 
-def repository_for_use(*, actor: Any, slug: str) -> Repository:
+def repository_for_use(*, actor: Any, slug: str, team: Team | None = None) -> Repository:
     """The repository an agent group or workspace may use, by slug; the same error whether it does not
-    exist or the actor's teams may not use it, so slugs of other teams' repositories do not leak."""
+    exist or the actor's teams may not use it, so slugs of other teams' repositories do not leak. With `team`,
+    the repository must also be registered for that team (platform engineers may use any)."""
     repository = None
     if isinstance(slug, str) and SLUG_RE.match(slug):
         repository = Repository.objects.filter(slug=slug).first()
@@ -250,6 +247,9 @@ def repository_for_use(*, actor: Any, slug: str) -> Repository:
         raise InvalidInput(
             "Unknown repository.", errors={"repository": [f"No repository {shown} is registered for your teams."]}
         )
+    if team is not None and not permissions.is_platform(actor) and not repository.teams.filter(pk=team.pk).exists():
+        message = f"Repository {repository.slug} is not registered for team {team.slug}."
+        raise InvalidInput(message, errors={"repository": [message]})
     return repository
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import permissions
 from ..gitrefs import ref_error
 from ..models import (
     BUILTIN_VARIABLES,
@@ -105,12 +104,9 @@ def resolve_repository(version: TemplateVersion, clean: dict[str, Any], *, actor
     if slug is None or slug == "":
         return None
     try:
-        repository = repository_for_use(actor=actor, slug=slug)
+        repository = repository_for_use(actor=actor, slug=slug, team=team)
     except InvalidInput as exc:
-        raise InvalidInput("The repository is not valid.", errors={"parameters": exc.errors}) from exc
-    if not permissions.is_platform(actor) and not repository.teams.filter(pk=team.pk).exists():
-        message = f"Repository {repository.slug} is not registered for team {team.slug}."
-        raise InvalidInput(message, errors={"parameters": {REPOSITORY_PARAMETER: [message]}})
+        raise InvalidInput(exc.message, errors={"parameters": exc.errors}) from exc
     clean[REPOSITORY_PARAMETER] = repository.slug  # the user-facing value stays the slug
     return repository
 
