@@ -154,6 +154,7 @@ def _runner(
         heartbeat_interval=HEARTBEAT_S,
         allow_unsandboxed=bool(goldpath_settings.AGENT_ALLOW_UNSANDBOXED),
         scratch_root=scratch,
+        root=goldpath_settings.SANDBOX_ROOT or None,
         agent_socket=agent_socket,
         uid=uid,
         python=str(goldpath_settings.AGENT_PYTHON or ""),

@@ -50,18 +50,13 @@ UNSANDBOXED_HINT = (
 )
 
 
-class _Drain:
-    """Empties the wake pipe before each wait."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def clear(self) -> None:
-        try:
-            while os.read(self.fd, 64):
-                pass
-        except OSError:
+def _drain(fd: int) -> None:
+    """Empty the (non-blocking) wake pipe before a wait."""
+    try:
+        while os.read(fd, 64):
             pass
+    except OSError:
+        pass
 
 
 def mask_values(text: str, values) -> str:
@@ -127,6 +122,7 @@ class SandboxRunner:
         bwrap: str | None = None,
         proxy_port: int = 3128,
         scratch_root: str | os.PathLike[str] | None = None,
+        root: str | os.PathLike[str] | None = None,
         agent_socket: Callable[[Path], AgentSocket] | None = None,
         uid: int | None = None,
         python: str = "",
@@ -150,6 +146,7 @@ class SandboxRunner:
         self.bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
         self.proxy_port = proxy_port
         self.scratch_root = Path(scratch_root) if scratch_root else None
+        self.root = root  # the sandbox root (sandbox_root()'s default when None): the shared image lives there
         self.agent_socket_factory = agent_socket
         # the host uid the sandbox runs as: only a root worker changes uid (others run bwrap as themselves)
         self.uid = (uid if uid is not None else sandbox_uid()) if is_root() and self.bwrap else None
@@ -174,7 +171,6 @@ class SandboxRunner:
         self._agent_socket: AgentSocket | None = None
         self._log_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # cancel() wakes execute() at once
-        self._wake = _Drain(self._wake_r)
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -211,15 +207,16 @@ class SandboxRunner:
             raise SandboxUnavailable(UNSANDBOXED_HINT)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
-        root = self.scratch_root or sandbox_root()
-        root.mkdir(parents=True, exist_ok=True)
-        self._tmp = root / f"sbx-{self.run_id}"
+        root = sandbox_root(self.root)
+        scratch = self.scratch_root or root
+        scratch.mkdir(parents=True, exist_ok=True)
+        self._tmp = scratch / f"sbx-{self.run_id}"
         self._tmp.mkdir(mode=0o700)
         self._sockets = self._tmp
         if len(str(self._tmp / "egress" / "egress.sock")) > SOCKET_PATH_MAX:
             self._sockets = short_socket_dir(self.run_id)
             self._sockets.mkdir(mode=0o700)
-        self._image = sandbox_image(root if self.scratch_root is None else sandbox_root())
+        self._image = sandbox_image(root)
         for path in {self._tmp, self._sockets}:
             os.chmod(path, 0o755)  # the private parent keeps others out
         if self.uid is not None:
@@ -346,7 +343,7 @@ class SandboxRunner:
                     self.heartbeat()
                     next_beat = now + self.heartbeat_interval
                 wait = max(0.0, min(deadline, next_beat) - time.monotonic())
-                self._wake.clear()
+                _drain(self._wake_r)
                 select.select([exited, self._wake_r], [], [], min(wait, 1.0))
         finally:
             os.close(exited)
