@@ -2,8 +2,9 @@
 
 Every byte of a repository is hostile, so git here never honours anything a repository says about running
 programs: no system or global config, hooks pointed at /dev/null (the command line's config wins over the
-repository's own and reaches receive-pack and every child git), no fsmonitor, no redirects, only the
-transports we chose, no terminal prompts. Git never runs in a tree an agent could write: the run's diff is
+repository's own), no fsmonitor, no redirects, only the transports we chose, no terminal prompts. Git drops
+command-line config for the process it starts in *another* repository (upload-pack, receive-pack), so a local
+target is never pushed into: the branch is fetched into it by a process of ours (see _publish). Git never runs in a tree an agent could write: the run's diff is
 computed inside the sandbox (catalog.agents.execution), and commits are made in a fresh clone of ours.
 
 Git and server text never goes back to a user: a GitError carries a code and a fixed message; the raw text
@@ -34,8 +35,8 @@ MESSAGES = {
     "push_failed": "The branch could not be pushed to the repository.",
     "failed": "A git operation failed.",
 }
-# Config given on every command line: it outranks the repository's own config, and git passes it on to the
-# git processes it starts (upload-pack, receive-pack, index-pack) through GIT_CONFIG_PARAMETERS.
+# Config given on every command line: it outranks the repository's own config, and reaches the git processes
+# started in the same repository (not those started in another one: see _publish).
 HARDENING = (
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
