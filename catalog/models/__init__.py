@@ -21,9 +21,11 @@ from .agents import (
     AgentRunStatus,
     NetworkPolicy,
     ProvenanceRecord,
+    TokenPurpose,
     VendorApiKey,
 )
 from .audit import AuditEvent
+from .gateway import ModelCall
 from .notifications import Notification
 from .repositories import Repository
 from .teams import Profile, Role, Team
@@ -32,10 +34,14 @@ from .tools import (
     DataClassification,
     DataLocation,
     RiskTier,
+    RuntimeKind,
     ToolApproval,
     ToolKind,
     ToolStatus,
     ToolVersion,
+    ToolVersionApproval,
+    UsageFormat,
+    VersionReview,
 )
 from .usage import (
     ACTIVE_KINDS,
@@ -80,6 +86,12 @@ __all__ = [
     "NetworkPolicy",
     "ProvenanceRecord",
     "VendorApiKey",
+    "TokenPurpose",
+    "ModelCall",
+    "ToolVersionApproval",
+    "UsageFormat",
+    "VersionReview",
+    "RuntimeKind",
     "ACTIVE_BUILD_STATUSES",
     "BUILTIN_VARIABLES",
     "BuildLogLine",

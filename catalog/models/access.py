@@ -107,6 +107,14 @@ class AccessGrant(models.Model):
         help_text="narrows the tool's own clearance for this team; blank means the tool's clearance",
     )
     seats = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    budget_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="model spend allowed per calendar month (UTC) through the gateway; blank: no budget",
+    )
     state = models.CharField(max_length=10, choices=GrantState.choices, default=GrantState.ACTIVE, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     ended_by = models.ForeignKey(

@@ -93,6 +93,7 @@ class AgentRun(models.Model):
     tool = models.ForeignKey(AITool, on_delete=models.PROTECT, related_name="agent_runs")
     tool_version = models.ForeignKey(ToolVersion, on_delete=models.PROTECT, related_name="agent_runs")
     argv_template = models.JSONField(default=list)
+    model = models.CharField(max_length=200, blank=True, help_text="the model the run was pinned to")
     status = models.CharField(max_length=20, choices=AgentRunStatus.choices, default=AgentRunStatus.PENDING)
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
@@ -112,6 +113,17 @@ class AgentRun(models.Model):
     progress = models.CharField(max_length=500, blank=True, help_text="last progress the agent reported")
     result = models.JSONField(default=dict, blank=True, help_text="results the agent attached")
     log_seq = models.PositiveIntegerField(default=0)
+    # the gateway's figures (summed from its ModelCall rows when the run ends) and the CLI's own
+    model_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    models_used = models.JSONField(default=list, blank=True)
+    reported_usage = models.JSONField(default=dict, blank=True, help_text="usage the CLI printed about itself")
+    transcript_sha256 = models.CharField(max_length=64, blank=True)
+    gateway_refusal = models.TextField(blank=True, help_text="why the gateway refused a model call of this run")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -151,10 +163,17 @@ class AgentRunLogLine(models.Model):
         return f"{self.run_id}#{self.seq}"
 
 
+class TokenPurpose(models.TextChoices):
+    AGENT = "agent", "Agent identity (the run's own socket)"
+    GATEWAY = "gateway", "Model gateway credential"
+
+
 class AgentIdentityToken(models.Model):
-    """The short-lived credential of one run's agent identity (`agent:<run id>`); only its hash is stored."""
+    """A short-lived credential of one run (`agent:<run id>`): its agent identity, or its model gateway
+    credential; only the hash is stored, and both are revoked when the run ends."""
 
     run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="identity_tokens")
+    purpose = models.CharField(max_length=10, choices=TokenPurpose.choices, default=TokenPurpose.AGENT)
     token_sha256 = models.CharField(max_length=64, unique=True)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -165,7 +184,8 @@ class AgentIdentityToken(models.Model):
 
 
 class VendorApiKey(models.Model):
-    """A vendor API key for one team x tool, Fernet-encrypted; injected into the sandbox only at launch."""
+    """A vendor API key for one team x tool, Fernet-encrypted; the model gateway adds it to upstream requests
+    only (it never enters a sandbox). `env_var` is kept for reference: what the vendor's tools call it."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="vendor_api_keys")
     tool = models.ForeignKey(AITool, on_delete=models.CASCADE, related_name="vendor_api_keys")

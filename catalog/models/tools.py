@@ -55,6 +55,28 @@ class ToolStatus(models.TextChoices):
     BANNED = "banned", "Banned"
 
 
+class VersionReview(models.TextChoices):
+    """A tool version runs only once approved; a change to what it runs sends it back to `proposed`."""
+
+    PROPOSED = "proposed", "Proposed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class RuntimeKind(models.TextChoices):
+    NPM = "npm", "npm package"
+    PYPI = "pypi", "PyPI package"
+
+
+class UsageFormat(models.TextChoices):
+    """Which parser reads the usage a CLI prints about itself (kept beside the gateway's own figures)."""
+
+    CLAUDE_STREAM_JSON = "claude-stream-json", "Claude Code stream-json"
+    CODEX_JSON = "codex-json", "Codex CLI --json"
+    AIDER_TEXT = "aider-text", "Aider text"
+    NONE = "none", "None"
+
+
 class AITool(models.Model):
     """A coding assistant or agent in the catalog, with its lifecycle status."""
 
@@ -94,7 +116,8 @@ class AITool(models.Model):
 
 
 class ToolVersion(models.Model):
-    """A released version of a tool and how to launch it headless (an argv template, never a shell)."""
+    """A released version of a tool: its pinned runtime, how to launch it headless (an argv template, never a
+    shell), the models it may call and the hosts it may reach. Runs only once `approved`."""
 
     tool = models.ForeignKey(AITool, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=50)
@@ -105,6 +128,16 @@ class ToolVersion(models.Model):
     egress_hosts = models.JSONField(
         default=list, blank=True, help_text="hosts an agent run may reach through the egress proxy (`*.suffix` ok)"
     )
+    runtime = models.JSONField(
+        default=dict, blank=True, help_text='{"kind": "npm"|"pypi", "package", "version"}; empty: built in'
+    )
+    env = models.JSONField(default=dict, blank=True, help_text="non-secret environment for the CLI")
+    usage_format = models.CharField(max_length=30, choices=UsageFormat.choices, default=UsageFormat.NONE)
+    review_state = models.CharField(
+        max_length=12, choices=VersionReview.choices, default=VersionReview.PROPOSED, db_index=True
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reason = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -130,3 +163,21 @@ class ToolApproval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} approved by {self.reviewer}"
+
+
+class ToolVersionApproval(models.Model):
+    """One reviewer's approval of a proposed tool version (the tool's rules: two distinct for high risk)."""
+
+    version = models.ForeignKey(ToolVersion, on_delete=models.CASCADE, related_name="approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "reviewer"], name="uniq_tool_version_reviewer_approval")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} approved by {self.reviewer}"

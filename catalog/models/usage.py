@@ -28,6 +28,7 @@ class UsageKind(models.TextChoices):
     TOOL_APPROVED = "tool_approved", "Tool approved"
     TOOL_BANNED = "tool_banned", "Tool banned"
     TOOL_USED = "tool_used", "Tool used (vendor usage)"
+    MODEL_CALL = "model_call", "Model call through the gateway"
 
 
 # kinds that make their user an "active user" of the tool that day
@@ -83,6 +84,11 @@ class UsageEvent(models.Model):
     engaged_users = models.PositiveIntegerField(null=True, blank=True)
     suggestions = models.PositiveIntegerField(null=True, blank=True)
     acceptances = models.PositiveIntegerField(null=True, blank=True)
+    input_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    model_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="model spend metered by the gateway"
+    )
     source = models.CharField(max_length=64, default="portal", db_index=True)
     key = models.CharField(max_length=200, unique=True, help_text="idempotency key: the same fact is stored once")
 
@@ -136,6 +142,9 @@ class UsageDaily(models.Model):
     suggestions = models.PositiveBigIntegerField(default=0)
     acceptances = models.PositiveBigIntegerField(default=0)
     usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    model_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 
     class Meta:
         constraints = [
@@ -165,6 +174,9 @@ class PeriodSums(models.Model):
     suggestions = models.PositiveBigIntegerField(default=0)
     acceptances = models.PositiveBigIntegerField(default=0)
     usage_cost = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    model_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 
     class Meta:
         abstract = True
