@@ -42,6 +42,16 @@ DEFAULTS: dict[str, Any] = {
     # registered repositories (catalog.repository_urls); env GOLDPATH_<NAME> is read when these are empty
     "LOCAL_REPOSITORY_ROOTS": "",  # os.pathsep-separated folders (besides GOLDPATH_HOME/repositories)
     "ALLOWED_GIT_HOSTS": "",  # comma-separated host or host:port exempt from the private-address checks
+    # model gateway (catalog.gateway): the web tier serves it; workers relay their sandboxes' calls to it
+    "GATEWAY_URL": "",  # the web tier's base URL as workers reach it (default: PORTAL_URL)
+    "UPSTREAM_ANTHROPIC": "https://api.anthropic.com",  # `demo`: the built-in offline demo model
+    "UPSTREAM_OPENAI": "https://api.openai.com",
+    "GATEWAY_BODY_MAX_BYTES": 8 * 1024 * 1024,  # a larger request body is refused (413, vendor format)
+    "GATEWAY_TOKEN_TTL_S": 3600,  # a run's gateway credential never outlives this (and is revoked at the end)
+    "MODEL_PRICES": {},  # {model: {"input", "output", "cache_read", "cache_write"}} USD per million tokens
+    # tool runtimes (catalog.runtimes): installed into GOLDPATH_HOME/tools/<slug>/<version>/
+    "TOOLS_DIR": "",  # default GOLDPATH_HOME/tools
+    "NPM": "npm",
 }
 
 

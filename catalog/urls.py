@@ -1,6 +1,6 @@
 """Page routes."""
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from .views import access, agents, audit, reports, repositories, teams, tools, vendor_keys, workspaces
 
@@ -61,4 +61,5 @@ urlpatterns = [
     path("repositories/", repositories.repository_list, name="repository-list"),
     path("repositories/<slug:slug>/edit/", repositories.repository_edit, name="repository-edit"),
     path("repositories/<slug:slug>/delete/", repositories.repository_delete, name="repository-delete"),
+    path("gateway/", include("catalog.gateway.urls")),
 ]

@@ -261,6 +261,11 @@ GOLDPATH = {
     "BUILD_HEARTBEAT_INTERVAL_S": float(os.environ.get("GOLDPATH_BUILD_HEARTBEAT_INTERVAL_S", "2")),
     "DEFAULT_MAX_WORKSPACES": int(os.environ.get("GOLDPATH_MAX_WORKSPACES", "10")),
     "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
+    # the model gateway: where workers reach the web tier, and the vendor upstreams (`demo`: offline demo model)
+    "GATEWAY_URL": os.environ.get("GOLDPATH_GATEWAY_URL", ""),
+    "UPSTREAM_ANTHROPIC": os.environ.get("GOLDPATH_UPSTREAM_ANTHROPIC", "https://api.anthropic.com"),
+    "UPSTREAM_OPENAI": os.environ.get("GOLDPATH_UPSTREAM_OPENAI", "https://api.openai.com"),
+    "TOOLS_DIR": os.environ.get("GOLDPATH_TOOLS_DIR", ""),
 }
 
 # Vendor API keys and repository credentials are Fernet-encrypted with this key (urlsafe base64 of
