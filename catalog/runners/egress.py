@@ -10,6 +10,13 @@ allowed)`; refusals get a 403 and end the connection.
 The proxy connects to the addresses it checked (never resolves twice), answers errors with fixed
 texts (no exception text), and stops without waiting for a poll interval: the accept loop sleeps in
 a selector that stop() wakes through a pipe, and live connections are shut down.
+
+The model gateway route: a run's CLIs reach Goldpath's model gateway at the proxy's own address
+(`http://127.0.0.1:3128/v1/...` inside the sandbox). Such requests (origin-form, or absolute ones naming that
+address) are relayed to the web tier's `/gateway/v1/...` (`GatewayRoute`), never anywhere else: only paths
+under `/v1/` of a strict grammar pass (no dot segments, no percent-escapes), cookies and forwarding headers
+are dropped, and nothing but the configured gateway address is ever connected to on this route. The CLI's
+own credential there is the run's gateway token; the vendor key is added by the gateway, upstream.
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from . import http1
 from .egress_policy import BadAddress, best_match, parse_patterns, split_authority
@@ -67,6 +78,49 @@ def _absolute_target(target: str) -> tuple[str, int, str]:
     return host, port or 80, path if path.startswith("/") else "/" + path
 
 
+GATEWAY_PATH = re.compile(r"/v1/[A-Za-z0-9._/-]{1,200}(\?[A-Za-z0-9._=&-]{0,200})?")
+GATEWAY_DROPPED = frozenset({"cookie", "forwarded", "x-real-ip", "host"})
+GATEWAY_PREFIX = "/gateway"
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """Where a sandbox's model calls go: the web tier's base URL (`GATEWAY_URL`), and the in-sandbox port."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    listen_port: int = 3128
+
+    @classmethod
+    def from_url(cls, url: str, listen_port: int = 3128) -> GatewayRoute:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the gateway URL must be an http(s) URL with a host, not {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"), listen_port)
+
+    def target(self, method: str, target: str) -> str | None:
+        """The request's `/v1/...` path when it is meant for the gateway (else None: an ordinary request)."""
+        if method == "CONNECT":
+            return None
+        if target.startswith("/"):
+            return target
+        lowered = target.lower()
+        for name in ("127.0.0.1", "localhost"):
+            prefix = f"http://{name}:{self.listen_port}"
+            if lowered.startswith(prefix + "/"):
+                return target[len(prefix) :]
+        return None
+
+    @staticmethod
+    def path_allowed(path: str) -> bool:
+        if not GATEWAY_PATH.fullmatch(path) or "//" in path:
+            return False
+        return not any(seg in (".", "..") for seg in path.split("?", 1)[0].split("/"))
+
+
 class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -85,8 +139,10 @@ class EgressProxy:
         *,
         resolve: Resolve | None = None,
         max_connections: int = 256,
+        gateway: GatewayRoute | None = None,
     ) -> None:
         self.socket_path = str(socket_path)
+        self.gateway = gateway
         self.allowed_hosts = list(allowed_hosts)
         self.patterns = parse_patterns(self.allowed_hosts)  # a malformed entry allows nothing
         self.on_connection: OnConnection = on_connection or (lambda host, port, allowed: None)
@@ -195,6 +251,9 @@ class EgressProxy:
             if head is None:
                 return False
             method, target, version = self._request_line(head)
+            gateway_path = self.gateway.target(method, target) if self.gateway is not None else None
+            if gateway_path is not None:
+                return self._serve_gateway(conn, reader, head, method, gateway_path, version)
             if method == "CONNECT":
                 host, port = split_authority(target, port_required=True)
                 path = ""
@@ -218,6 +277,38 @@ class EgressProxy:
                 self._tunnel(conn, reader, upstream)
                 return False
             return self._forward(conn, reader, upstream, head, (method, host, port, path, version))
+        finally:
+            self._track(upstream, False)
+            upstream.close()
+
+    def _serve_gateway(self, conn: socket.socket, reader: Reader, head: Head, method: str, path: str, version: str):
+        """Relay one model call to the web tier's gateway (the only destination of this route)."""
+        gateway = self.gateway
+        assert gateway is not None
+        if not gateway.path_allowed(path):
+            conn.sendall(http1.reply(404, "only the model gateway's /v1/ paths are served here"))
+            return False
+        try:
+            upstream = socket.create_connection((gateway.host, gateway.port), timeout=CONNECT_TIMEOUT)
+            if gateway.scheme == "https":
+                upstream = ssl.create_default_context().wrap_socket(upstream, server_hostname=gateway.host)
+            upstream.settimeout(IDLE_TIMEOUT)
+        except (OSError, ssl.SSLError):
+            conn.sendall(http1.reply(502, "the model gateway is unreachable"))
+            return False
+        cleaned = Head(
+            head.first,
+            [
+                (k, v)
+                for k, v in head.headers
+                if k.lower() not in GATEWAY_DROPPED and not k.lower().startswith("x-forwarded-")
+            ],
+        )
+        self._track(upstream, True)
+        try:
+            target = (gateway.host, gateway.port, gateway.base_path + GATEWAY_PREFIX + path, version)
+            default = 443 if gateway.scheme == "https" else 80
+            return self._forward(conn, reader, upstream, cleaned, (method, *target), default_port=default)
         finally:
             self._track(upstream, False)
             upstream.close()
@@ -307,7 +398,13 @@ class EgressProxy:
 
     # -- plain HTTP --------------------------------------------------------------------------
     def _forward(
-        self, conn: socket.socket, reader: Reader, upstream: socket.socket, head: Head, request: tuple
+        self,
+        conn: socket.socket,
+        reader: Reader,
+        upstream: socket.socket,
+        head: Head,
+        request: tuple,
+        default_port: int = 80,
     ) -> bool:
         """Send one request upstream (Host rewritten to what was decided), relay its response."""
         method, host, port, path, version = request
@@ -317,7 +414,7 @@ class EgressProxy:
             conn.sendall(http1.reply(exc.status, exc.reason))
             return False
         dropped = http1.HOP_BY_HOP | set(head.tokens("connection"))
-        headers = [("Host", _authority(host, port, 80))]
+        headers = [("Host", _authority(host, port, default_port))]
         headers += [(k, v) for k, v in head.headers if k.lower() not in dropped]
         headers.append(("Connection", "close"))
         if framing == "chunked":
