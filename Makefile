@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.goldpath-installed
 
-.PHONY: run test lint worker bench clean
+.PHONY: run test lint worker bench clean tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,6 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_policy.py
+
+tools: $(STAMP)
+	$(BIN)/python manage.py tools_install --all-approved

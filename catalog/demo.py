@@ -26,6 +26,103 @@ TEAMS = [
     ("search", "Search", "Indexing, ranking and the query service."),
 ]
 
+# The real agent CLIs, pinned to the newest releases on the registries, launched headless and pointed at
+# Goldpath's model gateway (the sandbox's proxy port; `{gateway}` in an argv). Their API-key variables are filled
+# with the run's gateway credential by the worker (catalog.agents.launch), never with a vendor key. Their own
+# state stays in the sandbox's /tmp (HOME), never in the workspace. Flags as measured in MACHINE-NOTES.md.
+CLAUDE_CODE = {
+    "version": "2.1.332",
+    "runtime": {"kind": "npm", "package": "@anthropic-ai/claude-code", "version": "2.1.332"},
+    "launch_command": [
+        "claude",
+        "-p",
+        "{prompt}",
+        "--model",
+        "{model}",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--permission-mode",
+        "bypassPermissions",
+    ],
+    # bypassPermissions (its shell tool without prompts) needs IS_SANDBOX=1 when the uid is 0, as in our sandbox;
+    # side tasks use the pinned model, so `models` is every model it may call
+    "env": {
+        "IS_SANDBOX": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "{model}",
+        "ANTHROPIC_SMALL_FAST_MODEL": "{model}",
+    },
+    "model_names": ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
+    "usage_format": "claude-stream-json",
+}
+CODEX_CLI = {
+    "version": "0.171.0",
+    "runtime": {"kind": "npm", "package": "@openai/codex", "version": "0.171.0"},
+    "launch_command": [
+        "codex",
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "-c",
+        'openai_base_url="{gateway}/v1"',
+        "-c",
+        "analytics.enabled=false",
+        "-c",
+        "features.plugins=false",
+        "-m",
+        "{model}",
+        "{prompt}",
+    ],
+    "env": {},
+    "model_names": ["gpt-5.5", "gpt-5-codex", "gpt-5"],
+    "usage_format": "codex-json",
+}
+AIDER = {
+    "version": "0.86.2",
+    "runtime": {"kind": "pypi", "package": "aider-chat", "version": "0.86.2"},
+    "launch_command": [
+        "aider",
+        "--model",
+        "openai/{model}",
+        "--weak-model",
+        "openai/{model}",
+        "--openai-api-base",
+        "{gateway}/v1",
+        "--yes-always",
+        "--no-auto-commits",
+        "--no-check-update",
+        "--analytics-disable",
+        "--no-pretty",
+        "--no-fancy-input",
+        "--no-stream",
+        "--edit-format",
+        "whole",
+        "--no-show-model-warnings",
+        "--no-show-release-notes",
+        "--no-gitignore",
+        "--map-tokens",
+        "0",
+        "--no-detect-urls",
+        "--no-restore-chat-history",
+        "--no-suggest-shell-commands",
+        "--no-auto-lint",
+        "--no-watch-files",
+        "--input-history-file",
+        "/tmp/aider-input.history",
+        "--chat-history-file",
+        "/tmp/aider-chat.history.md",
+        "--message",
+        "{prompt}",
+    ],
+    "env": {},
+    "model_names": ["gpt-4.1", "gpt-4.1-mini"],
+    "usage_format": "aider-text",
+}
+REAL_AGENTS = {"claude-code": CLAUDE_CODE, "codex-cli": CODEX_CLI, "aider": AIDER}
+
 # status the seed brings each tool to; proposer; approvers (two for high risk)
 TOOLS = [
     {
@@ -46,7 +143,7 @@ TOOLS = [
         "status": "approved",
         "proposer": "admin",
         "approvers": ["bob", "frank"],
-        "versions": [("2.0.0", ["claude", "-p", "{prompt}"], ["claude-sonnet-4-5", "claude-opus-4-1"])],
+        "versions": [CLAUDE_CODE],
     },
     {
         "data": {
@@ -66,7 +163,7 @@ TOOLS = [
         "status": "approved",
         "proposer": "admin",
         "approvers": ["frank", "bob"],
-        "versions": [("0.46.0", ["codex", "exec", "{prompt}"], ["gpt-5-codex"])],
+        "versions": [CODEX_CLI],
     },
     {
         "data": {
@@ -85,7 +182,7 @@ TOOLS = [
         "status": "approved",
         "proposer": "admin",
         "approvers": ["bob"],
-        "versions": [("0.86.1", ["aider", "--yes-always", "--message", "{prompt}"], ["claude-sonnet-4-5", "gpt-5"])],
+        "versions": [AIDER],
     },
     {
         "data": {
@@ -160,7 +257,9 @@ TOOLS = [
         "status": "proposed",
         "proposer": "dave",
         "approvers": [],
-        "versions": [("0.9.0", ["gemini", "-p", "{prompt}"], ["gemini-2.5-pro"])],
+        "versions": [
+            {"version": "0.9.0", "launch_command": ["gemini", "-p", "{prompt}"], "model_names": ["gemini-2.5-pro"]}
+        ],
     },
     {
         "data": {
@@ -183,7 +282,11 @@ TOOLS = [
         "approvers": ["bob"],
         # `python3` is mapped by the sandbox runner to the worker's Python runtime (the demo agent is stdlib only)
         "versions": [
-            ("1.0.0", ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"], []),
+            {
+                "version": "1.0.0",
+                "launch_command": ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"],
+                "model_names": [],
+            },
         ],
     },
 ]

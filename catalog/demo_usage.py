@@ -33,6 +33,12 @@ TEAM_TOOLS = {
     "search": [("codex-cli", 5, "0.20"), ("github-copilot", 3, None)],
 }
 AGENT_TOOLS = {"claude-code", "codex-cli", "aider"}
+# agent tool -> dollars per million input and output tokens of the model its runs call through the gateway
+MODEL_PRICES = {
+    "claude-code": (Decimal("3"), Decimal("15")),
+    "codex-cli": (Decimal("1.25"), Decimal("10")),
+    "aider": (Decimal("3"), Decimal("15")),
+}
 TEMPLATES = {"payments": "python-service", "search": "go-service"}
 
 
@@ -102,6 +108,7 @@ def _events_for(day: dt.date, team: Team, user, tools, rng: random.Random, ramp:
                     duration_s=float(rng.randrange(45, 900)),
                     cost=Decimal(per_use) if per_use else None,
                 )
+                _model_calls(add, tool, hour, f"{day.isoformat()}:{user.username}:{n}")
                 if ok and rng.random() < 0.3 + 0.3 * ramp:
                     add("agent_result_accepted", tool, hour + 1)
         else:
@@ -124,6 +131,25 @@ def _events_for(day: dt.date, team: Team, user, tools, rng: random.Random, ramp:
     if rng.random() < 0.02:
         add("policy_denied", "codex-cli" if team.slug == "payments" else "claude-code", 11, outcome="no_grant")
     return out
+
+
+def _model_calls(add, tool: str, hour: int, seed: str) -> None:
+    """The run's model calls through the gateway, folded into one `model_call` event (its own random stream,
+    so the rest of the history stays as it was before token figures were added)."""
+    rng = random.Random(f"goldpath-demo-tokens:{seed}")
+    calls = rng.randrange(3, 25)
+    input_tokens = sum(rng.randrange(2_000, 30_000) for _ in range(calls))
+    output_tokens = sum(rng.randrange(100, 2_500) for _ in range(calls))
+    per_in, per_out = MODEL_PRICES[tool]
+    cost = (input_tokens * per_in + output_tokens * per_out) / Decimal(1_000_000)
+    add(
+        "model_call",
+        tool,
+        hour,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        model_cost=cost.quantize(Decimal("0.000001")),
+    )
 
 
 @transaction.atomic

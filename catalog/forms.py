@@ -5,7 +5,18 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model
 
-from .models import AITool, DataClassification, DataLocation, RiskTier, Role, Team, ToolKind, ToolStatus
+from .models import (
+    AITool,
+    DataClassification,
+    DataLocation,
+    RiskTier,
+    Role,
+    RuntimeKind,
+    Team,
+    ToolKind,
+    ToolStatus,
+    UsageFormat,
+)
 from .services.errors import DomainError
 
 
@@ -14,11 +25,14 @@ def _blank(choices) -> list[tuple[str, str]]:
 
 
 def add_domain_errors(form: forms.Form, exc: DomainError) -> None:
-    """Show a service's InvalidInput field errors on the form (unknown fields go to the form itself)."""
+    """Show a service's InvalidInput field errors on the form (unknown fields go to the form itself; a form may
+    name the field showing a service field in `SERVICE_FIELDS`)."""
     if not exc.errors:
         form.add_error(None, exc.message)
         return
+    aliases = getattr(form, "SERVICE_FIELDS", {})
     for field, messages in exc.errors.items():
+        field = aliases.get(field, field)
         for message in messages if isinstance(messages, list | tuple) else [messages]:
             form.add_error(field if field in form.fields else None, str(message))
 
@@ -94,14 +108,48 @@ class ToolEditForm(ToolProposeForm):
 
 
 class ToolVersionForm(forms.Form):
-    version = forms.CharField(max_length=50)
+    """Propose a version. The fields are shaped here (lines, commas, NAME=value); the service checks them."""
+
+    version = forms.CharField(max_length=50, help_text="e.g. 2.1.332; agents may pin it, or 2.1.x for the newest 2.1.")
     release_notes_url = forms.URLField(required=False, assume_scheme="https", label="Release notes link")
+    runtime_kind = forms.ChoiceField(
+        required=False,
+        choices=[("", "Built in (nothing to install)"), *RuntimeKind.choices],
+        label="Runtime",
+        help_text="The registry the CLI is installed from, pinned to one exact release.",
+    )
+    runtime_package = forms.CharField(
+        required=False, max_length=214, label="Package", help_text="e.g. @anthropic-ai/claude-code or aider-chat"
+    )
+    runtime_version = forms.CharField(
+        required=False, max_length=100, label="Package version", help_text="An exact release, e.g. 2.1.332."
+    )
     launch_command = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         label="Headless launch command",
-        help_text="One argument per line (an argv, never a shell string); one must contain {prompt}.",
+        help_text="One argument per line (an argv, never a shell string); one must contain {prompt}. {model} and "
+        "{index} are filled per run.",
     )
-    model_names = forms.CharField(required=False, label="Models", help_text="Comma-separated model names.")
+    model_names = forms.CharField(
+        required=False,
+        max_length=20000,
+        label="Models",
+        help_text="Comma-separated model names; the first is the default. Required with a runtime.",
+    )
+    env = forms.CharField(
+        required=False,
+        max_length=100000,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocapitalize": "off"}),
+        label="Environment",
+        help_text="One NAME=value per line; non-secret settings only (no keys, tokens, base URLs, proxies, PATH).",
+    )
+    usage_format = forms.ChoiceField(
+        required=False,
+        choices=UsageFormat.choices,
+        initial=UsageFormat.NONE,
+        label="Usage output",
+        help_text="How the CLI reports its own usage.",
+    )
     egress_hosts = forms.CharField(
         required=False,
         max_length=20000,
@@ -110,6 +158,8 @@ class ToolVersionForm(forms.Form):
         help_text="One per line: host, *.suffix or an IP address, with an optional :port (without one, ports 80 "
         "and 443 only). Agent runs whose group allows the network reach only these, through the egress proxy.",
     )
+    RUNTIME_FIELDS = ("runtime_kind", "runtime_package", "runtime_version")
+    SERVICE_FIELDS = {"runtime": "runtime_package", "models": "model_names"}
 
     def __init__(self, *args, can_set_egress: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -125,19 +175,64 @@ class ToolVersionForm(forms.Form):
     def clean_egress_hosts(self) -> list[str]:
         return egress_lines(self.cleaned_data["egress_hosts"])
 
+    def clean_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["env"].splitlines(), 1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"Line {number}: write NAME=value.")
+            if name.strip() in env:
+                raise forms.ValidationError(f"Line {number}: {name.strip()[:60]} is set twice.")
+            env[name.strip()] = value
+        return env
+
+    def service_data(self) -> dict:
+        """The fields for tool_version_add/update, with the runtime as one object."""
+        data = {k: v for k, v in self.cleaned_data.items() if k not in self.RUNTIME_FIELDS}
+        parts = [self.cleaned_data.get(f, "").strip() for f in self.RUNTIME_FIELDS]
+        data["runtime"] = dict(zip(("kind", "package", "version"), parts, strict=True)) if any(parts) else {}
+        data["usage_format"] = data.get("usage_format") or UsageFormat.NONE
+        return data
+
 
 def egress_lines(text: str) -> list[str]:
     """One host pattern per line (blank lines ignored); the service checks the grammar."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-class ToolVersionEgressForm(forms.Form):
-    """Edit one version's egress hosts (the only thing about a version that changes after it is added)."""
+class ToolVersionEditForm(ToolVersionForm):
+    """Change a version, filled from it. Like PATCH, only the fields the request carries are sent (the page
+    sends them all; the service records only what changed, and a change to what runs needs a new review)."""
 
-    egress_hosts = ToolVersionForm.base_fields["egress_hosts"]
+    def __init__(self, *args, version, **kwargs):
+        runtime = version.runtime or {}
+        initial = {
+            "release_notes_url": version.release_notes_url,
+            "runtime_kind": runtime.get("kind", ""),
+            "runtime_package": runtime.get("package", ""),
+            "runtime_version": runtime.get("version", ""),
+            "launch_command": "\n".join(version.launch_command or []),
+            "model_names": ", ".join(version.model_names or []),
+            "env": "\n".join(f"{k}={v}" for k, v in (version.env or {}).items()),
+            "usage_format": version.usage_format,
+            "egress_hosts": "\n".join(version.egress_hosts or []),
+        }
+        super().__init__(*args, initial=initial, **kwargs)
+        del self.fields["version"]
+        for field in self.fields.values():
+            field.required = False
 
-    def clean_egress_hosts(self) -> list[str]:
-        return egress_lines(self.cleaned_data["egress_hosts"])
+    def clean_launch_command(self) -> list[str]:
+        return [line.strip() for line in (self.cleaned_data["launch_command"] or "").splitlines() if line.strip()]
+
+    def service_data(self) -> dict:
+        data = super().service_data()
+        sent = set(self.data)
+        if not sent & set(self.RUNTIME_FIELDS):
+            data.pop("runtime")
+        return {k: v for k, v in data.items() if k == "runtime" or k in sent}
 
 
 class ReasonForm(forms.Form):

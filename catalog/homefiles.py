@@ -75,6 +75,8 @@ def _tighten_dir(dir_fd: int, depth: int) -> None:
     except OSError:
         return
     for entry in entries:
+        if depth == 0 and entry.name == "tools":
+            continue  # tool runtimes: public packages a sandbox uid reads (catalog.runtimes); the 0700 home keeps others out
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:

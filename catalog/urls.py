@@ -2,7 +2,18 @@
 
 from django.urls import include, path, re_path
 
-from .views import access, agents, audit, reports, repositories, teams, tools, vendor_keys, workspaces
+from .views import (
+    access,
+    agents,
+    audit,
+    reports,
+    repositories,
+    teams,
+    tool_versions,
+    tools,
+    vendor_keys,
+    workspaces,
+)
 
 app_name = "catalog"
 ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
@@ -13,8 +24,13 @@ urlpatterns = [
     path("tools/new/", tools.tool_new, name="tool-new"),
     path("tools/<slug:slug>/", tools.tool_detail, name="tool-detail"),
     path("tools/<slug:slug>/edit/", tools.tool_edit, name="tool-edit"),
-    path("tools/<slug:slug>/versions/new/", tools.tool_version_new, name="tool-version-new"),
-    path("tools/<slug:slug>/versions/<path:version>/edit/", tools.tool_version_edit, name="tool-version-edit"),
+    path("tools/<slug:slug>/versions/new/", tool_versions.tool_version_new, name="tool-version-new"),
+    path("tools/<slug:slug>/versions/<path:version>/edit/", tool_versions.tool_version_edit, name="tool-version-edit"),
+    re_path(
+        r"^tools/(?P<slug>[-a-zA-Z0-9_]+)/versions/(?P<version>[^/]+)/(?P<action>approve|reject)/$",
+        tool_versions.tool_version_action,
+        name="tool-version-action",
+    ),
     re_path(rf"^tools/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.tool_action, name="tool-action"),
     path("reviews/", tools.review_queue, name="review-queue"),
     re_path(rf"^reviews/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>{ACTIONS})/$", tools.review_action, name="review-action"),
@@ -33,6 +49,7 @@ urlpatterns = [
     path("tools/<slug:slug>/request-access/", access.tool_request_access, name="tool-request-access"),
     path("teams/<slug:slug>/grants/", access.team_grant, name="team-grant"),
     path("grants/<int:pk>/revoke/", access.grant_revoke, name="grant-revoke"),
+    path("grants/<int:pk>/budget/", access.grant_budget, name="grant-budget"),
     path("access-requests/", access.access_request_queue, name="access-requests"),
     path("access-requests/<int:pk>/<str:verdict>/", access.access_request_decide, name="access-request-decide"),
     path("authz/simulator/", access.simulator, name="simulator"),

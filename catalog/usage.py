@@ -8,6 +8,9 @@
 - `template`: an object with a `slug` (template or template version) or a slug.
 - `duration_s`, `cost`: numbers; with no cost, a `tool_version` whose `per_use_cost` is set prices one use
   of kinds in `PER_USE_KINDS`.
+- `input_tokens`, `output_tokens`, `model_cost`: what a model call through the gateway used and cost (the
+  gateway records one `model_call` event per call); kept apart from `cost` (per-use price) so reports show
+  both.
 - `key`: idempotency key. Give a deterministic one (`build:12:succeeded`) wherever a retry could record
   the same fact twice: a second call with the same key stores nothing. Default: a fresh random key.
 - `outcome`: agent run outcome, build transition (`start`, `stop`, `delete`) or denial reason.
@@ -62,6 +65,9 @@ def record_usage(
     key: str | None = None,
     outcome: str = "",
     tool_version: Any = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    model_cost: Decimal | float | None = None,
     **numbers: Any,
 ) -> UsageEvent | None:
     if kind not in UsageKind.values:
@@ -94,6 +100,9 @@ def record_usage(
         outcome=(outcome or "")[:32],
         duration_s=duration_s,
         cost=Decimal(str(cost)) if cost is not None else None,
+        input_tokens=max(0, int(input_tokens)) if input_tokens is not None else None,
+        output_tokens=max(0, int(output_tokens)) if output_tokens is not None else None,
+        model_cost=Decimal(str(model_cost)) if model_cost is not None else None,
         source=source[:64],
         key=(key or f"{kind}:{uuid.uuid4().hex}")[:200],
         **numbers,

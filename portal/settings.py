@@ -92,7 +92,12 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------------
 SQLITE_PATH = GOLDPATH_HOME / "goldpath.sqlite3"
 DATABASES = {
-    "default": dj_database_url.parse(os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=0)
+    # persistent connections (checked before reuse): a model-gateway call must not pay for a new connection
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}",
+        conn_max_age=int(os.environ.get("GOLDPATH_DB_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + busy timeout + IMMEDIATE transactions: concurrent writers wait instead of failing

@@ -74,7 +74,7 @@ def demo_tool(people, teams, *, slug: str = "demo-agent", grant_to=("payments",)
         risk_tier="low",
         max_data_classification="confidential",
     )
-    ToolVersion.objects.create(tool=tool, version="1.0.0", launch_command=argv or DEMO_ARGV)
+    ToolVersion.objects.create(tool=tool, version="1.0.0", launch_command=argv or DEMO_ARGV, review_state="approved")
     for team in grant_to:
         access.grant_create(actor=people["bob"], team=teams[team], tool=tool)
     return tool

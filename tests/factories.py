@@ -67,3 +67,4 @@ class ToolVersionFactory(factory.django.DjangoModelFactory):
     tool = factory.SubFactory(ToolFactory)
     version = factory.Sequence(lambda n: f"1.{n}.0")
     launch_command = ["acme", "--prompt", "{prompt}"]
+    review_state = "approved"  # a reviewed version, ready to run (the review workflow has its own tests)

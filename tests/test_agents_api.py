@@ -65,6 +65,7 @@ def test_policy_denies_any_tool_nothing_launched(api, people, teams, demo, repo)
         tool_id=ToolFactory._meta.model.objects.get(slug="not-granted").pk,
         version="1",
         launch_command=["x", "{prompt}"],
+        review_state="approved",
     )
     before = (AgentGroup.objects.count(), AgentRun.objects.count(), AuditEvent.objects.count())
     payload = body(repo, agents=[{"tool": "demo-agent", "count": 2}, {"tool": "not-granted", "count": 1}])

@@ -259,14 +259,20 @@ def test_worker_killed_mid_run_is_reaped(api, people, setup, celery_worker):
     assert os.path.exists(repo)
 
 
-def test_vendor_key_reaches_the_sandbox_masked_in_logs(api, people, teams, setup, celery_worker):
+def test_vendor_key_never_enters_the_sandbox(api, people, teams, setup, celery_worker):
+    """The team's vendor key stays with the gateway: the agent sees only its own run's gateway credential."""
     from catalog.models import AITool, ToolVersion
     from catalog.services.agents import vendor_api_key_set
 
     repo = setup
     tool = AITool.objects.get(slug="demo-agent")
-    argv = ["python3", "-c", "import os,sys; print('key is', os.environ['DEMO_API_KEY'], sys.argv[1])", "{prompt}"]
-    ToolVersion.objects.create(tool=tool, version="2.0.0-keyprint", launch_command=argv)
+    script = (
+        "import os, sys; env = dict(os.environ); "
+        "print('vendor', env.get('DEMO_API_KEY'), 'gateway', env.get('ANTHROPIC_API_KEY', '')[:4], "
+        "env.get('ANTHROPIC_BASE_URL'), sys.argv[1])"
+    )
+    argv = ["python3", "-c", script, "{prompt}"]
+    ToolVersion.objects.create(tool=tool, version="2.0.0-keyprint", launch_command=argv, review_state="approved")
     secret = "sk-live-" + uuid.uuid4().hex
     vendor_api_key_set(team=teams["payments"], tool=tool, actor=people["bob"], env_var="DEMO_API_KEY", value=secret)
     data = launch(api, people["alice"], repo, "print the key")
@@ -274,9 +280,8 @@ def test_vendor_key_reaches_the_sandbox_masked_in_logs(api, people, teams, setup
     run = AgentRun.objects.get(group_id=data["id"])
     assert run.status == "succeeded", run.error
     text = log_text(run)
-    assert "key is ******** print the key" in text and secret not in text
-    body = api(people["alice"]).get(f"/api/v1/agent-runs/{run.pk}/logs/").content.decode()
-    assert secret not in body
+    assert "vendor None gateway gpg_ http://127.0.0.1:3128 print the key" in text, text
+    assert secret not in text and secret not in run.diff
 
 
 def test_an_address_no_longer_allowed_is_refused_with_a_fixed_message(api, people, setup, celery_worker):

@@ -57,7 +57,9 @@ def text_of(run: AgentRun) -> str:
 
 def tool_argv(tool, argv: list[str]) -> None:
     """A newer version of the demo tool that runs `argv` (the attacker's agent)."""
-    ToolVersion.objects.create(tool=tool, version=f"9.{uuid.uuid4().hex[:6]}", launch_command=argv)
+    ToolVersion.objects.create(
+        tool=tool, version=f"9.{uuid.uuid4().hex[:6]}", launch_command=argv, review_state="approved"
+    )
 
 
 def test_remount_and_plant_a_pth_file_fails(api, people, world, celery_worker):
@@ -193,20 +195,26 @@ def test_accept_never_runs_the_targets_hooks(api, people, world, celery_worker):
     assert git(world["theirs"], "branch", "--list", "goldpath/*") == ""
 
 
-def test_a_vendor_key_the_agent_writes_down_is_masked_in_its_diff(api, people, teams, world, celery_worker):
-    """Until the model gateway keeps vendor keys out of the sandbox, an agent (a prompt-injected one) can read its
-    key: what it writes down verbatim never reaches the diff, the tests' output or the logs."""
+def test_the_vendor_key_never_reaches_the_agent_and_its_own_credential_is_masked(
+    api, people, teams, world, celery_worker
+):
+    """A prompt-injected agent writes down every credential it can find: the team's vendor key is not among them
+    (the model gateway adds it upstream); the run's own gateway credential it does see is masked in the diff and
+    in the tests' output, and no longer works once the run has ended."""
     from catalog.services.agents import vendor_api_key_set
 
     secret = "sk-live-" + uuid.uuid4().hex
     vendor_api_key_set(
         team=teams["payments"], tool=world["tool"], actor=people["bob"], env_var="DEMO_API_KEY", value=secret
     )
-    tool_argv(world["tool"], ["sh", "-c", 'echo "$DEMO_API_KEY" > key.txt'])
-    run = finished_run(launch(api, people["alice"], "write the key down", test_command=["cat", "key.txt"]))
+    tool_argv(world["tool"], ["sh", "-c", 'env > env.txt; echo "$OPENAI_API_KEY" > key.txt'])
+    run = finished_run(launch(api, people["alice"], "write the keys down", test_command=["cat", "key.txt"]))
     assert run.status == "succeeded", run.error
-    assert secret not in text_of(run)
-    assert "+********" in run.diff and "********" in run.test_output
+    assert secret not in text_of(run) and secret not in run.diff and "DEMO_API_KEY" not in run.diff
+    assert "+OPENAI_API_KEY=********" in run.diff and "+********" in run.diff and "********" in run.test_output
+    assert "gpg_" not in run.diff and "gpg_" not in run.test_output  # never in clear
+    tokens = run.identity_tokens.filter(purpose="gateway")
+    assert tokens.count() == 1 and not tokens.filter(revoked_at__isnull=True).exists()
 
 
 @pytest.mark.parametrize("line", ["²", "9" * 5000, "-1", "0", "1.5"])
@@ -269,6 +277,10 @@ def test_egress_checks_every_request_and_forwards_bodies(api, people, world, cel
             f"/api/v1/tools/demo-agent/versions/{version}/", {"egress_hosts": [f"127.0.0.1:{port}"]}, format="json"
         )
         assert response.status_code == 200, response.content
+        # what it may reach changed: it runs again once another platform engineer approves it
+        assert response.json()["review_state"] == "proposed"
+        approved = api(people["frank"]).post(f"/api/v1/tools/demo-agent/versions/{version}/approve/", {}, format="json")
+        assert approved.status_code == 200 and approved.json()["review_state"] == "approved", approved.content
         run = finished_run(launch(api, people["alice"], "call out", network_policy="allow_listed"))
     finally:
         server.shutdown()

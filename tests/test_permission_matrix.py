@@ -250,7 +250,10 @@ MATRIX: dict[str, Row] = {
     ),
     "grants/": row(GET=read_all(), POST=only(PLATFORM, 201, body={"team": "payments", "tool": "copilot"})),
     "grants/{pk}/": row(
-        {"pk": lambda w: w.grant_search.pk}, GET=expect(200, developer=404), DELETE=only(PLATFORM, 204, developer=404)
+        {"pk": lambda w: w.grant_search.pk},
+        GET=expect(200, developer=404),
+        PATCH=only(PLATFORM, 200, body={"budget_usd": "100.00"}, developer=404),
+        DELETE=only(PLATFORM, 204, developer=404),
     ),
     # adoption reports (issue 6): developers 403; raw usage events for auditors and platform; imports for platform
     "reports/adoption/": row(GET=expect(200, developer=403)),
@@ -336,12 +339,23 @@ def build_tool_version_world(w: SimpleNamespace) -> None:
     from tests.factories import ToolVersionFactory
 
     w.claude_version = ToolVersionFactory(tool=w.tools["claude-code"], version="7.0-matrix")
+    # a version proposed by frank: bob and admin may approve or reject it, nobody else
+    ToolVersionFactory(
+        tool=w.tools["aider"], version="8.0-proposed", review_state="proposed", created_by=w.people["frank"]
+    )
 
 
 WORLD_BUILDERS.append(build_tool_version_world)
 MATRIX["tools/{slug}/versions/{version}/"] = row(
     {"slug": "claude-code", "version": "7.0-matrix"},
+    GET=read_all(),
     PATCH=only(PLATFORM, 200, body={"egress_hosts": ["api.anthropic.com", "*.githubusercontent.com"]}),
+)
+MATRIX["tools/{slug}/versions/{version}/approve/"] = row(
+    {"slug": "aider", "version": "8.0-proposed"}, POST=only(PLATFORM, 200, body={"reason": "reviewed"})
+)
+MATRIX["tools/{slug}/versions/{version}/reject/"] = row(
+    {"slug": "aider", "version": "8.0-proposed"}, POST=only(PLATFORM, 200, body={"reason": "no"})
 )
 
 # --- route discovery ---------------------------------------------------------------------------

@@ -13,6 +13,12 @@ secret at all: no vendor key, no identity token.
 
 The agent's identity token is handed to the agent in its environment and accepted only on the run's own
 socket (`GOLDPATH_AGENT_SOCKET`), which serves just this run's `progress/` and `result/` endpoints.
+
+Model calls: a real CLI is pointed at Goldpath's model gateway by its own base-URL setting, at the sandbox's
+proxy address (`http://127.0.0.1:3128`), which relays `/v1/...` to the web tier's gateway (GATEWAY_URL). Its
+API-key variables hold the run's gateway credential, never a vendor key: the gateway adds the team's key
+upstream. A run whose model calls the gateway refused ends `failed` with the reason, whatever the CLI's exit.
+The tool version's runtime is installed on first use (catalog.runtimes) and seen read-only by the sandbox.
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from typing import Any
 from django.db import close_old_connections
 
 from ..conf import goldpath_settings
-from ..models import AgentRun, AgentRunStatus, NetworkPolicy, VendorApiKey
+from ..models import AgentRun, AgentRunStatus, VersionReview
 from ..policy import PolicyContext
 from ..services import agents as agent_services
 from ..services.access import tool_use_record
-from . import crypto, identity
+from . import identity
+from .launch import gateway_env, gateway_route, gateway_secrets, launch_argv, network_for, tool_env
 
 HEARTBEAT_S = 1.0
+AGENT_OUTPUT_MAX = 4 << 20  # characters of the agent's output kept to read its own usage report
 
 
 DIFF_MAX_BYTES = 20 << 20  # a larger diff fails the run instead of filling the database
@@ -77,32 +85,24 @@ class _LogBuffer:
         self.lock = threading.Lock()
         self.captured: list[str] = []
         self.capture = False
+        self.agent_output: list[str] = []  # the agent's own stdout/stderr (its usage report is read from it)
+        self.agent_chars = 0
+        self.keep_agent_output = False
 
     def add(self, stream: str, text: str) -> None:
         with self.lock:
             self.lines.append((stream, text))
             if self.capture:
                 self.captured.append(text)
+            if self.keep_agent_output and stream in ("stdout", "stderr") and self.agent_chars < AGENT_OUTPUT_MAX:
+                self.agent_output.append(text)
+                self.agent_chars += len(text)
 
     def flush(self) -> None:
         with self.lock:
             lines, self.lines = self.lines, []
         if lines:
             agent_services.agent_run_log(run_id=self.run_id, lines=lines)
-
-
-def _vendor_secrets(run: AgentRun) -> dict[str, str]:
-    key = VendorApiKey.objects.filter(team_id=run.group.team_id, tool_id=run.tool_id).first()
-    if key is None:
-        return {}
-    return {key.env_var: crypto.decrypt(key.ciphertext)}
-
-
-def _network(run: AgentRun) -> list[str]:
-    """Always a proxy (so every attempt is logged); it allows only the tool version's hosts, if the group may."""
-    if run.group.network_policy == NetworkPolicy.ALLOW_LISTED:
-        return [str(h) for h in (run.tool_version.egress_hosts or [])]
-    return []
 
 
 def agent_endpoints(run_id: int) -> list[str]:
@@ -137,6 +137,7 @@ def _runner(
     agent_socket=None,
     capture_stdout=0,
     masked=(),
+    runtime=None,
 ):
     from ..runners.sandbox import SandboxRunner
 
@@ -160,6 +161,8 @@ def _runner(
         python=str(goldpath_settings.AGENT_PYTHON or ""),
         capture_stdout=capture_stdout,
         masked=masked,
+        runtime=runtime,
+        gateway=gateway_route() if isinstance(network, list) else None,
     )
 
 
@@ -197,6 +200,8 @@ def execute_run(run_id: int) -> str:
     """Run a claimed (starting) run to its end; returns the final status. Never raises for agent failures."""
     from ..runners.gitcopy import Git, GitError
     from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, mask_values, private_dir, sandbox_uid
+    from ..runtimes import RuntimeInstallError, ensure_installed
+    from . import cli_usage
 
     run = AgentRun.objects.select_related(
         "group__requester", "group__team", "group__repository", "tool", "tool_version"
@@ -207,6 +212,7 @@ def execute_run(run_id: int) -> str:
     uid = sandbox_uid() if is_root() else None
     status, exit_code, error = AgentRunStatus.FAILED, None, ""
     diff, stat, test_code, test_output = None, None, None, ""
+    reported: dict[str, Any] = {}
     sandbox: dict[str, Any] = {}
     current: dict[str, Any] = {"runner": None}
 
@@ -228,34 +234,45 @@ def execute_run(run_id: int) -> str:
             error = "The policy denies this run now: " + "; ".join(r.message for r in decision.reasons)
             logs.add("system", error)
             return _finish(run.pk, AgentRunStatus.FAILED, error=error, logs=logs)
+        if run.tool_version.review_state != VersionReview.APPROVED:
+            error = f"{run.tool_version} is {run.tool_version.review_state} now, not approved; it does not run."
+            logs.add("system", error)
+            return _finish(run.pk, AgentRunStatus.FAILED, error=error, logs=logs)
         repository = group.repository
         if repository is None:
             raise GitError("unreachable", "the group names no registered repository")
+        version = run.tool_version
+        runtime = ensure_installed(version, progress=lambda line: logs.add("system", line))
         home = private_dir(sandboxes(), f"run-{run.pk}-", uid)
         copy = home / "repo"
         logs.add("system", f"cloning repository {repository.slug} at {group.base_commit or group.base_ref}")
         with Git(group.repository_url, repository.credential()) as git:
             base_sha = git.prepare_copy(group.base_commit or group.base_ref, copy)
         token = identity.token_issue(run)
-        secrets = {**_vendor_secrets(run), "GOLDPATH_AGENT_TOKEN": token}
+        secrets = {**gateway_secrets(identity.gateway_token_issue(run)), "GOLDPATH_AGENT_TOKEN": token}
         env = {
+            **tool_env(run),
+            **gateway_env(),
             "GOLDPATH_RUN": str(run.pk),
             "GOLDPATH_AGENT_IDENTITY": run.principal,
             "GOLDPATH_AGENT_API": f"/api/v1/agent-runs/{run.pk}/",
         }
-        argv = expand_argv(list(run.argv_template), group.prompt, run.index)
+        if run.model:
+            env["GOLDPATH_MODEL"] = run.model
+        argv = launch_argv(run, group.prompt)
         runner = _runner(
             argv,
             copy,
             env=env,
             secrets=secrets,
             time_limit=float(group.time_limit_s),
-            network=_network(run),
+            network=network_for(run),
             logs=logs,
             beat=beat,
             scratch=home,
             uid=uid,
             agent_socket=_agent_socket(run.pk),
+            runtime=runtime,
         )
         current["runner"] = runner
         sandbox = {
@@ -266,9 +283,12 @@ def execute_run(run_id: int) -> str:
         }
         if not agent_services.agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
             return _finish(run.pk, AgentRunStatus.CANCELED, error="Canceled before the sandbox started.", logs=logs)
+        logs.keep_agent_output = True
         result = runner.run()
+        logs.keep_agent_output = False
         current["runner"] = None
         status, exit_code = result.status, result.exit_code
+        reported = cli_usage.parse_usage(version.usage_format, "\n".join(logs.agent_output))
         sandbox.update(
             {
                 "description": result.sandbox,
@@ -283,6 +303,10 @@ def execute_run(run_id: int) -> str:
             error = f"The agent exited with code {exit_code}."
         elif status == AgentRunStatus.CANCELED:
             error = "Canceled while running; the process tree was killed."
+        refusal = AgentRun.objects.filter(pk=run.pk).values_list("gateway_refusal", flat=True).first()
+        if refusal and status in (AgentRunStatus.SUCCEEDED, AgentRunStatus.FAILED):
+            status, error = AgentRunStatus.FAILED, f"The model gateway refused a model call: {refusal}"
+            logs.add("system", error)
         denied = [e for e in result.egress if not e.get("allowed")]
         if denied:
             hosts = ", ".join(sorted({f"{e['host']}:{e['port']}" for e in denied}))
@@ -316,10 +340,10 @@ def execute_run(run_id: int) -> str:
             test_code = test_result.exit_code if test_result.status != "timed_out" else -1
             test_output = "\n".join(logs.captured)
             sandbox["tests"] = {"status": test_result.status, "exit_code": test_code}
-        # the agent saw its vendor key (until the model gateway): whatever it wrote down stays masked
+        # the agent saw its own credentials (never a vendor key): whatever it wrote down of them stays masked
         diff = mask_values(diff, secrets.values()) if diff else diff
         test_output = mask_values(test_output, secrets.values())
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, RuntimeInstallError) as exc:
         status, error = AgentRunStatus.FAILED, str(exc)
         logs.add("system", error)
     except GitError as exc:
@@ -347,6 +371,7 @@ def execute_run(run_id: int) -> str:
         test_exit_code=test_code,
         test_output=test_output,
         sandbox=sandbox,
+        reported_usage=reported,
         logs=logs,
     )
 
@@ -367,6 +392,7 @@ def _finish(run_id: int, status: str, *, logs: _LogBuffer, error: str = "", **kw
         test_exit_code=kw.get("test_exit_code"),
         test_output=kw.get("test_output", ""),
         sandbox=kw.get("sandbox"),
+        reported_usage=kw.get("reported_usage"),
     )
     return status
 

@@ -6,7 +6,12 @@ The statement (canonical JSON: sorted keys, no spaces) is signed with the portal
      "subject": [{"name": "<repository>@<branch>", "digest": {"gitCommit": sha, "gitTree": tree}}],
      "predicateType": "https://goldpath.dev/provenance/agent-run/v1",
      "predicate": {prompt sha256, requester, team, agent identity, tool and version, template version,
-                   sandbox policy hash, base commit, diff sha256, timings}}
+                   sandbox policy hash, base commit, diff sha256, timings,
+                   models, usage {model_calls, input_tokens, output_tokens, cost_usd}, transcript_sha256}}
+
+`transcript_sha256` is the model gateway's digest over the run's model calls (catalog.gateway.transcript):
+verification recomputes it from the stored call bodies, so a call altered, added or removed after the run is
+found. Statements signed before the gateway have no such members and verify as before.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..gateway.transcript import run_transcript_sha256
 from ..gitrefs import is_valid_ref
 from ..models import AgentGroup, AgentRun, ProvenanceRecord
 from ..numbers import small_int
 from . import crypto
+from .usage_view import run_usage
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldpath.dev/provenance/agent-run/v1"
@@ -65,6 +72,8 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
     def iso(value):
         return value.isoformat() if value else None
 
+    usage = run_usage(run)
+
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": f"{group.repository.slug}@{branch}", "digest": {"gitCommit": commit, "gitTree": tree}}],
@@ -93,6 +102,15 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
                 "accepted_at": timezone.now().isoformat(),
             },
             "portal_key_id": crypto.key_id(),
+            "models": list(usage.models),
+            "usage": {
+                "model_calls": usage.model_calls,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost,
+            },
+            # the digest the worker stored when the run ended (computed now if it has none)
+            "transcript_sha256": run.transcript_sha256 or run_transcript_sha256(run.pk),
         },
     }
 
@@ -169,15 +187,37 @@ def _trailers_of(git, repo: Path, commit: str) -> dict[str, str]:
 
 def verify_record(record: ProvenanceRecord) -> Verification:
     """Signature over the stored statement, then the repository (a fresh bare clone): commit, tree, trailers,
-    branch."""
+    branch; then the run's model-call transcript against the signed digest."""
     from ..runners.gitcopy import Git, GitError
 
     credential = record.repository.credential() if record.repository else ""
     try:
         with Git(record.repository_url, credential) as git, git.bare_view() as repo:
-            return _verify(record, git, repo)
+            v = _verify(record, git, repo)
     except GitError as exc:
-        return Verification(ok=False, problems=[f"the repository cannot be read: {exc.message} (git: {exc.code})"])
+        v = Verification(ok=False, problems=[f"the repository cannot be read: {exc.message} (git: {exc.code})"])
+    _verify_transcript(record, v)
+    v.ok = not v.problems
+    return v
+
+
+def _verify_transcript(record: ProvenanceRecord, v: Verification) -> None:
+    """Recompute the transcript digest from the run's stored model calls (statements signed before the gateway
+    carry none: nothing to compare)."""
+    predicate = record.statement.get("predicate") if isinstance(record.statement, dict) else None
+    if not isinstance(predicate, dict) or "transcript_sha256" not in predicate:
+        return
+    signed = str(predicate.get("transcript_sha256") or "")
+    actual = run_transcript_sha256(record.run_id)
+    if actual != signed:
+        v.problems.append(
+            f"the run's model-call transcript (sha256 {actual[:16] or 'of no calls'}) differs from the signed "
+            f"digest {signed[:16] or 'of no calls'}: recorded model calls were altered, added or removed"
+        )
+    elif signed:
+        v.checks.append(f"model-call transcript matches the signed digest {signed[:16]}...")
+    else:
+        v.checks.append("no model calls recorded, as signed")
 
 
 def _verify(record: ProvenanceRecord, git, repo: Path) -> Verification:

@@ -75,6 +75,15 @@ class ApproveSerializer(StrictSerializerMixin, serializers.Serializer):
         choices=DataClassification.choices, required=False, allow_blank=True, default=""
     )
     seats = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000, default=None)
+    budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="monthly model spend allowed through the gateway, USD; null: no budget",
+    )
 
 
 class RejectSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -159,6 +168,7 @@ class GrantSerializer(serializers.ModelSerializer):
             "max_data_classification",
             "effective_classification",
             "seats",
+            "budget_usd",
             "granted_by",
             "request",
             "created_at",
@@ -180,6 +190,25 @@ class GrantCreateSerializer(StrictSerializerMixin, serializers.Serializer):
         choices=DataClassification.choices, required=False, allow_blank=True, default=""
     )
     seats = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000, default=None)
+    budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="monthly model spend allowed through the gateway for this team and tool, USD; null: no budget",
+    )
+
+
+class GrantUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
+    budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        help_text="monthly model spend allowed through the gateway for this team and tool, USD; null: no budget",
+    )
 
 
 class GrantFilter(django_filters.FilterSet):
@@ -193,7 +222,8 @@ class GrantFilter(django_filters.FilterSet):
 
 
 class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    """Team x tool grants. Platform engineers grant (POST) and revoke (DELETE, `?reason=`)."""
+    """Team x tool grants. Platform engineers grant (POST), change the monthly model budget (PATCH) and revoke
+    (DELETE, `?reason=`)."""
 
     parser_classes = PARSER_CLASSES
     serializer_class = GrantSerializer
@@ -210,6 +240,16 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         serializer.is_valid(raise_exception=True)
         grant = access_services.grant_create(actor=request.user, **serializer.validated_data)
         return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=GrantUpdateSerializer, responses={200: GrantSerializer})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        grant = self.get_object()
+        if not perms.can_manage_grants(request.user):
+            raise NotPermitted("Only platform engineers change tool grants.")
+        serializer = GrantUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = access_services.grant_update(grant=grant, actor=request.user, **serializer.validated_data)
+        return Response(GrantSerializer(grant).data)
 
     @extend_schema(request=None, responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..agents import crypto
 from ..agents import provenance as prov
+from ..agents.usage_view import RunUsage, group_total, run_usage, runs_usage
 from ..models import (
     AgentGroup,
     AgentRun,
@@ -35,6 +36,15 @@ LOG_PAGE = 1000
 
 class AgentSpecSerializer(StrictSerializerMixin, serializers.Serializer):
     tool = serializers.SlugField(max_length=50)
+    version = serializers.CharField(
+        max_length=50,
+        required=False,
+        help_text="an approved version, exact (2.1.332) or the newest matching a prefix (2.1.x); "
+        "default: the newest approved",
+    )
+    model = serializers.CharField(
+        max_length=200, required=False, help_text="one of the version's models; default: its first"
+    )
     count = serializers.IntegerField(min_value=1, max_value=100, default=1)
 
 
@@ -54,11 +64,32 @@ class AgentGroupCreateSerializer(StrictSerializerMixin, serializers.Serializer):
     team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all(), required=False, default=None)
 
 
+RunUsageSerializer = inline_serializer(
+    "RunUsage",
+    {
+        "model_calls": serializers.IntegerField(),
+        "input_tokens": serializers.IntegerField(),
+        "output_tokens": serializers.IntegerField(),
+        "cache_read_tokens": serializers.IntegerField(),
+        "cache_write_tokens": serializers.IntegerField(),
+        "cost_usd": serializers.CharField(help_text="dollars, 6 decimals"),
+        "models": serializers.ListField(child=serializers.CharField()),
+        "demo": serializers.BooleanField(help_text="some call was answered by the offline demo model"),
+        "reported": serializers.DictField(help_text="the usage the agent's CLI printed about itself, or {}"),
+    },
+)
+
+
 class AgentRunSummarySerializer(serializers.ModelSerializer):
+    """A run; `usage` comes from catalog.agents.usage_view (live while in flight, stored once ended). A caller
+    serializing many runs passes `context={"usage": runs_usage(runs)}` (one query for all)."""
+
     tool = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     tool_version = serializers.CharField(source="tool_version.version", read_only=True)
     duration_s = serializers.FloatField(read_only=True)
     diff_stat = serializers.JSONField(read_only=True)
+    usage = serializers.SerializerMethodField()
+    gateway_refusal = serializers.SerializerMethodField()
 
     class Meta:
         model = AgentRun
@@ -67,6 +98,7 @@ class AgentRunSummarySerializer(serializers.ModelSerializer):
             "index",
             "tool",
             "tool_version",
+            "model",
             "status",
             "started_at",
             "finished_at",
@@ -76,8 +108,23 @@ class AgentRunSummarySerializer(serializers.ModelSerializer):
             "progress",
             "diff_stat",
             "test_exit_code",
+            "usage",
+            "gateway_refusal",
         ]
         read_only_fields = fields
+
+    def _usage(self, run: AgentRun) -> RunUsage:
+        usage = (self.context.get("usage") or {}).get(run.pk) or getattr(run, "_usage_view", None)
+        if usage is None:
+            usage = run._usage_view = run_usage(run)
+        return usage
+
+    @extend_schema_field(RunUsageSerializer)
+    def get_usage(self, run: AgentRun) -> dict:
+        return self._usage(run).as_api()
+
+    def get_gateway_refusal(self, run: AgentRun) -> str:
+        return self._usage(run).refusal
 
 
 class AgentRunSerializer(AgentRunSummarySerializer):
@@ -106,6 +153,7 @@ class AgentGroupSerializer(serializers.ModelSerializer):
     runs = serializers.SerializerMethodField()
     accepted_run = serializers.PrimaryKeyRelatedField(read_only=True)
     counts = serializers.SerializerMethodField()
+    usage = serializers.SerializerMethodField(help_text="the runs' usage summed (`reported` left out)")
 
     class Meta:
         model = AgentGroup
@@ -133,6 +181,7 @@ class AgentGroupSerializer(serializers.ModelSerializer):
             "accepted_branch",
             "accept_error",
             "counts",
+            "usage",
             "runs",
         ]
         read_only_fields = fields
@@ -144,8 +193,20 @@ class AgentGroupSerializer(serializers.ModelSerializer):
             group._runs_cache = cache
         return cache
 
+    def _runs_usage(self, group) -> dict[int, RunUsage]:
+        cache = getattr(group, "_usage_cache", None)
+        if cache is None:
+            cache = group._usage_cache = runs_usage(self._runs(group))
+        return cache
+
     def get_runs(self, group) -> list[dict]:
-        return AgentRunSummarySerializer(self._runs(group), many=True).data
+        return AgentRunSummarySerializer(self._runs(group), many=True, context={"usage": self._runs_usage(group)}).data
+
+    @extend_schema_field(RunUsageSerializer)
+    def get_usage(self, group) -> dict:
+        total = group_total(self._runs_usage(group).values()).as_api()
+        total.pop("reported")
+        return total
 
     def get_counts(self, group) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -156,7 +217,7 @@ class AgentGroupSerializer(serializers.ModelSerializer):
 
 class AgentGroupListSerializer(AgentGroupSerializer):
     class Meta(AgentGroupSerializer.Meta):
-        fields = [f for f in AgentGroupSerializer.Meta.fields if f not in ("runs", "decisions")]
+        fields = [f for f in AgentGroupSerializer.Meta.fields if f not in ("runs", "decisions", "usage")]
 
 
 class AcceptSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -313,6 +374,10 @@ def provenance_payload(record) -> dict:
         "run": record.run.pk,
         "tool": predicate.get("tool"),
         "sandbox_policy_hash": predicate.get("sandbox", {}).get("policy_hash"),
+        # signed since the model gateway (absent from older statements)
+        "models": predicate.get("models"),
+        "usage": predicate.get("usage"),
+        "transcript_sha256": predicate.get("transcript_sha256"),
         "statement": record.statement,
         "signature": record.signature,
         "key_id": record.key_id,

@@ -11,8 +11,16 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..models import AITool, DataClassification, Team, ToolApproval, ToolKind, ToolStatus, ToolVersion
-from ..runners.egress_policy import MAX_PATTERNS
+from ..models import (
+    AITool,
+    DataClassification,
+    Team,
+    ToolApproval,
+    ToolKind,
+    ToolStatus,
+    ToolVersion,
+    ToolVersionApproval,
+)
 from ..services import tool_versions
 from ..services import tools as tool_services
 from .parsers import PARSER_CLASSES
@@ -29,24 +37,14 @@ class StrictSerializerMixin:
         return super().to_internal_value(data)
 
 
-class ToolVersionSerializer(StrictSerializerMixin, serializers.ModelSerializer):
-    launch_command = serializers.ListField(
-        child=serializers.CharField(max_length=500, allow_blank=False),
-        min_length=1,
-        max_length=64,
-        help_text="argv template; one element contains {prompt}. Never a shell string.",
-    )
-    models = serializers.ListField(
-        source="model_names", child=serializers.CharField(max_length=100), required=False, max_length=50
-    )
-    egress_hosts = serializers.ListField(
-        child=serializers.CharField(max_length=300),
-        required=False,
-        max_length=MAX_PATTERNS,
-        help_text="Hosts agent runs may reach through the egress proxy when their group allows it: `host`, "
-        "`*.suffix`, IP literals, each with an optional `:port` (without one: ports 80 and 443). Platform "
-        "engineers and admins only.",
-    )
+class ToolVersionSerializer(serializers.ModelSerializer):
+    """A tool version as the API shows it (`argv` is an alias of `launch_command`, `models` of `model_names`)."""
+
+    argv = serializers.JSONField(source="launch_command", read_only=True, help_text="alias of launch_command")
+    models = serializers.JSONField(source="model_names", read_only=True)
+    approvals = serializers.SerializerMethodField(help_text="usernames of the platform engineers who approved it")
+    approvals_required = serializers.IntegerField(source="tool.required_approvals", read_only=True)
+    proposed_by = serializers.SlugRelatedField(source="created_by", slug_field="username", read_only=True)
 
     class Meta:
         model = ToolVersion
@@ -54,20 +52,75 @@ class ToolVersionSerializer(StrictSerializerMixin, serializers.ModelSerializer):
             "id",
             "version",
             "release_notes_url",
+            "runtime",
             "launch_command",
-            "models",
+            "argv",
+            "env",
             "egress_hosts",
+            "models",
+            "usage_format",
             "per_use_cost",
+            "review_state",
+            "approvals",
+            "approvals_required",
+            "proposed_by",
+            "reviewed_at",
+            "review_reason",
             "created_at",
         ]
-        read_only_fields = ["id", "created_at"]
-        validators = []  # uniqueness per tool is checked by the service (the tool is not an input)
+        read_only_fields = fields
+
+    def get_approvals(self, version: ToolVersion) -> list[str]:
+        return [a.reviewer.username for a in version.approvals.all()]
 
 
-class ToolVersionUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
-    egress_hosts = serializers.ListField(
-        child=serializers.CharField(max_length=300), max_length=MAX_PATTERNS, allow_empty=True
+def version_queryset():
+    return ToolVersion.objects.select_related("tool", "created_by").prefetch_related(
+        Prefetch("approvals", queryset=ToolVersionApproval.objects.select_related("reviewer"))
     )
+
+
+class ToolVersionChangeSerializer(StrictSerializerMixin, serializers.Serializer):
+    """PATCH input: every field optional; a change to runtime, launch_command, env, egress_hosts or models sends
+    an approved version back to review. The service checks the values (one rule for the API and the pages)."""
+
+    release_notes_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
+    runtime = serializers.JSONField(
+        required=False, help_text='{"kind": "npm"|"pypi", "package": name, "version": exact release}; {}: built in'
+    )
+    launch_command = serializers.JSONField(
+        required=False,
+        help_text="argv template (a list of strings, never a shell string); one element contains {prompt}; "
+        "{model} and {index} are filled per run.",
+    )
+    env = serializers.JSONField(
+        required=False, help_text="non-secret environment: UPPER_CASE names to strings (no keys, tokens, base URLs)"
+    )
+    models = serializers.JSONField(
+        required=False, help_text="model names this version may use; the first is the default"
+    )
+    model_names = serializers.JSONField(required=False, help_text="older name of `models`")
+    egress_hosts = serializers.JSONField(
+        required=False,
+        help_text="Hosts agent runs may reach through the egress proxy when their group allows it: `host`, "
+        "`*.suffix`, IP literals, each with an optional `:port` (without one: ports 80 and 443). Platform "
+        "engineers and admins only.",
+    )
+    usage_format = serializers.CharField(required=False, max_length=30, help_text="claude-stream-json, codex-json, ...")
+    per_use_cost = serializers.DecimalField(max_digits=10, decimal_places=4, required=False, allow_null=True)
+
+
+class ToolVersionCreateSerializer(ToolVersionChangeSerializer):
+    version = serializers.CharField(max_length=50)
+
+
+class VersionApprovalSerializer(ToolVersionSerializer):
+    approvals_collected = serializers.IntegerField(read_only=True)
+    complete = serializers.BooleanField(read_only=True)
+
+    class Meta(ToolVersionSerializer.Meta):
+        fields = [*ToolVersionSerializer.Meta.fields, "approvals_collected", "complete"]
+        read_only_fields = fields
 
 
 class ToolSerializer(serializers.ModelSerializer):
@@ -155,6 +208,10 @@ class ReasonSerializer(StrictSerializerMixin, serializers.Serializer):
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
+class RejectReasonSerializer(StrictSerializerMixin, serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
 class ApprovalSerializer(serializers.Serializer):
     tool = ToolSerializer()
     approvals = serializers.IntegerField()
@@ -237,38 +294,85 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(ToolSerializer(tool_queryset().get(pk=tool.pk)).data)
 
     @extend_schema(methods=["GET"], responses={200: ToolVersionSerializer(many=True)})
-    @extend_schema(methods=["POST"], request=ToolVersionSerializer, responses={201: ToolVersionSerializer})
+    @extend_schema(methods=["POST"], request=ToolVersionCreateSerializer, responses={201: ToolVersionSerializer})
     @action(detail=True, methods=["get", "post"], pagination_class=None)
     def versions(self, request: Request, slug: str) -> Response:
+        """The tool's versions, newest first; POST proposes one (it runs once approved)."""
         tool = self.get_object()
         if request.method == "GET":
-            page = self.paginate_queryset(tool.versions.order_by("-created_at", "-id"))
+            page = self.paginate_queryset(version_queryset().filter(tool=tool).order_by("-created_at", "-id"))
             data = ToolVersionSerializer(page, many=True).data
             return self.get_paginated_response(data)
-        serializer = ToolVersionSerializer(data=request.data)
+        serializer = ToolVersionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         version = tool_versions.tool_version_add(tool=tool, actor=request.user, data=serializer.validated_data)
-        return Response(ToolVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ToolVersionSerializer(version_queryset().get(pk=version.pk)).data, status=status.HTTP_201_CREATED
+        )
 
+    def _version(self, version: str) -> ToolVersion:
+        return get_object_or_404(version_queryset(), tool=self.get_object(), version=version)
+
+    @extend_schema(methods=["GET"], responses={200: ToolVersionSerializer})
     @extend_schema(
-        request=ToolVersionUpdateSerializer,
+        methods=["PATCH"],
+        request=ToolVersionChangeSerializer,
         responses={
             200: ToolVersionSerializer,
-            400: OpenApiResponse(description="bad host pattern"),
-            403: OpenApiResponse(description="only platform engineers and admins"),
+            400: OpenApiResponse(description="field errors"),
+            403: OpenApiResponse(description="role may not change it (egress hosts: platform engineers and admins)"),
         },
     )
-    @action(detail=True, methods=["patch"], url_path=r"versions/(?P<version>.+)", url_name="version-detail")
+    @action(detail=True, methods=["get", "patch"], url_path=r"versions/(?P<version>[^/]+)", url_name="version-detail")
     def version_update(self, request: Request, slug: str, version: str) -> Response:
-        """Change a version's egress hosts (audited with before and after)."""
-        tool = self.get_object()
-        target = get_object_or_404(ToolVersion, tool=tool, version=version)
-        serializer = ToolVersionUpdateSerializer(data=request.data)
+        """One version; PATCH changes it (audited with before and after; a change to what it runs needs a new
+        review)."""
+        target = self._version(version)
+        if request.method == "GET":
+            return Response(ToolVersionSerializer(target).data)
+        serializer = ToolVersionChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        updated = tool_versions.tool_version_update(
-            version=target, actor=request.user, egress_hosts=serializer.validated_data["egress_hosts"]
+        updated = tool_versions.tool_version_update(version=target, actor=request.user, data=serializer.validated_data)
+        return Response(ToolVersionSerializer(version_queryset().get(pk=updated.pk)).data)
+
+    @extend_schema(
+        request=ReasonSerializer,
+        responses={
+            200: VersionApprovalSerializer,
+            403: OpenApiResponse(description="not a platform engineer, or one of the version's authors"),
+            409: OpenApiResponse(description="not proposed, the tool is in review, or you already approved it"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<version>[^/]+)/approve", url_name="version-approve")
+    def version_approve(self, request: Request, slug: str, version: str) -> Response:
+        """Approve a proposed version (the tool's rule: two distinct platform engineers for high risk)."""
+        target = self._version(version)
+        serializer = ReasonSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = tool_versions.tool_version_approve(
+            version=target, actor=request.user, reason=serializer.validated_data["reason"]
         )
-        return Response(ToolVersionSerializer(updated).data)
+        data = ToolVersionSerializer(version_queryset().get(pk=target.pk)).data
+        return Response({**data, "approvals_collected": result.approvals, "complete": result.complete})
+
+    @extend_schema(
+        request=RejectReasonSerializer,
+        responses={
+            200: ToolVersionSerializer,
+            403: OpenApiResponse(description="not a platform engineer"),
+            409: OpenApiResponse(description="already rejected"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<version>[^/]+)/reject", url_name="version-reject")
+    def version_reject(self, request: Request, slug: str, version: str) -> Response:
+        """Reject a proposed version or withdraw an approved one (a reason is required)."""
+        target = self._version(version)
+        serializer = RejectReasonSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tool_versions.tool_version_reject(
+            version=target, actor=request.user, reason=serializer.validated_data["reason"]
+        )
+        return Response(ToolVersionSerializer(version_queryset().get(pk=target.pk)).data)
 
     def _act(self, request: Request, slug: str, name: str) -> Response:
         tool = self.get_object()

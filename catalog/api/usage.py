@@ -200,12 +200,21 @@ class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(result.as_dict(), status=201 if result.created else 200)
 
 
+def _csv_value(value) -> object:
+    """Numbers as the JSON has them, but never in exponent notation (a model cost of 8e-05 is 0.000080)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and "e" in repr(value):
+        return f"{value:.6f}"
+    return value
+
+
 def rows_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in ROW_FIELDS})
+        writer.writerow({k: _csv_value(row.get(k)) for k in ROW_FIELDS})
     return buffer.getvalue()
 
 

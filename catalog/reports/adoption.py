@@ -16,6 +16,9 @@ Definitions (also on the page and in the API docs):
 - `estimated_cost`: seats (`AccessGrant.seats` x the tool's `monthly_price_per_seat`, prorated per day
   the grant was active in the period, a month being 365/12 days) plus per-use cost
   (`ToolVersion.per_use_cost`, stored on each event).
+- `input_tokens`, `output_tokens`, `model_cost`: what the model calls through Goldpath's gateway used and
+  cost (its `model_call` events; input counts cached input too; dollars to 6 places). Model spend is its
+  own column, not part of `estimated_cost`.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ from ..models import (
 
 LOOKBACK = dt.timedelta(minutes=2)
 DAY_CHUNK = 31
+# the shape of the report rows stored with each period (`rowsql.ROW_FIELDS`): when it changes, the next rollup
+# rewrites every stored period once (a RollupState row by this name says it was done)
+ROWS_VERSION = "rows:2-model-usage"
 
 # time-to-ready histogram: 1 s buckets below 60 s, 5 s to 300 s, 30 s to 30 min, 5 min to 2 h, then one bucket
 _BANDS = [(0.0, 60.0, 1.0), (60.0, 300.0, 5.0), (300.0, 1800.0, 30.0), (1800.0, 7200.0, 300.0)]
@@ -118,6 +121,10 @@ def _daily_sql(placeholders: str) -> str:
         "suggestions": "COALESCE(SUM(suggestions), 0)",
         "acceptances": "COALESCE(SUM(acceptances), 0)",
         "usage_cost": "COALESCE(SUM(cost), 0)",
+        # what model calls through the gateway used and cost (its `model_call` events)
+        "input_tokens": "COALESCE(SUM(input_tokens), 0)",
+        "output_tokens": "COALESCE(SUM(output_tokens), 0)",
+        "model_cost": "COALESCE(SUM(model_cost), 0)",
     }
     names = ", ".join(columns)
     selects = ", ".join(columns.values())
@@ -175,6 +182,9 @@ PERIOD_COLUMNS = [
     "suggestions",
     "acceptances",
     "usage_cost",
+    "input_tokens",
+    "output_tokens",
+    "model_cost",
 ]
 
 
@@ -409,6 +419,7 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
                     cur.execute(f"DELETE FROM {USER_YEAR_TABLE}")
                     cur.execute(f"DELETE FROM {DAY_USERS_TABLE}")
         _rebuild_days(ordered, now)
+        _rewrite_old_row_shapes(now, rebuilt=full)
         # periods whose stored report no longer matches today's teams, grants or date
         refreshed = refresh_stored_reports(now=now)
         state.last_event_id = max(max_id, state.last_event_id)
@@ -417,6 +428,22 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
         state.last_days = [d.isoformat() for d in ordered[-31:]]
         state.save()
     return {"days": len(ordered), "last_event_id": state.last_event_id, "reports_refreshed": refreshed}
+
+
+def _rewrite_old_row_shapes(now: dt.datetime, *, rebuilt: bool) -> None:
+    """Once per ROWS_VERSION: rewrite the stored row fragments and period reports of every period, so rows
+    stored before the report gained columns have them too (a full rebuild has just done so)."""
+    from .adoption import store_period_report
+
+    if RollupState.objects.filter(name=ROWS_VERSION).exists():
+        return
+    if not rebuilt:
+        stored = UsagePeriod.objects.order_by().values_list("kind", "start").distinct()
+        with connection.cursor() as cur:
+            for kind, start in sorted(set(stored)):
+                refresh_period_rows(cur, kind, start)
+                store_period_report(kind, start, now=now)
+    RollupState.objects.create(name=ROWS_VERSION, last_run_at=now)
 
 
 def rollup_days(days: Iterable[dt.date]) -> None:

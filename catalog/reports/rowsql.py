@@ -13,7 +13,8 @@ from django.db import connection
 
 from .rollup import BAND_OFFSETS
 
-# the columns of a report row, in the CSV's order
+# the columns of a report row, in the CSV's order (new columns go at the end: scripts read CSVs by position).
+# Changing them changes the row fragments the rollup stores: bump ROWS_VERSION in rollup.py.
 ROW_FIELDS = [
     "period_start",
     "period_end",
@@ -40,6 +41,9 @@ ROW_FIELDS = [
     "code_suggestions",
     "code_acceptances",
     "demo_events",
+    "input_tokens",
+    "output_tokens",
+    "model_cost",
 ]
 
 # the members added when the report runs (today's team sizes and grants); the rest, but the period bounds,
@@ -147,6 +151,10 @@ def field_sql(d: Dialect) -> dict[str, str]:
         "code_suggestions": "suggestions",
         "code_acceptances": "acceptances",
         "demo_events": "demo_events",
+        # model calls through the gateway: tokens, and their cost in dollars to 6 places (as the gateway prices them)
+        "input_tokens": "input_tokens",
+        "output_tokens": "output_tokens",
+        "model_cost": f"ROUND(CAST(model_cost AS {d.num}), 6)",
     }
 
 

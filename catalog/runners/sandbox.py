@@ -6,6 +6,13 @@ environment, execute() streams output and enforces the time limit, collect() ret
 
 The profile (bwrap argv, environment, recorded description: what the sandbox may see and do) is built in
 catalog.runners.sandbox_profile; secrets reach the agent through its environment, never an argv.
+
+A tool runtime (catalog.runtimes, under GOLDPATH_HOME which stays 0700) is seen read-only at /opt/goldpath/tool.
+An unprivileged worker's bwrap binds it directly (it is the worker's own folder). A root worker's bwrap runs as the
+run's uid, which cannot traverse the home, and bwrap resolves every source by path (`--ro-bind-fd` too: it
+realpath()s /proc/self/fd/N), so the process that becomes bwrap first binds the runtime, still as root and in a
+mount namespace of its own, onto the empty `tool` folder of the run's scratch dir; bwrap binds that folder
+(catalog.runners.spawn.ro_binds). No permission on the home changes and the host's mounts stay as they were.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pathlib import Path
 
 from catalog.runners import sandbox_profile
 from catalog.runners.agentsock import AgentSocket
-from catalog.runners.egress import EgressProxy
+from catalog.runners.egress import EgressProxy, GatewayRoute
 from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the runner's callers use these names
     SandboxUnavailable,
     chown_tree,
@@ -128,6 +135,8 @@ class SandboxRunner:
         python: str = "",
         capture_stdout: int = 0,
         masked: list[str] | tuple[str, ...] = (),
+        runtime: str | os.PathLike[str] | None = None,
+        gateway: GatewayRoute | None = None,
     ) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self.argv = list(argv)
@@ -151,6 +160,8 @@ class SandboxRunner:
         # the host uid the sandbox runs as: only a root worker changes uid (others run bwrap as themselves)
         self.uid = (uid if uid is not None else sandbox_uid()) if is_root() and self.bwrap else None
         self.python = python
+        self.runtime = Path(runtime).resolve() if runtime else None  # a tool runtime's folder (catalog.runtimes)
+        self.gateway = gateway  # the egress proxy relays the sandbox's model calls there (catalog.runners.egress)
         # a root worker makes the sandbox's network namespace itself and listens on its loopback proxy port:
         # no forwarder process inside (others: a forwarder relays to the proxy's Unix socket)
         self.own_netns = bool(self.bwrap) and own_netns_supported()
@@ -207,6 +218,8 @@ class SandboxRunner:
             raise SandboxUnavailable(UNSANDBOXED_HINT)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
+        if self.runtime is not None and not self.runtime.is_dir():
+            raise FileNotFoundError(f"tool runtime does not exist: {self.runtime}")
         root = sandbox_root(self.root)
         scratch = self.scratch_root or root
         scratch.mkdir(parents=True, exist_ok=True)
@@ -223,11 +236,18 @@ class SandboxRunner:
             if os.stat(self.workdir).st_uid != self.uid:
                 chown_tree(self.workdir, self.uid)
             self._check_reachable()
+            if self.runtime is not None:  # bound here as root, in the sandbox's own mount namespace (see above)
+                (self._tmp / "tool").mkdir(mode=0o755)
+                os.chmod(self._tmp / "tool", 0o755)
+                self.limits.binds = [(str(self.runtime), str(self._tmp / "tool"))]
         if isinstance(self.network, list) and self.own_netns:
-            self._proxy = EgressProxy("", self.network, self._on_connection)  # started on the sandbox's port
+            # started on the sandbox's port
+            self._proxy = EgressProxy("", self.network, self._on_connection, gateway=self.gateway)
         elif isinstance(self.network, list):
             (self._sockets / "egress").mkdir(mode=0o700)
-            self._proxy = EgressProxy(self._sockets / "egress" / "egress.sock", self.network, self._on_connection)
+            self._proxy = EgressProxy(
+                self._sockets / "egress" / "egress.sock", self.network, self._on_connection, gateway=self.gateway
+            )
             self._proxy.start()
             self._give_socket(self._sockets / "egress")
         if self.agent_socket_factory is not None:
@@ -284,7 +304,7 @@ class SandboxRunner:
         zygote = self._zygote = take_zygote(self._python(), self.proxy_port, self.limits.cgroup_values)
         try:
             self.limits.adopt(zygote)
-            zygote.go(args, self.build_env(), self.limits.rlimits(), self.uid)
+            zygote.go(args, self.build_env(), self.limits.rlimits(), self.uid, self.limits.binds)
         except BaseException:
             zygote.discard()  # never leave a root zygote waiting, nor its cgroups
             raise
@@ -309,7 +329,6 @@ class SandboxRunner:
 
     def execute(self) -> tuple[str, int | None]:
         """Start the process, stream lines, heartbeat, enforce the time limit."""
-        self.limits.record()
         args = self.build_args()
         self._log(
             "system",
@@ -318,6 +337,7 @@ class SandboxRunner:
             ),
         )
         self._proc = self._spawn(args)
+        self.limits.record()  # after the cgroups are made: a memory cgroup replaces RLIMIT_AS
         pumps = [
             threading.Thread(target=self._pump, args=(name, pipe), daemon=True)
             for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))

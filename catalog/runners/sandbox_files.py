@@ -18,6 +18,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 INSIDE_UID = 1000  # the agent's uid and gid inside the sandbox ("agent" in its /etc/passwd)
+RUNTIME_MARKER = ".goldpath-runtime.json"  # written last into an installed tool runtime (catalog.runtimes)
 UID_BASE, UID_SPAN = 2_000_000_000, 1_000_000  # host uids a root worker gives its sandboxes (one per run)
 # Host files a sandbox sees under /etc, read-only: what dynamic linking, TLS and `/usr/bin` alternatives need.
 ETC_SHARED = (

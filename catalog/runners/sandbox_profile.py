@@ -9,7 +9,9 @@ The profile (recorded in the result's `sandbox`), whatever uid the worker has:
   may not create user namespaces (`--disable-userns`), so it cannot remount or mount anything;
 - the root is read-only: /usr and a minimal /etc (generated passwd, group, hosts, resolv.conf; the host's
   CA certificates, ld.so cache and alternatives) read-only, /workspace and a private /tmp writable;
-- no network but a private loopback; the egress proxy's Unix socket is the only way out.
+- no network but a private loopback; the egress proxy's Unix socket is the only way out;
+- a tool runtime, when the run has one, read-only at /opt/goldpath/tool, first on PATH (node_modules/.bin,
+  venv/bin); how a root worker reaches it behind the 0700 GOLDPATH_HOME is in catalog.runners.sandbox.
 
 Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is started with
 the agent's whole environment (no --setenv), which it hands to the agent.
@@ -17,11 +19,12 @@ the agent's whole environment (no --setenv), which it hands to the agent.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from catalog.runners.sandbox_files import ETC_GENERATED, ETC_SHARED, INSIDE_UID
+from catalog.runners.sandbox_files import ETC_GENERATED, ETC_SHARED, INSIDE_UID, RUNTIME_MARKER
 
 if TYPE_CHECKING:
     from catalog.runners.sandbox import SandboxRunner
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress forwarder
 EGRESS_DIR = "/opt/goldpath/egress"  # holds the proxy's Unix socket
 AGENT_DIR = "/opt/goldpath/agent"  # holds the run's own agent socket
+TOOL_DIR = "/opt/goldpath/tool"  # the tool version's runtime (catalog.runtimes), read-only
+TOOL_PATH = ("node_modules/.bin", "venv/bin")  # where npm and PyPI runtimes keep their commands
 
 
 def inside_paths(runner: SandboxRunner) -> tuple[str, str, str]:
@@ -58,8 +63,10 @@ def build_command(runner: SandboxRunner) -> list[str]:
 def build_env(runner: SandboxRunner) -> dict[str, str]:
     """A fresh environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, agent socket, extras, secrets."""
     lib, _, _ = inside_paths(runner)
+    tool = TOOL_DIR if runner.sandboxed else str(runner.runtime)
+    first = [f"{tool}/{part}" for part in TOOL_PATH] if runner.runtime is not None else []
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": ":".join([*first, "/usr/local/bin:/usr/bin:/bin"]),
         "HOME": "/tmp" if runner.sandboxed else str(runner._tmp),
         "LANG": "C.UTF-8",
         "PYTHONPATH": lib,
@@ -116,6 +123,8 @@ def build_args(runner: SandboxRunner) -> list[str]:
         args += ["--ro-bind", str(runner._sockets / "egress"), EGRESS_DIR]
     if runner._agent_socket is not None:
         args += ["--ro-bind", str(runner._sockets / "agent"), AGENT_DIR]
+    if runner.runtime is not None:  # a root worker's is bound onto <scratch>/tool first (runner.limits.binds)
+        args += ["--ro-bind", runner.limits.binds[0][1] if runner.limits.binds else str(runner.runtime), TOOL_DIR]
     args += ["--bind", str(runner.workdir), "/workspace", "--remount-ro", "/", "--chdir", "/workspace"]
     return [*args, "--", *cmd]
 
@@ -125,6 +134,8 @@ def description(runner: SandboxRunner) -> dict[str, object]:
     forwarded = isinstance(runner.network, list) and not runner.own_netns
     ro = ["/usr", "/etc (minimal)", SANDBOX_LIB] + ([EGRESS_DIR] if forwarded else [])
     ro += [AGENT_DIR] if runner.agent_socket_factory is not None else []
+    ro += [TOOL_DIR] if runner.runtime is not None else []
+    runtime = {"runtime": runtime_description(runner)} if runner.runtime is not None else {}
     return {
         "engine": "bubblewrap" if runner.sandboxed else "none",
         "network": runner.network if isinstance(runner.network, list) else "none",
@@ -146,4 +157,18 @@ def description(runner: SandboxRunner) -> dict[str, object]:
             "memory_mb": runner.memory_mb,
             "max_processes": runner.max_processes,
         },
+        **runtime,
     }
+
+
+def runtime_description(runner: SandboxRunner) -> dict[str, object]:
+    """Where the runtime is mounted and the package it was installed from (its marker, catalog.runtimes)."""
+    assert runner.runtime is not None
+    try:
+        spec = json.loads((runner.runtime / RUNTIME_MARKER).read_text())
+    except (OSError, ValueError):
+        spec = {}
+    found = {
+        k: spec[k] for k in ("kind", "package", "version") if isinstance(spec, dict) and isinstance(spec.get(k), str)
+    }
+    return {"mount": TOOL_DIR if runner.sandboxed else str(runner.runtime), "read_only": runner.sandboxed, **found}

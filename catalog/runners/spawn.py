@@ -13,12 +13,19 @@ for an RCU grace period, ~12 ms). A root worker avoids both:
 
 A zygote's starting thread stays alive for the sandbox's life: bwrap's --die-with-parent follows that thread.
 Workers that are not root start bwrap directly (and a forwarder relays the proxy port).
+
+A tool runtime lives under GOLDPATH_HOME (0700), which the sandbox's uid may not traverse, and bwrap, running as
+that uid, resolves every bind source by path (even `--ro-bind-fd`: it realpath()s /proc/self/fd/N, which fails
+with EACCES on the 0700 folder). So the zygote, still root, enters a mount namespace of its own and binds the
+runtime read-only onto an empty folder of the run's scratch dir (`ro_binds`); bwrap, started in that namespace,
+binds that folder. The host's mount table never changes and the namespace ends with the sandbox.
 """
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import inspect
 import itertools
 import json
 import os
@@ -26,6 +33,7 @@ import queue
 import socket
 import struct
 import subprocess
+import textwrap
 import threading
 import uuid
 from pathlib import Path
@@ -36,8 +44,47 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids")
 LIMIT_FILES = {"memory": "memory.limit_in_bytes", "pids": "pids.max"}
 POOL_SIZE = 1
+
+
+def ro_binds(binds: list, libc=None) -> None:
+    """Give the calling (single-threaded, root) process a private mount namespace with each source bound
+    read-only, nosuid, nodev on its target. Self-contained: the zygote's shim runs this very source."""
+    import ctypes
+    import os
+
+    if not binds:
+        return
+    libc = libc or ctypes.CDLL(None, use_errno=True)
+    ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind, ms_rec, ms_private = (
+        0x1,
+        0x2,
+        0x4,
+        0x8,
+        0x20,
+        0x1000,
+        0x4000,
+        0x40000,
+    )
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    check(libc.unshare(0x00020000), "unshare(CLONE_NEWNS)")
+    check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "making the mounts private")
+    for source, target in binds:
+        check(libc.mount(source.encode(), target.encode(), None, ms_bind, None), f"binding {source}")
+        keep = ms_noexec if os.statvfs(target).f_flag & 0x8 else 0  # ST_NOEXEC: never lift the host's noexec
+        flags = ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | keep
+        check(libc.mount(None, target.encode(), None, flags, None), f"making {target} read-only")
+
+
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: a preexec_fn must not dlopen
 # Runs in the zygote (`python -I -S`): waits for its job on a pipe, then becomes bwrap with the run's limits and uid.
-SHIM = r"""
+SHIM = (
+    textwrap.dedent(inspect.getsource(ro_binds))
+    + r"""
 import json, os, resource, sys
 fd, data = int(sys.argv[1]), b""
 while True:
@@ -49,6 +96,12 @@ os.close(fd)  # nothing of the pipe reaches the sandbox
 if not data:
     os._exit(0)
 job = json.loads(data)
+try:
+    ro_binds(job["binds"])
+except OSError as exc:
+    sys.stderr.write(f"goldpath: the tool runtime cannot be mounted ({exc})\n")
+    sys.stderr.flush()
+    os._exit(126)
 for name, value in job["rlimits"]:
     resource.setrlimit(getattr(resource, name), (value, value))
 if job["uid"] is not None:
@@ -57,6 +110,7 @@ if job["uid"] is not None:
     os.setresuid(job["uid"], job["uid"], job["uid"])
 os.execve(job["argv"][0], job["argv"], job["env"])
 """
+)
 _NETNS_OK: list[bool] = []
 _POOL: queue.Queue[Zygote] = queue.Queue()
 _FILLING = threading.Lock()
@@ -204,12 +258,21 @@ class Zygote:
             ready.set()
         self.released.wait()
 
-    def go(self, argv: list[str], env: dict[str, str], rlimits: list[tuple[str, int]], uid: int | None) -> None:
-        """Hand the zygote its command: it applies the limits, drops to `uid` and execs `argv`."""
+    def go(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        rlimits: list[tuple[str, int]],
+        uid: int | None,
+        binds: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Hand the zygote its command: it makes `binds` (ro_binds), applies the limits, drops to `uid` and execs
+        `argv`."""
         pipe = os.fdopen(self._go_w, "wb")  # closed whatever happens: a zygote never waits on a lost pipe
         self._go_w = -1  # the file object owns the fd now: nothing closes its number twice
+        job = {"argv": argv, "env": env, "rlimits": rlimits, "uid": uid, "binds": list(binds or [])}
         with pipe:
-            pipe.write(json.dumps({"argv": argv, "env": env, "rlimits": rlimits, "uid": uid}).encode())
+            pipe.write(json.dumps(job).encode())
         self.started = True
 
     def discard(self) -> None:

@@ -8,6 +8,7 @@ locks the row, changes it and writes its audit event in the same transaction; th
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
@@ -40,8 +41,32 @@ def _grant_payload(grant: AccessGrant) -> dict[str, Any]:
         "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
         "max_data_classification": grant.max_data_classification or None,
         "seats": grant.seats,
+        "budget_usd": str(grant.budget_usd) if grant.budget_usd is not None else None,
         "request": grant.request_id,
     }
+
+
+BUDGET_MAX = Decimal("9999999999.99")  # AccessGrant.budget_usd: 12 digits, 2 decimal places
+
+
+def clean_budget(value: Any) -> Decimal | None:
+    """A monthly model budget in USD: blank for none, else a number >= 0 with at most 2 decimal places.
+    Raises InvalidInput on budget_usd."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        amount = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, ValueError):
+        amount = None
+    if isinstance(value, bool) or amount is None or not amount.is_finite():
+        raise InvalidInput(
+            "Bad budget.", errors={"budget_usd": ["Give an amount in USD, e.g. 250.00, or leave it blank."]}
+        )
+    if amount < 0 or amount > BUDGET_MAX:
+        raise InvalidInput("Bad budget.", errors={"budget_usd": [f"Give 0 to {BUDGET_MAX} USD."]})
+    if amount != amount.quantize(Decimal("0.01")):
+        raise InvalidInput("Bad budget.", errors={"budget_usd": ["Give at most 2 decimal places (cents)."]})
+    return amount.quantize(Decimal("0.01"))
 
 
 def _recipients_of(grant: AccessGrant) -> list:
@@ -112,6 +137,7 @@ def access_request_approve(
     expires_at: dt.datetime | None = None,
     max_data_classification: str = "",
     seats: int | None = None,
+    budget_usd: Any = None,
 ) -> AccessRequest:
     """Approve a pending request: creates the grant (or keeps the one the team already holds)."""
     req = _lock_request(access_request, actor)
@@ -123,6 +149,7 @@ def access_request_approve(
         expires_at=expires_at,
         max_data_classification=max_data_classification,
         seats=seats,
+        budget_usd=budget_usd,
         request=req,
     )
     req.status = AccessRequestStatus.APPROVED
@@ -187,9 +214,14 @@ def _grant_create(
     max_data_classification: str,
     seats: int | None,
     request: AccessRequest | None,
+    budget_usd: Any = None,
 ) -> AccessGrant:
     tool = AITool.objects.select_for_update().get(pk=tool.pk)
     errors: dict[str, list[str]] = {}
+    try:
+        budget_usd = clean_budget(budget_usd)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = ["Give a time in the future."]
     if max_data_classification:
@@ -219,6 +251,7 @@ def _grant_create(
         expires_at=expires_at,
         max_data_classification=max_data_classification or "",
         seats=seats,
+        budget_usd=budget_usd,
     )
     audit.record(actor=actor, verb="grant.create", target=grant, payload=_grant_payload(grant))
     record_usage("access_granted", user=actor, team=team, tool=tool, key=f"grant:{grant.pk}:granted")
@@ -234,8 +267,10 @@ def grant_create(
     expires_at: dt.datetime | None = None,
     max_data_classification: str = "",
     seats: int | None = None,
+    budget_usd: Any = None,
 ) -> AccessGrant:
-    """Grant a team the use of a tool directly (platform engineers; developers 403)."""
+    """Grant a team the use of a tool directly (platform engineers; developers 403). `budget_usd`: the team's
+    monthly model spend on this tool through the gateway (blank: no budget)."""
     if not permissions.can_manage_grants(actor):
         raise NotPermitted("Only platform engineers grant tool access.")
     grant = _grant_create(
@@ -245,6 +280,7 @@ def grant_create(
         expires_at=expires_at,
         max_data_classification=max_data_classification,
         seats=seats,
+        budget_usd=budget_usd,
         request=None,
     )
     notify(
@@ -253,6 +289,35 @@ def grant_create(
         body=f"{audit.actor_label(actor)} granted team {team.slug} the use of {tool.name}.",
         users=_recipients_of(grant),
         link=portal_link(f"/teams/{team.slug}/"),
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_update(*, grant: AccessGrant, actor: Any, budget_usd: Any) -> AccessGrant:
+    """Change an active grant's monthly model budget (platform engineers; 409 for an ended grant). The gateway
+    reads it on every call, so the change applies at once. Audited with before and after; no change, no event."""
+    if not permissions.can_manage_grants(actor):
+        raise NotPermitted("Only platform engineers change tool grants.")
+    grant = AccessGrant.objects.select_for_update(of=("self",)).select_related("team", "tool").get(pk=grant.pk)
+    after = clean_budget(budget_usd)
+    if grant.state != GrantState.ACTIVE:
+        raise TransitionNotAllowed(f"The grant is {grant.state}; only an active grant changes.")
+    before = grant.budget_usd
+    if before == after:
+        return grant
+    grant.budget_usd = after
+    grant.save(update_fields=["budget_usd"])
+    audit.record(
+        actor=actor,
+        verb="grant.update",
+        target=grant,
+        payload={
+            **_grant_payload(grant),
+            "changes": {
+                "budget_usd": [str(before) if before is not None else None, _grant_payload(grant)["budget_usd"]]
+            },
+        },
     )
     return grant
 
@@ -410,6 +475,7 @@ __all__ = [
     "access_request_reject",
     "grant_create",
     "grant_revoke",
+    "grant_update",
     "grants_expire",
     "tool_use_record",
 ]

@@ -46,8 +46,13 @@ def prompt_sha256(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
 
 
-def _latest_version(tool: AITool) -> ToolVersion | None:
-    return tool.versions.exclude(launch_command=[]).order_by("-created_at", "-id").first()
+def _latest_version(tool: AITool, pin: str | None = None) -> ToolVersion:
+    """The approved version an agent of this tool runs: the pinned one (exact, or the newest matching `2.1.x`),
+    else the newest approved one with a launch command (numeric order). Only approved versions ever launch;
+    raises tool_version_rules.FieldError saying why none may run."""
+    from .tool_versions import launchable_version
+
+    return launchable_version(tool, pin)
 
 
 def _team_for(actor: Any, team: Team | None) -> Team:
@@ -130,17 +135,17 @@ def _agent_group_create(
     test_command = list(test_command or [])
     if any(not isinstance(a, str) or not a for a in test_command):
         errors["test_command"] = ["Give the test command as a list of non-empty arguments."]
-    specs: list[tuple[AITool, ToolVersion, int]] = []
+    from .tool_version_rules import FieldError, clean_pin
+
+    # (tool, version, model, count): the version pinned (exact or `2.1.x`) or the newest approved; the model one
+    # the version allows, by default its first ("" when it lists none)
+    specs: list[tuple[AITool, ToolVersion, str, int]] = []
     total = 0
     agent_errors: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
     for spec in agents or []:
         slug = str(spec.get("tool", ""))
         count = spec.get("count", 1)
-        if slug in seen:
-            agent_errors.append(f"{slug} is listed twice; give one entry with a count.")
-            continue
-        seen.add(slug)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             agent_errors.append(f"{slug}: count must be a positive integer.")
             continue
@@ -148,11 +153,27 @@ def _agent_group_create(
         if tool is None:
             agent_errors.append(f"No tool {slug!r} in the catalog.")
             continue
-        version = _latest_version(tool)
-        if version is None:
-            agent_errors.append(f"{tool.name} has no version with a headless launch command.")
+        try:
+            pin = clean_pin(spec["version"]) if spec.get("version") not in (None, "") else None
+            version = _latest_version(tool, pin)
+        except FieldError as exc:
+            agent_errors.append(f"{slug}: {exc}" if not str(exc).startswith((slug, tool.name)) else str(exc))
             continue
-        specs.append((tool, version, count))
+        allowed = list(version.model_names or [])
+        model = spec.get("model")
+        if model in (None, ""):
+            model = allowed[0] if allowed else ""
+        elif model not in allowed:
+            agent_errors.append(
+                f"{slug} {version.version} may not use model {str(model)[:200]!r}; "
+                + (f"allowed: {', '.join(allowed)}." if allowed else "it lists no models.")
+            )
+            continue
+        if (slug, version.version, model) in seen:
+            agent_errors.append(f"{slug} is listed twice; give one entry with a count.")
+            continue
+        seen.add((slug, version.version, model))
+        specs.append((tool, version, model, count))
         total += count
     if not agents:
         agent_errors.append("Ask for at least one agent.")
@@ -165,7 +186,7 @@ def _agent_group_create(
         raise InvalidInput("The agent group is not valid.", errors=errors)
     # the policy decides every tool before anything is written or launched
     context = PolicyContext(classification=classification)
-    decisions = {tool.slug: decide(actor, tool, context) for tool, _v, _c in specs}
+    decisions = {tool.slug: decide(actor, tool, context) for tool, _v, _m, _c in specs}
     denied = {slug: d for slug, d in decisions.items() if not d.allowed}
     if denied:
         raise NotPermitted(
@@ -185,19 +206,24 @@ def _agent_group_create(
         base_commit=base_commit,
         classification=classification,
         test_command=test_command,
-        agents=[{"tool": t.slug, "count": c} for t, _v, c in specs],
+        agents=[{"tool": t.slug, "version": v.version, "model": m, "count": c} for t, v, m, c in specs],
         time_limit_s=time_limit_s,
         network_policy=network_policy,
         decisions={slug: d.as_dict() for slug, d in decisions.items()},
     )
     runs = []
     index = 0
-    for tool, version, count in specs:
+    for tool, version, model, count in specs:
         for _ in range(count):
             index += 1
             runs.append(
                 AgentRun(
-                    group=group, index=index, tool=tool, tool_version=version, argv_template=version.launch_command
+                    group=group,
+                    index=index,
+                    tool=tool,
+                    tool_version=version,
+                    model=model,
+                    argv_template=version.launch_command,
                 )
             )
     AgentRun.objects.bulk_create(runs)
@@ -381,9 +407,12 @@ def agent_run_finish(
     test_output: str = "",
     sandbox: dict | None = None,
     actor: Any = None,
+    reported_usage: dict | None = None,
 ) -> AgentRun | None:
-    """End a run (idempotent: a run already final is left alone); revoke its identity; finish the group."""
+    """End a run (idempotent: a run already final is left alone); revoke its identity and gateway credential;
+    sum its metered model calls onto it; finish the group."""
     from ..agents.identity import token_revoke
+    from ..gateway.metering import finalize_run_usage
 
     assert status in RUN_FINAL, status
     run = AgentRun.objects.select_for_update().select_related("group", "tool").filter(pk=run_id).first()
@@ -401,8 +430,12 @@ def agent_run_finish(
     run.test_output = (test_output or "")[-20000:]
     if sandbox:
         run.sandbox = {**run.sandbox, **sandbox}
+    if reported_usage is not None:
+        run.reported_usage = reported_usage
     run.save()
     token_revoke(run)
+    finalize_run_usage(run.pk)
+    run.refresh_from_db(fields=["model_calls", "input_tokens", "output_tokens", "cost_usd", "transcript_sha256"])
     audit.record(
         actor=actor or run.principal,
         verb="agent_run.finish",
@@ -416,6 +449,11 @@ def agent_run_finish(
             "egress_denied": sorted(
                 {f"{e.get('host')}:{e.get('port')}" for e in run.sandbox.get("egress", []) if not e.get("allowed")}
             ),
+            "model_calls": run.model_calls,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cost_usd": str(run.cost_usd),
+            "transcript_sha256": run.transcript_sha256,
         },
     )
     group = run.group

@@ -1,4 +1,5 @@
-"""Tool lifecycle services: propose, edit, and every status transition (versions: services.tool_versions).
+"""Tool lifecycle services: propose, edit, and every status transition (versions: services.tool_versions;
+when a tool's review completes, its proposed versions are approved with it).
 
 `proposed -> in_review -> approved -> deprecated -> retired`, `rejected` from proposed/in_review,
 `banned` from anywhere (lifted only by an admin's reinstate, back to in_review). Each function
@@ -22,6 +23,7 @@ from ..models import AITool, RiskTier, Team, ToolApproval, ToolStatus
 from ..notifications import notify, platform_engineers, portal_link
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
+from .tool_versions import versions_approve_with_tool
 
 S = ToolStatus
 
@@ -234,8 +236,11 @@ def tool_approve(*, tool: AITool, actor: Any, reason: str = "") -> ApprovalResul
     tool.review_due = timezone.localdate() + dt.timedelta(days=goldpath_settings.REVIEW_PERIOD_DAYS)
     tool.review_warning_sent_for = None
     approvers = list(tool.approvals.values_list("reviewer__username", flat=True))
+    approver_ids = list(tool.approvals.values_list("reviewer_id", flat=True))
     tool.approvals.all().delete()
     _finish(tool, actor, "approve", old, reason, approvers=approvers, review_due=tool.review_due.isoformat())
+    # the versions proposed with (or since) the tool were reviewed with it
+    versions_approve_with_tool(tool=tool, actor=actor, approver_ids=approver_ids, reason=reason)
     record_usage("tool_approved", user=actor, team=tool.owner_team, tool=tool)
     _notify_decision(tool, "approve", actor, reason)
     return ApprovalResult(tool=tool, approvals=count, required=required)

@@ -119,11 +119,30 @@ def team_grant(request, slug: str):
             expires_at=expires,
             max_data_classification=request.POST.get("max_data_classification", ""),
             seats=seats,
+            budget_usd=request.POST.get("budget_usd", ""),
         )
         messages.success(request, f"{team.slug} may now use {tool.name}.")
     except DomainError as exc:
         messages.error(request, " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]]))
     return redirect("catalog:team-detail", slug=team.slug)
+
+
+@login_required
+@require_POST
+def grant_budget(request, pk: int):
+    """Change a grant's monthly model budget (blank: none); the same service as PATCH /api/v1/grants/<id>/."""
+    grant = get_object_or_404(selectors.visible_grants(request.user), pk=pk)
+    if not perms.can_manage_grants(request.user):
+        raise PermissionDenied("Only platform engineers change tool grants.")
+    try:
+        updated = access_services.grant_update(
+            grant=grant, actor=request.user, budget_usd=request.POST.get("budget_usd")
+        )
+        budget = f"${updated.budget_usd} a month" if updated.budget_usd is not None else "no budget"
+        messages.success(request, f"{grant.team.slug}'s model budget for {grant.tool.name}: {budget}.")
+    except DomainError as exc:
+        messages.error(request, " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]]))
+    return redirect(safe_next(request, reverse("catalog:team-detail", kwargs={"slug": grant.team.slug})))
 
 
 @login_required
@@ -176,6 +195,7 @@ def access_request_decide(request, pk: int, verdict: str):
                 expires_at=expires,
                 max_data_classification=request.POST.get("max_data_classification", ""),
                 seats=seats,
+                budget_usd=request.POST.get("budget_usd", ""),
             )
         else:
             access_services.access_request_reject(

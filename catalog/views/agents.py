@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from .. import permissions as perms
 from .. import selectors
 from ..agents import provenance as prov
+from ..agents.usage_view import DEMO_LABEL, group_total, runs_usage
 from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataClassification, NetworkPolicy
 from ..numbers import small_int
 from ..services import agents as agent_services
@@ -25,8 +26,18 @@ LOG_TAIL = 6
 
 
 def _launchable_tools(user):
-    tools = selectors.usable_tools(user).order_by("name")
-    return [t for t in tools if t.versions.exclude(launch_command=[]).exists()]
+    """Tools the user may use that have a version an agent group would launch (the service's own rule)."""
+    from ..services.tool_version_rules import FieldError
+    from ..services.tool_versions import launchable_version
+
+    tools = []
+    for tool in selectors.usable_tools(user).order_by("name").prefetch_related("versions"):
+        try:
+            launchable_version(tool)
+        except FieldError:
+            continue
+        tools.append(tool)
+    return tools
 
 
 @login_required
@@ -112,6 +123,8 @@ def _results_key(group, runs, live: bool) -> str:
         group.accepted_commit,
         group.accept_error[:50],
         *(f"{r.pk}:{r.status}:{r.test_exit_code}:{int(r.has_diff)}" for r in runs),
+        # the results show each diff's usage (stored once its run ended: refreshed when that changes)
+        *(f"{r.pk}:{r.usage.model_calls}:{r.usage.cost}" for r in runs if r.has_diff),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -125,8 +138,10 @@ def _grid_context(request, group) -> dict:
         .order_by("index")
     )
     tails = _tails(runs)
+    usage = runs_usage(runs)
     for run in runs:
         run.tail = tails[run.pk]
+        run.usage = usage[run.pk]
     active = any(r.status in RUN_ACTIVE for r in runs)
     # a remote accept is committed by a worker: keep refreshing until it is done
     live = active or group.accept_status == AcceptStatus.PENDING
@@ -136,14 +151,18 @@ def _grid_context(request, group) -> dict:
         "active": active,
         "live": live,
         "results_key": _results_key(group, runs, live),
+        "total_usage": group_total(usage.values()),
+        "demo_label": DEMO_LABEL,
         "may_act": perms.is_platform(request.user) or group.requester_id == request.user.pk,
     }
 
 
 def _results_context(group, context: dict) -> dict:
     """Adds the runs with a diff (diff and test output loaded here only)."""
-    ids = [r.pk for r in context["runs"] if r.has_diff]
-    diff_runs = list(group.runs.filter(pk__in=ids).select_related("tool").order_by("index")) if ids else []
+    shown = {r.pk: r for r in context["runs"] if r.has_diff}
+    diff_runs = list(group.runs.filter(pk__in=shown).select_related("tool").order_by("index")) if shown else []
+    for run in diff_runs:
+        run.usage = shown[run.pk].usage
     return {**context, "diff_runs": diff_runs}
 
 

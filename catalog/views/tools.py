@@ -1,5 +1,5 @@
-"""Catalog pages: the searchable catalog, tool detail with its lifecycle actions, propose a tool,
-add a version, and the review queue. Thin: forms check input, services decide, domain errors
+"""Catalog pages: the searchable catalog, tool detail with its lifecycle actions and versions, propose a tool,
+and the review queue of tools and versions (version pages: views.tool_versions). Thin: forms check input, services decide, domain errors
 become messages (403 for a role that may not act)."""
 
 from __future__ import annotations
@@ -7,26 +7,18 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import select_template
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
-from ..forms import (
-    ReasonForm,
-    ToolEditForm,
-    ToolFilterForm,
-    ToolProposeForm,
-    ToolVersionEgressForm,
-    ToolVersionForm,
-    add_domain_errors,
-)
-from ..models import AITool, AuditEvent, ToolStatus, ToolVersion
-from ..services import tool_versions
+from ..forms import ReasonForm, ToolEditForm, ToolFilterForm, ToolProposeForm, add_domain_errors
+from ..models import AITool, AuditEvent, ToolStatus, ToolVersion, ToolVersionApproval, VersionReview
 from ..services import tools as tool_services
 from ..services.errors import DomainError, NotPermitted
+from .tool_versions import version_rows
 
 ACCESS_PANEL = "catalog/_tool_access_panel.html"
 DECISION_VERBS = (
@@ -40,6 +32,10 @@ DECISION_VERBS = (
     "tool.ban",
     "tool.reinstate",
     "tool.review_expired",
+    "tool_version.propose",
+    "tool_version.change",
+    "tool_version.approve",
+    "tool_version.reject",
 )
 # action (URL form) -> (button label, reason required in the page, button style)
 ACTION_UI = {
@@ -120,6 +116,14 @@ def tool_list(request):
     return render(request, "catalog/tool_list.html", context)
 
 
+def _versions(**filters):
+    return (
+        ToolVersion.objects.filter(**filters)
+        .select_related("tool", "created_by")
+        .prefetch_related(Prefetch("approvals", queryset=ToolVersionApproval.objects.select_related("reviewer")))
+    )
+
+
 def _access_panel_context(request, tool: AITool) -> dict:
     """The policy helper's "can I use this?" panel, when it is installed."""
     try:
@@ -137,7 +141,7 @@ def tool_detail(request, slug: str):
     events = AuditEvent.objects.filter(target_type="aitool", target_id=str(tool.pk)).order_by("-created_at", "-id")
     context = {
         "tool": tool,
-        "versions": tool.versions.select_related("created_by").order_by("-created_at", "-id"),
+        "versions": version_rows(request.user, tool, _versions(tool=tool).order_by("-created_at", "-id")),
         "approvals": tool.approvals.select_related("reviewer"),
         "decisions": events.filter(verb__in=DECISION_VERBS)[:100],
         "can_read_audit": perms.can_read_audit(request.user),
@@ -147,7 +151,6 @@ def tool_detail(request, slug: str):
         "can_add_version": perms.can_add_tool_version(request.user, tool)
         and tool.status not in (ToolStatus.RETIRED, ToolStatus.BANNED),
         "can_edit": perms.can_edit_tool(request.user, tool),
-        "can_edit_egress": tool_versions.may_set_egress_hosts(request.user, tool),
         **_access_panel_context(request, tool),
     }
     context["tool"] = tool  # the panel context carries the same tool
@@ -250,57 +253,6 @@ def tool_edit(request, slug: str):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
-def tool_version_new(request, slug: str):
-    tool = get_object_or_404(AITool, slug=slug)
-    if not perms.can_add_tool_version(request.user, tool):
-        raise PermissionDenied("Your role may not add versions to this tool.")
-    form = ToolVersionForm(request.POST or None, can_set_egress=tool_versions.may_set_egress_hosts(request.user, tool))
-    if request.method == "POST" and form.is_valid():
-        try:
-            version = tool_versions.tool_version_add(tool=tool, actor=request.user, data=form.cleaned_data)
-        except NotPermitted as exc:
-            raise PermissionDenied(exc.message) from exc
-        except DomainError as exc:
-            add_domain_errors(form, exc)
-        else:
-            messages.success(request, f"Version {version.version} added to {tool.name}.")
-            return redirect(tool_detail_url(tool))
-    status = 400 if request.method == "POST" else 200
-    return render(request, "catalog/tool_version_form.html", {"form": form, "tool": tool}, status=status)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def tool_version_edit(request, slug: str, version: str):
-    """A version's egress hosts: the same rule and service as PATCH /api/v1/tools/<slug>/versions/<version>/."""
-    tool = get_object_or_404(AITool, slug=slug)
-    target = get_object_or_404(ToolVersion, tool=tool, version=version)
-    if not tool_versions.may_set_egress_hosts(request.user, tool):
-        raise PermissionDenied("Only platform engineers and admins may change egress hosts.")
-    form = ToolVersionEgressForm(request.POST or None, initial={"egress_hosts": "\n".join(target.egress_hosts or [])})
-    if request.method == "POST" and form.is_valid():
-        before = list(target.egress_hosts or [])
-        try:
-            updated = tool_versions.tool_version_update(
-                version=target, actor=request.user, egress_hosts=form.cleaned_data["egress_hosts"]
-            )
-        except NotPermitted as exc:
-            raise PermissionDenied(exc.message) from exc
-        except DomainError as exc:
-            add_domain_errors(form, exc)
-        else:
-            if updated.egress_hosts == before:
-                messages.info(request, "Nothing changed.")
-            else:
-                messages.success(request, f"Egress hosts of {tool.name} {updated.version} saved.")
-            return redirect(tool_detail_url(tool))
-    status = 400 if request.method == "POST" else 200
-    context = {"form": form, "tool": tool, "version": target}
-    return render(request, "catalog/tool_version_edit.html", context, status=status)
-
-
-@login_required
 def review_queue(request):
     if not perms.can_review_tools(request.user):
         raise PermissionDenied("The review queue is for platform engineers.")
@@ -311,12 +263,14 @@ def review_queue(request):
         .order_by("updated_at")  # oldest first
     )
     rows = [_review_row(request.user, t) for t in tools]
+    versions = _versions(review_state=VersionReview.PROPOSED).order_by("created_at", "id")  # oldest first
     return render(
         request,
         "catalog/review_queue.html",
         {
             "in_review": [r for r in rows if r["tool"].status == ToolStatus.IN_REVIEW],
             "proposed": [r for r in rows if r["tool"].status == ToolStatus.PROPOSED],
+            "versions": [row for v in versions[:500] for row in version_rows(request.user, v.tool, [v])],
         },
     )
 

@@ -1,4 +1,7 @@
-"""`make run`: migrate, seed the demo, start the web server, a Celery worker and beat; Ctrl-C stops all."""
+"""`make run`: migrate, seed the demo, start the web server, a Celery worker and beat; Ctrl-C stops all.
+
+The worker reaches the model gateway on this web server; vendors with no upstream configured get the offline
+demo model, so agent tours work on a laptop with no internet."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("GOLDPATH_BIND", "127.0.0.1"))
-        parser.add_argument("--threads", type=int, default=int(os.environ.get("GOLDPATH_WEB_THREADS", "8")))
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("GOLDPATH_WEB_THREADS", "32")))
         parser.add_argument("--no-seed", action="store_true", help="do not load the demo organisation")
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker and beat")
 
@@ -43,6 +46,15 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         env = {**os.environ, "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+        # the worker relays its sandboxes' model calls to this web server's gateway
+        env.setdefault(
+            "GOLDPATH_GATEWAY_URL",
+            f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "127.0.0.1") else f"http://{host}:{port}",
+        )
+        # a vendor whose upstream is not configured is answered by the offline demo model (no internet needed)
+        demo_vendors = [v for v in ("ANTHROPIC", "OPENAI") if not os.environ.get(f"GOLDPATH_UPSTREAM_{v}")]
+        for vendor in demo_vendors:
+            env[f"GOLDPATH_UPSTREAM_{vendor}"] = "demo"
         try:
             if not options["no_worker"]:
                 worker = [
@@ -64,6 +76,12 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"\nGoldpath is running at {url}")
                 + f"\n  database: {db}   broker: {settings.CELERY_BROKER_URL.split('://')[0]}   home: {settings.GOLDPATH_HOME}"
                 + f"\n  API docs: {url}api/docs/   health: {url}healthz"
+                + (
+                    f"\n  model gateway: {', '.join(v.lower() for v in demo_vendors)} answered by the offline demo "
+                    "model (set GOLDPATH_UPSTREAM_<VENDOR> to call a real vendor)"
+                    if demo_vendors
+                    else ""
+                )
             )
             if settings.DEBUG and not options["no_seed"]:
                 self.stdout.write(

@@ -80,12 +80,8 @@ class Command(BaseCommand):
             proposer = users[spec["proposer"]]
             tool = tool_services.tool_propose(actor=proposer, data={**spec["data"], "owner_team": teams["platform"]})
             created += 1
-            for version, argv, models in spec["versions"]:
-                tool_versions.tool_version_add(
-                    tool=tool,
-                    actor=admin,
-                    data={"version": version, "launch_command": argv, "model_names": models},
-                )
+            for version in spec["versions"]:
+                tool_versions.tool_version_add(tool=tool, actor=admin, data=dict(version))
             if spec["status"] in ("in_review", "approved"):
                 tool_services.tool_request_review(tool=tool, actor=proposer, reason="Demo: ready for review.")
             if spec["status"] == "approved":
