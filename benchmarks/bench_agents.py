@@ -27,55 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
-    return values[k]
-
-
-def scratch_postgres(url: str):
-    import psycopg
-
-    parts = urlparse(url)
-    name = (parts.path.lstrip("/") or "goldpath") + "_bench_agents"
-    admin = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def cleanup() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunparse(parts._replace(path="/" + name)), cleanup
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "B", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "B"}
-    env["GIT_COMMITTER_EMAIL"] = "b@x"
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("# Bench service\n")
-    for i in range(20):
-        (path / f"module_{i}.py").write_text(f"VALUE = {i}\n" * 50)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "init")
-    return path
+from benchmarks.common import make_repo, pct, scratch_postgres  # noqa: E402
 
 
 def overhead(samples: int, home: Path) -> dict[str, list[float]]:
@@ -144,7 +100,7 @@ def main() -> None:
     os.environ["GOLDPATH_AGENT_TEAM_CONCURRENCY"] = str(args.concurrency)
     cleanup = None
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        os.environ["DATABASE_URL"], cleanup = scratch_postgres(os.environ["DATABASE_URL"])
+        os.environ["DATABASE_URL"], cleanup = scratch_postgres(os.environ["DATABASE_URL"], "bench_agents")
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{home / 'bench.sqlite3'}"
     import django

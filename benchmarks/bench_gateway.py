@@ -10,12 +10,12 @@ vendor key, then makes --calls calls per protocol x (non-streamed, streamed) thr
 calls straight to the model server, interleaved, each over a kept-alive connection, timed from the request to
 the last byte (streams: also to the first event). Prints p50/p99 of each, the gateway's added ms at p50 (target:
 < 5 ms) and the ratio, and checks that every gateway call was metered (one ModelCall row each). Two passes: the
-portal's settings as they are (CONN_MAX_AGE=0: a new database connection per request) and with persistent
-database connections (a settings module in the scratch home; --no-persistent skips it). Floors: a gateway
+portal's settings as they are (persistent database connections, GOLDPATH_DB_CONN_MAX_AGE=60) and with a new
+database connection per request (GOLDPATH_DB_CONN_MAX_AGE=0; --no-persistent skips that pass). Floors: a gateway
 answer that touches no database (GET v1/responses, 426) and one that reads only the credential (GET v1/models).
 
-Part (b), real CLI runs (30 runs of Claude Code / Codex / Aider through sandbox, egress relay and gateway), is
-the lead's: `--real-cli` calls `real_cli_runs(...)` below, the hook to fill in.
+Part (b), `--real-cli`: a group of real-CLI runs (10 each of Claude Code, Codex CLI and Aider) through the
+sandbox, the egress relay and this gateway, on this machine (benchmarks/gateway_real_runs.py).
 A scratch database (`<db>_bench_gateway` on PostgreSQL, or a file under a temporary GOLDPATH_HOME) is created
 and removed.
 """
@@ -27,16 +27,16 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import free_port, pct, scratch_postgres, wait_http  # noqa: E402
 
 BODIES = {
     "anthropic-messages": (
@@ -49,54 +49,6 @@ BODIES = {
     ),
     "openai-chat": ("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Hi"}]}),
 }
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
-    return values[k]
-
-
-def scratch_postgres(url: str):
-    import psycopg
-
-    parts = urlparse(url)
-    name = (parts.path.lstrip("/") or "goldpath") + "_bench_gateway"
-    admin = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def cleanup() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunparse(parts._replace(path="/" + name)), cleanup
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(port: int, path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing answered on port {port} in {timeout:.0f} s")
 
 
 def setup_run(model_server_url: str) -> str:
@@ -190,20 +142,6 @@ class Caller:
         return elapsed, ttfb
 
 
-def real_cli_runs(args: argparse.Namespace) -> None:
-    """Part (b), the lead's: N real-CLI agent runs (Claude Code, Codex, Aider) through the sandbox, the egress
-    relay and this gateway, against the model server; report per-run wall time, model calls, tokens and cost
-    (AgentRun fields after finalize_run_usage) and the gateway's share of the run time (sum of latency_ms)."""
-    raise SystemExit("part (b) (real CLI runs) is not written yet: fill in benchmarks/bench_gateway.py real_cli_runs()")
-
-
-PERSISTENT_SETTINGS = """from portal.settings import *  # noqa: F403
-
-DATABASES["default"]["CONN_MAX_AGE"] = 60  # noqa: F405
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
-"""
-
-
 def measure(args, home: Path, env: dict[str, str], model_port: int, token: str) -> dict:
     """Start waitress with `env`, time the calls (interleaved with direct ones) and the floors, stop it."""
     web_port = free_port()
@@ -294,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=300, help="calls per protocol x mode, each way")
     parser.add_argument("--protocols", default=",".join(BODIES), help="comma-separated: " + ", ".join(BODIES))
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads (goldpath_run's default)")
+    parser.add_argument("--threads", type=int, default=32, help="waitress threads (goldpath_run's default)")
     parser.add_argument(
         "--pause-ms",
         type=float,
@@ -303,20 +241,20 @@ def main() -> None:
         "records each call right after its last byte, so back-to-back calls would also time the previous record)",
     )
     parser.add_argument(
-        "--no-persistent", action="store_true", help="skip the second pass with persistent database connections"
+        "--no-persistent", action="store_true", help="skip the second pass (a new database connection per request)"
     )
-    parser.add_argument("--real-cli", action="store_true", help="part (b): real CLI runs (the lead's hook)")
+    parser.add_argument("--real-cli", action="store_true", help="part (b): a group of real-CLI runs instead")
+    parser.add_argument("--runs-per-tool", type=int, default=10, help="(b) runs of each CLI in the group")
+    parser.add_argument("--concurrency", type=int, default=2, help="(b) worker processes")
+    parser.add_argument("--timeout", type=float, default=1800, help="(b) seconds to wait for the group")
     args = parser.parse_args()
-    if args.real_cli:
-        real_cli_runs(args)
-        return
 
     home = Path(tempfile.mkdtemp(prefix="goldpath-bench-gateway-"))
     os.environ["GOLDPATH_HOME"] = str(home)
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     cleanup = None
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        os.environ["DATABASE_URL"], cleanup = scratch_postgres(os.environ["DATABASE_URL"])
+        os.environ["DATABASE_URL"], cleanup = scratch_postgres(os.environ["DATABASE_URL"], "bench_gateway")
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{home / 'bench.sqlite3'}"
     model = None
@@ -343,16 +281,19 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connections
 
+        if args.real_cli:
+            from benchmarks.gateway_real_runs import real_cli_runs
+
+            real_cli_runs(args, home)
+            return
         call_command("migrate", verbosity=0)
         token = setup_run(model_url)
         connections.close_all()
 
-        passes = [("as configured (portal.settings: CONN_MAX_AGE=0, a new connection per request)", {**os.environ})]
+        passes = [("as configured (portal.settings: persistent connections, CONN_MAX_AGE=60)", {**os.environ})]
         if not args.no_persistent:
-            (home / "bench_persistent_settings.py").write_text(PERSISTENT_SETTINGS)
-            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench_persistent_settings"}
-            env["PYTHONPATH"] = os.pathsep.join([str(home), str(ROOT)])
-            passes.append(("with persistent connections (CONN_MAX_AGE=60, CONN_HEALTH_CHECKS)", env))
+            env = {**os.environ, "GOLDPATH_DB_CONN_MAX_AGE": "0"}
+            passes.append(("a new database connection per request (GOLDPATH_DB_CONN_MAX_AGE=0)", env))
         figures = [(title, measure(args, home, env, model_port, token)) for title, env in passes]
 
         from catalog.models import ModelCall

@@ -210,3 +210,36 @@ def test_refusals_end_the_run_failed_with_the_reason(api, people, teams, real_ag
 def access_grant_budget(grant: AccessGrant, amount: str) -> None:
     grant.budget_usd = Decimal(amount)
     grant.save(update_fields=["budget_usd"])
+
+
+def test_the_test_command_cannot_call_models_with_the_agents_credential(
+    api, people, real_agents, gateway_worker, model_server
+):
+    """A hostile agent leaves its gateway credential in the workspace for the test command (which runs with no
+    secret): the credential ended when the agent exited, and the test command has no route to the gateway."""
+    claude = ToolVersion.objects.get(tool__slug="claude-code")
+    ToolVersion.objects.create(
+        tool=claude.tool,
+        version="2.1.333-leak",
+        launch_command=["sh", "-c", 'echo "$ANTHROPIC_API_KEY" > .credential'],
+        model_names=claude.model_names,
+        review_state="approved",
+    )
+    probe = (
+        "import http.client, json; token = open('.credential').read().strip(); "
+        "c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=10); "
+        "c.request('POST', '/v1/messages', json.dumps({'model': 'claude-sonnet-4-5', 'max_tokens': 5, "
+        "'messages': [{'role': 'user', 'content': 'hi'}]}), {'x-api-key': token, 'content-type': 'application/json'}); "
+        "print('probe status', c.getresponse().status)"
+    )
+    group = launch(
+        api,
+        people["alice"],
+        [{"tool": "claude-code", "version": "2.1.333-leak"}],
+        "leak",
+        test_command=["python3", "-c", probe],
+    )
+    (run,) = finished(group["id"])
+    assert run.status == "succeeded", run.error
+    assert "probe status 400" in run.test_output, run.test_output
+    assert not ModelCall.objects.filter(run=run).exists() and model_server.requests() == []

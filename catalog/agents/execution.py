@@ -36,7 +36,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from ..conf import goldpath_settings
-from ..models import AgentRun, AgentRunStatus, VersionReview
+from ..models import AgentRun, AgentRunStatus, TokenPurpose, VersionReview
 from ..policy import PolicyContext
 from ..services import agents as agent_services
 from ..services.access import tool_use_record
@@ -138,6 +138,7 @@ def _runner(
     capture_stdout=0,
     masked=(),
     runtime=None,
+    gateway=False,
 ):
     from ..runners.sandbox import SandboxRunner
 
@@ -162,7 +163,7 @@ def _runner(
         capture_stdout=capture_stdout,
         masked=masked,
         runtime=runtime,
-        gateway=gateway_route() if isinstance(network, list) else None,
+        gateway=gateway_route() if gateway else None,  # only the agent itself reaches the model gateway
     )
 
 
@@ -273,6 +274,7 @@ def execute_run(run_id: int) -> str:
             uid=uid,
             agent_socket=_agent_socket(run.pk),
             runtime=runtime,
+            gateway=True,
         )
         current["runner"] = runner
         sandbox = {
@@ -286,6 +288,8 @@ def execute_run(run_id: int) -> str:
         logs.keep_agent_output = True
         result = runner.run()
         logs.keep_agent_output = False
+        # the agent is gone: its gateway credential ends now (a test command must not call models with it)
+        identity.token_revoke(run, TokenPurpose.GATEWAY)
         current["runner"] = None
         status, exit_code = result.status, result.exit_code
         reported = cli_usage.parse_usage(version.usage_format, "\n".join(logs.agent_output))

@@ -49,8 +49,13 @@ def gateway_token_issue(run: AgentRun) -> str:
     return _issue(run, GATEWAY_PREFIX, TokenPurpose.GATEWAY, goldpath_settings.GATEWAY_TOKEN_TTL_S)
 
 
-def token_revoke(run: AgentRun) -> int:
-    return AgentIdentityToken.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def token_revoke(run: AgentRun, purpose: str | None = None) -> int:
+    """Revoke the run's live credentials (of one purpose: the gateway credential ends when the agent exits,
+    before the test command runs; everything ends with the run)."""
+    tokens = AgentIdentityToken.objects.filter(run=run, revoked_at__isnull=True)
+    if purpose is not None:
+        tokens = tokens.filter(purpose=purpose)
+    return tokens.update(revoked_at=timezone.now())
 
 
 def run_for_token(raw: str) -> AgentRun | None:

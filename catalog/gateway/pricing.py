@@ -30,6 +30,9 @@ DEFAULT_PRICES: dict[str, dict[str, str]] = {
     # OpenAI (cache_read: cached input)
     "gpt-5": {"input": "1.25", "output": "10", "cache_read": "0.125", "cache_write": "1.25"},
     "gpt-5-codex": {"input": "1.25", "output": "10", "cache_read": "0.125", "cache_write": "1.25"},
+    # the seeded Codex CLI's default model (the model Codex 0.171 knows best): priced as gpt-5 until its list price is
+    # configured (GOLDPATH["MODEL_PRICES"])
+    "gpt-5.5": {"input": "1.25", "output": "10", "cache_read": "0.125", "cache_write": "1.25"},
     "gpt-5-mini": {"input": "0.25", "output": "2", "cache_read": "0.025", "cache_write": "0.25"},
     "gpt-4.1": {"input": "2", "output": "8", "cache_read": "0.50", "cache_write": "2"},
     "gpt-4.1-mini": {"input": "0.40", "output": "1.60", "cache_read": "0.10", "cache_write": "0.40"},

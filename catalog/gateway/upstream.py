@@ -292,24 +292,27 @@ def _unsent(call: Call, t: Target, conn, resp) -> None:
     _record(call, t.label, resp.status, Usage(), b"", streamed=True)
 
 
+def _metered(chunks, meter: Meter, sent: list[bytes]):
+    """Pass SSE chunks through the meter (which reads usage and may keep back a usage chunk the client did not ask
+    for), keeping what went out for the transcript."""
+    for chunk in chunks:
+        out = meter.feed(chunk)
+        if out:
+            sent.append(out)
+            yield out
+    rest = meter.flush()
+    if rest:
+        sent.append(rest)
+        yield rest
+
+
 def _relay(call: Call, t: Target, conn, resp, meter: Meter):
     """Pass the upstream's SSE events on as they arrive; after the last byte (or a disconnect) record the call."""
     sent: list[bytes] = []
     status = resp.status
     complete = False
     try:
-        while True:
-            data = resp.read1(READ_SIZE)
-            if not data:
-                break
-            out = meter.feed(data)
-            if out:
-                sent.append(out)
-                yield out
-        rest = meter.flush()
-        if rest:
-            sent.append(rest)
-            yield rest
+        yield from _metered(iter(lambda: resp.read1(READ_SIZE), b""), meter, sent)
         complete = True
     except (OSError, http.client.HTTPException) as exc:
         status = 502
@@ -349,15 +352,7 @@ def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
         def chunks():
             sent: list[bytes] = []
             try:
-                for chunk in answer.chunks:
-                    out = meter.feed(chunk)
-                    if out:
-                        sent.append(out)
-                        yield out
-                rest = meter.flush()
-                if rest:
-                    sent.append(rest)
-                    yield rest
+                yield from _metered(answer.chunks, meter, sent)
             finally:
                 _record(call, DEMO, answer.status, usage, b"".join(sent), streamed=True)
 
