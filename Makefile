@@ -16,7 +16,8 @@ run: $(STAMP)
 	$(BIN)/python manage.py goldpath_run
 
 test: $(STAMP)
-	GOLDPATH_HOME=$${GOLDPATH_TEST_HOME:-$(CURDIR)/var/test} $(BIN)/python -m pytest $(PYTEST_ARGS)
+	GOLDPATH_HOME=$${GOLDPATH_TEST_HOME:-$(CURDIR)/var/test} GOLDPATH_DB_CONN_MAX_AGE=$${GOLDPATH_DB_CONN_MAX_AGE:-0} \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,4 +32,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_policy.py
 
 tools: $(STAMP)
+	$(BIN)/python manage.py migrate --verbosity 0
 	$(BIN)/python manage.py tools_install --all-approved
