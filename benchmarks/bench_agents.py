@@ -51,7 +51,7 @@ def overhead(samples: int, home: Path) -> dict[str, list[float]]:
     root = private_dir(sandbox_root(), "bench-", None)  # sandboxes of a root worker run as their own uid
     os.chmod(root, 0o711)
     repo = make_repo(root / "overhead-repo")
-    argv = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+    argv = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt={prompt}"]
     results: dict[str, list[float]] = {"bare": [], "sandbox": [], "sandbox_no_proxy": []}
     python = SandboxRunner(argv, repo)._python()
     try:
@@ -140,7 +140,7 @@ def main() -> None:
                 "owner_team": platform,
             },
         )
-        argv = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+        argv = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt={prompt}"]
         tool_versions.tool_version_add(tool=tool, actor=admin, data={"version": "1.0.0", "launch_command": argv})
         tools.tool_request_review(tool=tool, actor=admin, reason="bench")
         tool.refresh_from_db()

@@ -36,7 +36,6 @@ CLAUDE_CODE = {
     "launch_command": [
         "claude",
         "-p",
-        "{prompt}",
         "--model",
         "{model}",
         "--output-format",
@@ -44,6 +43,10 @@ CLAUDE_CODE = {
         "--verbose",
         "--permission-mode",
         "bypassPermissions",
+        "--disallowedTools",
+        "WebSearch",  # a vendor-side tool: the gateway refuses it (the vendor would reach the network for the run)
+        "--",  # the prompt is never read as an option
+        "{prompt}",
     ],
     # bypassPermissions (its shell tool without prompts) needs IS_SANDBOX=1 when the uid is 0, as in our sandbox;
     # side tasks use the pinned model, so `models` is every model it may call
@@ -74,6 +77,7 @@ CODEX_CLI = {
         "features.plugins=false",
         "-m",
         "{model}",
+        "--",
         "{prompt}",
     ],
     "env": {},
@@ -114,8 +118,7 @@ AIDER = {
         "/tmp/aider-input.history",
         "--chat-history-file",
         "/tmp/aider-chat.history.md",
-        "--message",
-        "{prompt}",
+        "--message={prompt}",
     ],
     "env": {},
     "model_names": ["gpt-4.1", "gpt-4.1-mini"],
@@ -284,7 +287,7 @@ TOOLS = [
         "versions": [
             {
                 "version": "1.0.0",
-                "launch_command": ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"],
+                "launch_command": ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt={prompt}"],
                 "model_names": [],
             },
         ],

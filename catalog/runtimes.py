@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 PYTHON = "/usr/bin/python3"
 INSTALL_TIMEOUT_S = 1800
 KEEP_REPLACED_S = 24 * 3600  # a replaced runtime may still be mounted by a run in flight
-SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
+SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}\Z")
 # what the installers may see of the worker's environment (registry, proxy and CA settings; never its secrets)
 ENV_KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "SSL_CERT_FILE"}
 ENV_KEEP |= {"SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"}

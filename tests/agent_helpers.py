@@ -10,7 +10,7 @@ from catalog.models import ToolVersion
 from catalog.services import access
 from tests.factories import ToolFactory
 
-DEMO_ARGV = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+DEMO_ARGV = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt={prompt}"]
 
 
 def git(repo: Path, *args: str) -> str:

@@ -114,7 +114,9 @@ def test_claude_codex_and_aider_in_one_group_through_the_gateway(
 ):
     keys = real_agents
     agents = [{"tool": slug, "count": 1} for slug in ("claude-code", "codex-cli", "aider")]
-    group = launch(api, people["alice"], agents, "[env] Write a short welcome note for the team", test_command=["env"])
+    # a prompt that looks like an option stays the prompt (each launch command ends its options first)
+    prompt = "--version [env] Write a short welcome note for the team"
+    group = launch(api, people["alice"], agents, prompt, test_command=["env"])
     runs = finished(group["id"])
     assert [r.tool.slug for r in runs] == ["claude-code", "codex-cli", "aider"]
     client = api(people["alice"])

@@ -280,6 +280,11 @@ BAD = [
     ("egress_hosts", {"egress_hosts": ["https://api.acme.dev"]}),
     ("version", {"version": "2.1.x"}),
     ("version", {"version": "../2"}),
+    # `$` in a pattern also matches before a final newline: every grammar ends at the very end
+    ("runtime", {"runtime": npm("2.1.332\n")}),
+    ("runtime", {"runtime": npm(package="@anthropic-ai/claude-code\n")}),
+    ("models", {"models": ["claude-sonnet-4-5\n"]}),
+    ("env", {"env": {"DEBUG\n": "1"}}),
 ]
 
 

@@ -2,28 +2,34 @@
 
 1. credential: a live gateway credential (`x-api-key` or `Authorization: Bearer`) -> else 401;
 2. its run is in flight (starting/running) -> else 401;
-3. body within GATEWAY_BODY_MAX_BYTES -> else 413;  4. a JSON object naming a model -> else 400;
+3. body within GATEWAY_BODY_MAX_BYTES -> else 413;
+4. a UTF-8 JSON object, no key twice in any object (a vendor's parser may keep the first where ours keeps the
+   last), naming a model of the model-name grammar (`[A-Za-z0-9._:/-]{1,200}`) -> else 400;
 5. the model is one of the run's tool version's `model_names` (exact, a dated snapshot of a listed alias, or a
    `*` pattern) -> else 403;
-6. the policy decision for the run's requester, tool and classification allows -> else 403 with its reasons;
-7. the tool version is approved -> else 403;
-8. the team x tool monthly budget (UTC month) is not spent -> else 429;
-9. a vendor API key is set for the team x tool (unless the upstream is `demo`) -> else 403.
+6. nothing in it makes the vendor reach the network for the run (catalog.gateway.screening) -> else 403;
+7. the policy decision for the run's requester, tool and classification allows -> else 403 with its reasons;
+8. the tool version is approved -> else 403;
+9. a vendor API key is set for the team x tool (unless the upstream is `demo`) -> else 403;
+10. when the grant has a budget: the team x tool's spend this UTC month is under it -> else 429; the call's row
+   is written at once with a reserved cost (catalog.gateway.budget), so concurrent calls see each other.
 
 Refusals from step 3 on are recorded (a ModelCall with `refused`, tokens 0), set the run's `gateway_refusal`
 (the first reason is kept: the worker ends the run `failed` with it) and are audited (`gateway.refused`).
-Steps 1-2 have no live run to charge: they are answered only.
+Steps 1-2 have no live run to charge: they are answered only. An unexpected failure once the run is known
+sets its `gateway_refusal` too (`gateway_failed`) and is answered 500 in the vendor's format.
 
 Cost: one statement for the credential and everything of its run that may change (catalog.gateway.context:
-run status, tool and version state, requester, the grant's budget with this month's spend only when a budget is
-set, the vendor key), one query for the policy decision; the vendor key is decrypted once per process and
-ciphertext. A refusal adds its three writes.
+run status, tool and version state, requester, the grant's budget, the vendor key), one query for the policy
+decision; the vendor key is decrypted once per process and ciphertext. A budget adds one short transaction
+(lock the grant, sum the month, insert the row); a refusal adds its three writes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -36,10 +42,14 @@ from ..conf import goldpath_settings
 from ..models import AgentRun, ModelCall, VersionReview
 from ..models.agents import RUN_IN_FLIGHT
 from ..policy import PolicyContext, decide
+from ..services.tool_version_rules import MODEL_RE
+from . import budget, screening
 from .context import RunState, run_state
 from .errors import GatewayError, error_body
 from .pricing import SNAPSHOT
-from .protocols import ANTHROPIC_COUNT_TOKENS, FLAVOR, METERED, UPSTREAM_SETTING
+from .protocols import FLAVOR, METERED, UPSTREAM_SETTING
+
+logger = logging.getLogger(__name__)
 
 DEMO = "demo"
 # request headers passed on to the upstream (never the CLI's credential, cookies or hop-by-hop headers)
@@ -61,6 +71,8 @@ class Call:
     started: float
     headers: dict[str, str] = field(default_factory=dict)
     query: str = ""
+    forward_body: bytes | None = None  # the body to send when screening removed something, else `body`
+    reservation: ModelCall | None = None  # the call's row, written at admission when the grant has a budget
 
     @property
     def flavor(self) -> str:
@@ -106,7 +118,7 @@ def upstream_for(protocol: str) -> str:
 
 
 def model_allowed(model: str, names: list[str]) -> bool:
-    snapshot = SNAPSHOT.match(model)
+    snapshot = SNAPSHOT.fullmatch(model)
     alias = snapshot["alias"] if snapshot else None
     for name in names:
         name = str(name)
@@ -121,18 +133,30 @@ def _decrypt(ciphertext: str) -> str:
 
 
 def admit(request: HttpRequest, protocol: str, started: float) -> Call:
-    """The admitted call, or GatewayError (recorded and audited when a live run is known)."""
+    """The admitted call, or GatewayError (recorded and audited when a live run is known; an unexpected failure
+    once the run is known fails the run and is a 500)."""
     state = authenticate(request)
+    try:
+        return _admit(request, protocol, started, state)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise gateway_failed(state.run, protocol, exc) from exc
+
+
+def _admit(request: HttpRequest, protocol: str, started: float, state: RunState) -> Call:
     run = state.run
     body, payload, model = b"", {}, ""
+    reservation = None
     try:
         body = _read_body(request)
-        payload, model = _parse(body)
+        payload, model, url_blocks = _parse(body)
         if not model_allowed(model, state.model_names):
             allowed = ", ".join(str(n) for n in state.model_names) or "none"
             raise GatewayError(
                 403, "model_not_allowed", f"model {model} is not allowed for {state.version_label}; allowed: {allowed}"
             )
+        screened = screening.screen(protocol, payload, request.headers.get("anthropic-beta"), url_blocks)
         decision = decide(state.requester, state.tool, PolicyContext(classification=run.group.classification))
         if not decision.allowed:
             reasons = "; ".join(r.message for r in decision.reasons)
@@ -143,24 +167,25 @@ def admit(request: HttpRequest, protocol: str, started: float) -> Call:
                 "tool_version_not_approved",
                 f"{state.version_label} is {state.review_state}, not approved; it may not run",
             )
-        if protocol != ANTHROPIC_COUNT_TOKENS and state.budget_usd is not None and state.spent_usd >= state.budget_usd:
-            raise GatewayError(
-                429,
-                "budget_spent",
-                f"monthly budget of ${state.budget_usd} for {run.tool.slug} spent (team {run.group.team.slug}: "
-                f"${state.spent_usd:.2f} this UTC month)",
-            )
         upstream = upstream_for(protocol)
         vendor_key = "" if upstream == DEMO else _vendor_key(state)
+        if protocol in METERED and state.budget_usd is not None:
+            reservation = budget.reserve(
+                run, protocol=protocol, model=model, streamed=payload.get("stream") is True, body=body, payload=payload
+            )
     except GatewayError as err:
         refuse(run, protocol, err, model=model, streamed=payload.get("stream") is True, request_body=body)
         raise
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    if screened.beta:
+        headers["anthropic-beta"] = screened.beta
+    else:
+        headers.pop("anthropic-beta", None)
     return Call(
         run=run,
         protocol=protocol,
         body=body,
-        payload=payload,
+        payload=screened.payload,
         model=model,
         stream=payload.get("stream") is True,
         upstream=upstream,
@@ -168,6 +193,8 @@ def admit(request: HttpRequest, protocol: str, started: float) -> Call:
         started=started,
         headers=headers,
         query=request.META.get("QUERY_STRING", ""),
+        forward_body=json.dumps(screened.payload).encode() if screened.changed else None,
+        reservation=reservation,
     )
 
 
@@ -186,17 +213,46 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
-def _parse(body: bytes) -> tuple[dict, str]:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _parse(body: bytes) -> tuple[dict, str, list[dict]]:
+    """The payload, its model and the typed blocks that may name a URL (for screening), read in one pass."""
+    url_blocks: list[dict] = []
+    url_types = screening.URL_BLOCK_TYPES
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set[str] = set()
+            key = next(k for k, _ in items if k in seen or seen.add(k))
+            raise _DuplicateKey(key)
+        kind = obj.get("type")
+        if isinstance(kind, str) and kind in url_types:
+            url_blocks.append(obj)
+        return obj
+
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError(400, "invalid_json", "the request body is not valid JSON") from None
+        payload = json.loads(body.decode("utf-8"), object_pairs_hook=pairs)
+    except _DuplicateKey as dup:
+        raise GatewayError(
+            400, "duplicate_key", f"the request body gives the key {screening.shown(str(dup))} twice in one object"
+        ) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise GatewayError(400, "invalid_json", "the request body is not valid JSON (UTF-8)") from None
     if not isinstance(payload, dict):
         raise GatewayError(400, "invalid_json", "the request body must be a JSON object")
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise GatewayError(400, "missing_model", "the request names no model (`model`)")
-    return payload, model
+    if not MODEL_RE.fullmatch(model):
+        raise GatewayError(
+            400,
+            "invalid_model",
+            f"the model {screening.shown(model)} is not a model name (1-200 letters, digits and . _ : / -)",
+        )
+    return payload, model, url_blocks
 
 
 def _vendor_key(state: RunState) -> str:
@@ -251,3 +307,18 @@ def refuse(
                 "model": model,
             },
         )
+
+
+def gateway_failed(run: AgentRun, protocol: str, exc: BaseException) -> GatewayError:
+    """An unexpected failure while handling a call of a known run: logged, the run's `gateway_refusal` set (one
+    minimal UPDATE, the first reason kept) so the run cannot succeed, and a 500 for the vendor-format answer."""
+    logger.error("gateway: run %s: %s call failed", run.pk, protocol, exc_info=exc)
+    message = (
+        f"the Goldpath gateway failed on a model call of this run ({type(exc).__name__}); a platform engineer can "
+        "find it in the server log"
+    )
+    try:
+        AgentRun.objects.filter(pk=run.pk, gateway_refusal="").update(gateway_refusal=message)
+    except Exception:  # noqa: BLE001 - the database itself may be what failed; the 500 still goes out
+        logger.exception("gateway: run %s: could not record the failure on the run", run.pk)
+    return GatewayError(500, "gateway_error", message)

@@ -2,10 +2,11 @@
 
 Per call, one statement reads everything that may change while a run is in flight: the credential (live, of
 purpose `gateway`), the run's status, the tool's status, review date and clearance, the tool version's review
-state and models, the requester's `is_active`, the team x tool grant's budget with (only when a budget is set)
-this UTC month's spend, and the team x tool vendor key's ciphertext. The ORM would compile and instantiate six
-models for this on every call (1-4 ms here); the statement is fixed, so it is written once from the models'
-table and column names and costs a fraction of that (~0.1 ms on SQLite, ~0.5 ms on PostgreSQL).
+state and models, the requester's `is_active`, the team x tool grant's budget and the team x tool vendor key's
+ciphertext (a budget's spend this month is summed apart, under the grant's lock: catalog.gateway.budget). The ORM
+would compile and instantiate six models for this on every call (1-4 ms here); the statement is fixed, so it is
+written once from the models' table and column names and costs a fraction of that (~0.1 ms on SQLite, ~0.5 ms
+on PostgreSQL).
 
 What cannot change for a credential (its run, the run's group, requester, team, tool and version rows) is
 loaded with select_related once per process and credential and kept (LRU); the fresh values above are laid
@@ -33,12 +34,10 @@ from ..models import (
     AgentRun,
     AITool,
     GrantState,
-    ModelCall,
     TokenPurpose,
     ToolVersion,
     VendorApiKey,
 )
-from .metering import month_start
 
 
 @dataclass
@@ -51,7 +50,6 @@ class RunState:
     review_state: str
     model_names: list
     budget_usd: Decimal | None
-    spent_usd: Decimal
     vendor_ciphertext: str
 
 
@@ -65,11 +63,10 @@ def _c(model, field: str) -> str:
 
 @lru_cache(maxsize=4)
 def _sql(vendor: str) -> str:
-    """The statement (per database vendor: quoting differs). Params: now, now, month start, token hash, now.
+    """The statement (per database vendor: quoting differs). Params: now, token hash, now.
 
     Three joined tables and one-row scalar subqueries for the rest: PostgreSQL plans eight joined tables in
-    ~1 ms (join-order search) and these subqueries in ~0.2 ms; each is an index lookup. The month's spend is
-    summed only when the grant has a budget."""
+    ~1 ms (join-order search) and these subqueries in ~0.2 ms; each is an index lookup."""
     User = get_user_model()
     run_tool, run_version = f"r.{_c(AgentRun, 'tool')}", f"r.{_c(AgentRun, 'tool_version')}"
     team, requester = f"g.{_c(AgentGroup, 'team')}", f"g.{_c(AgentGroup, 'requester')}"
@@ -93,11 +90,6 @@ def _sql(vendor: str) -> str:
         f" AND {_c(AccessGrant, 'permission')} IS NOT NULL"
         f" AND ({_c(AccessGrant, 'expires_at')} IS NULL OR {_c(AccessGrant, 'expires_at')} > %s)",
     )
-    spend = one(
-        ModelCall,
-        f"COALESCE(SUM({_c(ModelCall, 'cost_usd')}), 0)",
-        f"{team_tool(ModelCall)} AND {_c(ModelCall, 'created_at')} >= %s",
-    )
     return f"""
 SELECT {token("run")}, r.{_c(AgentRun, "status")},
        {by_id(AITool, "status", run_tool)},
@@ -107,7 +99,6 @@ SELECT {token("run")}, r.{_c(AgentRun, "status")},
        {by_id(ToolVersion, "model_names", run_version)},
        {by_id(User, "is_active", requester)},
        {grant},
-       CASE WHEN {grant} IS NULL THEN NULL ELSE {spend} END,
        {one(VendorApiKey, _c(VendorApiKey, "ciphertext"), team_tool(VendorApiKey))}
 FROM {_t(AgentIdentityToken)} t
 JOIN {_t(AgentRun)} r ON r.{_c(AgentRun, "id")} = {token("run")}
@@ -140,12 +131,12 @@ def run_state(token_sha256: str) -> RunState | None:
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        params = [adapt(now), adapt(now), adapt(month_start(now)), token_sha256, adapt(now)]
+        params = [adapt(now), token_sha256, adapt(now)]
         cursor.execute(_sql(connection.vendor), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, status, tool_status, review_due, clearance, review_state, names, active, budget, spent, cipher = row
+    run_id, status, tool_status, review_due, clearance, review_state, names, active, budget, cipher = row
     run = _graph(token_sha256, run_id)
     tool = copy.copy(run.tool)
     tool.status, tool.review_due, tool.max_data_classification = tool_status, _date(review_due), clearance
@@ -162,6 +153,5 @@ def run_state(token_sha256: str) -> RunState | None:
         review_state=review_state,
         model_names=list(names or []),
         budget_usd=_decimal(budget),
-        spent_usd=_decimal(spent) or Decimal(0),
         vendor_ciphertext=cipher or "",
     )

@@ -24,9 +24,16 @@ _ANTHROPIC_TYPES = {
     413: "request_too_large",
     426: "invalid_request_error",
     429: "rate_limit_error",
+    500: "api_error",
     502: "api_error",
 }
-_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "insufficient_quota", 502: "server_error"}
+_OPENAI_TYPES = {
+    401: "invalid_request_error",
+    403: "permission_error",
+    429: "insufficient_quota",
+    500: "server_error",
+    502: "server_error",
+}
 _OPENAI_CODES = {401: "invalid_api_key", 429: "insufficient_quota"}
 
 

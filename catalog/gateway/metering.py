@@ -3,12 +3,19 @@ ModelCall row (plus a `model_call` usage event) after the last byte; run totals 
 
 Token counts never overlap: `input_tokens` is the uncached input, `cache_read_tokens` / `cache_write_tokens`
 are counted apart (Anthropic reports them so; OpenAI's `cached_tokens` are subtracted from its input count).
+
+Output tokens arrive only with a stream's closing usage (Anthropic `message_delta`, Responses
+`response.completed`, Chat's usage chunk). A stream that ends before it (the client hung up, the upstream broke
+off) is charged at least the text it relayed: characters of the text, thinking and tool-argument deltas / 4
+(`Meter.settle`; logged). The count is made from the relayed bytes only then, so a complete stream costs nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,11 +26,15 @@ from django.db.models import Count, Sum
 
 from ..models import AgentRun, ModelCall, UsageEvent, UsageKind
 from ..models.agents import RUN_IN_FLIGHT
+from ..services.tool_version_rules import MODEL_RE
 from .pricing import SIX_PLACES, cost_usd
 from .protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
-from .rows import insert_row
+from .rows import insert_row, update_row
+
+logger = logging.getLogger(__name__)
 
 _SEPARATORS = (b"\n\n", b"\r\n\r\n")
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass
@@ -40,6 +51,13 @@ def _int(value: Any) -> int:
         return max(0, int(value or 0))
     except (TypeError, ValueError):
         return 0
+
+
+def model_name(value: Any) -> str:
+    """A model name an upstream reported, as it may be stored: as is when it fits the model-name grammar, else
+    JSON-escaped ASCII (never a NUL or lone surrogate in a text column)."""
+    text = value if isinstance(value, str) else str(value or "")
+    return text if not text or MODEL_RE.fullmatch(text) else json.dumps(text[:100])[:200]
 
 
 def _event_data(event: bytes) -> bytes:
@@ -62,6 +80,7 @@ class Meter:
         self.protocol = protocol
         self.strip_usage_chunk = strip_usage_chunk
         self.usage = Usage()
+        self.final = False  # the closing usage (with the output count) was read
         self._pending = b""
 
     # -- streams ------------------------------------------------------------------------------------------
@@ -105,18 +124,21 @@ class Meter:
             kind = payload.get("type")
             if kind == "message_start":
                 message = payload.get("message") or {}
-                self.usage.model = str(message.get("model") or self.usage.model)
+                self.usage.model = model_name(message.get("model")) or self.usage.model
                 self._anthropic(message.get("usage"))
-            elif kind == "message_delta":
-                self._anthropic(payload.get("usage"))
+            elif kind == "message_delta" and isinstance(payload.get("usage"), dict):
+                self._anthropic(payload["usage"])
+                self.final = True
         elif self.protocol == OPENAI_RESPONSES:
             response = payload.get("response")
-            if isinstance(response, dict) and response.get("usage"):
-                self.usage.model = str(response.get("model") or self.usage.model)
+            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                self.usage.model = model_name(response.get("model")) or self.usage.model
                 self._responses(response["usage"])
-        elif self.protocol == OPENAI_CHAT and payload.get("usage"):
-            self.usage.model = str(payload.get("model") or self.usage.model)
+                self.final = True
+        elif self.protocol == OPENAI_CHAT and isinstance(payload.get("usage"), dict):
+            self.usage.model = model_name(payload.get("model")) or self.usage.model
             self._chat(payload["usage"])
+            self.final = True
             if self.strip_usage_chunk and not payload.get("choices"):
                 return False
         return True
@@ -129,13 +151,34 @@ class Meter:
             return
         if not isinstance(payload, dict) or not isinstance(payload.get("usage"), dict):
             return
-        self.usage.model = str(payload.get("model") or "")
+        self.usage.model = model_name(payload.get("model"))
         if self.protocol == ANTHROPIC_MESSAGES:
             self._anthropic(payload["usage"])
         elif self.protocol == OPENAI_RESPONSES:
             self._responses(payload["usage"])
         elif self.protocol == OPENAI_CHAT:
             self._chat(payload["usage"])
+
+    # -- streams that ended early ---------------------------------------------------------------------------
+    def settle(self, usage: Usage, relayed: bytes, run_id: int) -> Usage:
+        """`usage` of a stream whose relayed bytes were `relayed`: unchanged when the closing usage was read,
+        else with output tokens of at least the relayed text's characters / 4 (1 for any text)."""
+        if self.final or not relayed:
+            return usage
+        chars = relayed_chars(self.protocol, relayed)
+        estimate = chars // 4 or (1 if chars else 0)
+        if estimate > usage.output_tokens:
+            logger.info(
+                "gateway: run %s: a %s stream ended before its usage; %d output tokens estimated from %d "
+                "relayed characters (reported: %d)",
+                run_id,
+                self.protocol,
+                estimate,
+                chars,
+                usage.output_tokens,
+            )
+            usage.output_tokens = estimate
+        return usage
 
     # -- the three usage shapes ---------------------------------------------------------------------------
     def _anthropic(self, usage: Any) -> None:
@@ -164,6 +207,50 @@ class Meter:
         self.usage.output_tokens = _int(usage.get("completion_tokens"))
 
 
+def relayed_chars(protocol: str, data: bytes) -> int:
+    """Characters of generated text in SSE events: Anthropic text / input-JSON / thinking deltas, Responses
+    `*.delta` strings (output text, function and custom tool arguments, reasoning), Chat `delta.content`,
+    reasoning and tool-call arguments."""
+    chars = 0
+    for event in _EVENT_END.split(data):
+        payload = _event_data(event)
+        if b"delta" not in payload:
+            continue
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            chars += _delta_chars(protocol, obj)
+    return chars
+
+
+def _str_len(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+def _delta_chars(protocol: str, obj: dict) -> int:
+    if protocol == ANTHROPIC_MESSAGES:
+        delta = obj.get("delta")
+        if obj.get("type") != "content_block_delta" or not isinstance(delta, dict):
+            return 0
+        return sum(_str_len(delta.get(key)) for key in ("text", "partial_json", "thinking"))
+    if protocol == OPENAI_RESPONSES:
+        kind = obj.get("type")
+        return _str_len(obj.get("delta")) if isinstance(kind, str) and kind.endswith(".delta") else 0
+    chars = 0
+    for choice in obj.get("choices") if isinstance(obj.get("choices"), list) else ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        chars += sum(_str_len(delta.get(key)) for key in ("content", "reasoning_content", "reasoning"))
+        for call in delta.get("tool_calls") if isinstance(delta.get("tool_calls"), list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                chars += _str_len(function.get("arguments"))
+    return chars
+
+
 def record_call(
     run: AgentRun,
     *,
@@ -176,8 +263,10 @@ def record_call(
     request_body: bytes,
     response_body: bytes,
     started: float,
+    reservation: ModelCall | None = None,
 ) -> ModelCall:
-    """After the last byte: the call's row and its usage event, in one transaction (two fixed inserts)."""
+    """After the last byte: the call's row and its usage event, in one transaction (two fixed statements). A call
+    admitted against a budget already has its row (`reservation`, with a reserved cost): it is overwritten."""
     priced_model = model or usage.model
     cost = cost_usd(
         priced_model,
@@ -186,27 +275,24 @@ def record_call(
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
+    call = reservation or ModelCall(run=run, team_id=run.group.team_id, tool_id=run.tool_id, protocol=protocol)
+    call.model = model_name(model or usage.model)[:200]
+    call.streamed = streamed
+    call.upstream = upstream[:200]
+    call.status_code = status_code
+    call.input_tokens = usage.input_tokens
+    call.output_tokens = usage.output_tokens
+    call.cache_read_tokens = usage.cache_read_tokens
+    call.cache_write_tokens = usage.cache_write_tokens
+    call.cost_usd = cost
+    call.latency_ms = int((time.perf_counter() - started) * 1000)
+    call.request_body = request_body
+    call.response_body = response_body
     with transaction.atomic():
-        call = insert_row(
-            ModelCall(
-                run=run,
-                team_id=run.group.team_id,
-                tool_id=run.tool_id,
-                protocol=protocol,
-                model=(model or usage.model)[:200],
-                streamed=streamed,
-                upstream=upstream[:200],
-                status_code=status_code,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                cost_usd=cost,
-                latency_ms=int((time.perf_counter() - started) * 1000),
-                request_body=request_body,
-                response_body=response_body,
-            )
-        )
+        if reservation is not None:
+            update_row(call)
+        else:
+            insert_row(call)
         record_model_call_usage(run, call)
     _refinalize_if_ended(run.pk)
     return call

@@ -42,7 +42,7 @@ DEFAULT_PRICES: dict[str, dict[str, str]] = {
 }
 
 # a dated snapshot of an alias: claude-sonnet-4-5-20250929, gpt-4.1-2025-04-14
-SNAPSHOT = re.compile(r"^(?P<alias>.+?)-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
+SNAPSHOT = re.compile(r"(?P<alias>.+?)-(?:\d{8}|\d{4}-\d{2}-\d{2})")  # use fullmatch (no trailing newline)
 
 
 def _entry(raw: dict, base: dict[str, Decimal] | None) -> dict[str, Decimal]:
@@ -75,7 +75,7 @@ def prices_for(model: str) -> dict[str, Decimal]:
     table = price_table()
     if model in table:
         return table[model]
-    match = SNAPSHOT.match(model or "")
+    match = SNAPSHOT.fullmatch(model or "")
     if match and match["alias"] in table:
         return table[match["alias"]]
     return table["default"]

@@ -1,5 +1,5 @@
-"""One-row inserts with a statement written once per model: the gateway writes a row or two per model call,
-after its last byte, and the ORM's per-call compile of an INSERT costs more than the insert itself.
+"""One-row inserts and updates with a statement written once per model: the gateway writes a row or two per model
+call, after its last byte, and the ORM's per-call compile of an INSERT costs more than the insert itself.
 
 Values are prepared by each field exactly as `Model.save()` would (`pre_save` for auto_now_add, then
 `get_db_prep_save`); no signals are sent (nothing in Goldpath listens to these models' signals).
@@ -40,3 +40,28 @@ def insert_row(obj: models.Model) -> models.Model:
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+@lru_cache(maxsize=16)
+def _update_statement(label: str, vendor: str) -> tuple[str, tuple[str, ...]]:
+    meta = apps.get_model(label)._meta
+    fields = tuple(f.attname for f in meta.concrete_fields if not f.primary_key)
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    return sql, fields
+
+
+def update_row(obj: models.Model) -> int:
+    """UPDATE every column of `obj`'s row (by pk) with its current values (auto_now_add fields keep theirs);
+    returns the number of rows updated."""
+    meta = obj._meta
+    sql, fields = _update_statement(meta.label, connection.vendor)
+    params = []
+    for name in fields:
+        field = meta.get_field(name)
+        params.append(field.get_db_prep_save(field.pre_save(obj, add=False), connection))
+    params.append(obj.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

@@ -9,6 +9,9 @@
 - Connections: http.client per worker thread, kept alive and reused (a stale one is retried once on a fresh
   connection); TLS with certificate verification; 10 s to connect, READ_TIMEOUT_S between bytes.
 - Failures (unreachable, 5xx, a stream broken off) answer 502 in the vendor's format, recorded.
+- The upstream's 401/403 (the team's vendor key refused) is answered with the gateway's own message in the
+  vendor's format, recorded: a vendor's own body may quote part of the key.
+- A stream that ends before its closing usage is charged at least the text it relayed (`Meter.settle`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from .admission import DEMO, Call
+from .admission import DEMO, Call, gateway_failed
 from .errors import ANTHROPIC, error_body, error_response
 from .metering import Meter, Usage, record_call
 from .protocols import ANTHROPIC_COUNT_TOKENS, OPENAI_CHAT, OPENAI_RESPONSES, PATH
@@ -129,7 +132,7 @@ def _upstream_body(call: Call) -> tuple[bytes, bool]:
         if not (isinstance(options, dict) and options.get("include_usage") is True):
             options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
             return json.dumps({**payload, "stream_options": options}).encode(), True
-    return call.body, False
+    return (call.body if call.forward_body is None else call.forward_body), False
 
 
 def _request_headers(call: Call, t: Target, length: int) -> dict[str, str]:
@@ -161,6 +164,7 @@ def _record(call: Call, upstream: str, status: int, usage: Usage, response_body:
             request_body=call.body,
             response_body=response_body,
             started=call.started,
+            reservation=call.reservation,
         )
     except Exception:  # noqa: BLE001 - the answer was sent; a lost row is logged, never a broken stream
         logger.exception("gateway: could not record a model call of run %s", call.run.pk)
@@ -188,6 +192,23 @@ def _failure(call: Call, upstream: str, message: str) -> HttpResponse:
     body = error_body(call.flavor, 502, "upstream_error", message)
     _record(call, upstream, 502, Usage(), body, streamed=False)
     return error_response(call.flavor, 502, "upstream_error", message, body=body)
+
+
+def _key_refused(call: Call, t: Target, conn, resp) -> HttpResponse:
+    """The vendor refused the team's key: its own body is not passed on (OpenAI's quotes the key's last
+    characters); the CLI gets the gateway's message, in the vendor's format, and the call is recorded."""
+    conn.close()  # the body is not read: not worth keeping the connection for
+    status = resp.status
+    message = (
+        f"the vendor refused the team's API key for {call.run.tool.slug} (HTTP {status}); ask a platform engineer "
+        "to check it on /vendor-keys/"
+    )
+    logger.warning("gateway: run %s: %s", call.run.pk, message)
+    body = error_body(call.flavor, status, "vendor_key_refused", message)
+    _record(call, t.label, status, Usage(), body, streamed=False)
+    response = error_response(call.flavor, status, "vendor_key_refused", message, body=body)
+    response["x-goldpath-upstream"] = t.label
+    return response
 
 
 def _upstream_message(data: bytes) -> str:
@@ -231,6 +252,8 @@ def forward(call: Call) -> HttpResponse | StreamingHttpResponse:
             detail = "no body"
         conn.close()
         return _failure(call, t.label, f"the upstream {t.label} answered {resp.status}: {detail}")
+    if resp.status in (401, 403):
+        return _key_refused(call, t, conn, resp)
     content_type = resp.getheader("Content-Type") or "application/json"
     meter = Meter(call.protocol, strip_usage_chunk=strip)
     if content_type.startswith("text/event-stream"):
@@ -321,12 +344,18 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
         tail = _stream_error(call.flavor, call.protocol, message)
         sent.append(tail)
         yield tail
+    except Exception as exc:  # noqa: BLE001 - a gateway bug mid-stream: the run must not succeed
+        status = 500
+        tail = _stream_error(call.flavor, call.protocol, gateway_failed(call.run, call.protocol, exc).message)
+        sent.append(tail)
+        yield tail
     finally:
         if complete:
             _release(t, conn, resp)
         else:
             conn.close()
-        _record(call, t.label, status, meter.usage, b"".join(sent), streamed=True)
+        relayed = b"".join(sent)
+        _record(call, t.label, status, meter.settle(meter.usage, relayed, call.run.pk), relayed, streamed=True)
 
 
 def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
@@ -354,7 +383,8 @@ def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
             try:
                 yield from _metered(answer.chunks, meter, sent)
             finally:
-                _record(call, DEMO, answer.status, usage, b"".join(sent), streamed=True)
+                relayed = b"".join(sent)
+                _record(call, DEMO, answer.status, meter.settle(usage, relayed, call.run.pk), relayed, streamed=True)
 
         body = Started(chunks(), on_unstarted=lambda: _record(call, DEMO, answer.status, usage, b"", streamed=True))
         response = StreamingHttpResponse(body, status=answer.status, content_type=answer.content_type)

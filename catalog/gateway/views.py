@@ -1,7 +1,8 @@
 """The model gateway's endpoints (mounted at /gateway/): the vendors' own API paths, so a CLI whose base URL
 points here (through its run's egress proxy) works unchanged. Plain Django views: no session, CSRF or DRF
 authentication; the run's gateway credential is the API key. The rules live in `admission`, the relay in
-`upstream`."""
+`upstream`. An unexpected failure once the run is known fails the run (`admission.gateway_failed`) and is
+answered 500 in the vendor's format."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ def _relay(request: HttpRequest, protocol: str) -> HttpResponse:
         call = admission.admit(request, protocol, started)
     except GatewayError as err:
         return error_response(flavor, err.status, err.code, err.message, body=err.body)
-    return upstream.forward(call)
+    try:
+        return upstream.forward(call)
+    except Exception as exc:  # noqa: BLE001 - a gateway bug must still fail the run, and answer as the vendor would
+        err = admission.gateway_failed(call.run, protocol, exc)
+        return error_response(flavor, err.status, err.code, err.message)
 
 
 @csrf_exempt

@@ -16,15 +16,15 @@ from typing import Any
 
 from ..models import RuntimeKind, UsageFormat
 
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
-PIN_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,46}\.x$")
-NPM_NAME_RE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
-PYPI_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}\Z")
+PIN_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,46}\.x\Z")
+NPM_NAME_RE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*\Z")
+PYPI_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 # exact releases only: semver for npm, a public PEP 440 version for PyPI
-NPM_VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-PYPI_VERSION_RE = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
-MODEL_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
-ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
+NPM_VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
+PYPI_VERSION_RE = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?\Z")
+MODEL_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,200}\Z")
+ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}\Z")
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # {gateway} is filled by the launcher (catalog.agents.launch) with the model gateway's address in the sandbox

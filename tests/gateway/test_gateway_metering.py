@@ -100,3 +100,48 @@ def test_prices(settings):
         "cache_write": Decimal("1.25"),
     }
     assert prices_for("house-model")["cache_read"] == Decimal("0.5")
+
+
+def test_a_stream_ended_before_its_usage_is_charged_the_text_it_relayed():
+    from catalog.gateway.metering import Usage
+
+    anthropic = sse(
+        {"type": "message_start", "message": {"model": "claude-sonnet-4-5", "usage": {"input_tokens": 9}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "x" * 40}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{" * 12}},
+    )
+    responses = sse(
+        {"type": "response.output_text.delta", "delta": "y" * 20},
+        {"type": "response.function_call_arguments.delta", "delta": "z" * 20},
+        {"type": "response.custom_tool_call_input.delta", "delta": "p" * 8},
+    )
+    chat = sse(
+        {"choices": [{"delta": {"content": "c" * 30}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "a" * 10}}]}}]},
+        named=False,
+    )
+    for protocol, stream, expected in (
+        ("anthropic-messages", anthropic, 15),
+        ("openai-responses", responses, 12),
+        ("openai-chat", chat, 10),
+    ):
+        meter = Meter(protocol)
+        relayed = meter.feed(stream)
+        assert not meter.final
+        assert meter.settle(Usage(output_tokens=1), relayed, 0).output_tokens == expected
+        assert meter.settle(Usage(output_tokens=500), relayed, 0).output_tokens == 500  # the larger is kept
+    meter = Meter("openai-chat")
+    assert meter.settle(Usage(), meter.feed(sse({"choices": [{"delta": {"content": "ab"}}]})), 0).output_tokens == 1
+
+    # a stream that reached its closing usage is charged what it reports
+    meter = Meter("anthropic-messages")
+    closing = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}
+    relayed = meter.feed(anthropic + sse(closing))
+    assert meter.final and meter.settle(meter.usage, relayed, 0).output_tokens == 3
+
+
+def test_an_odd_model_name_from_upstream_is_stored_escaped():
+    meter = Meter("openai-chat")
+    meter.read_json(json.dumps({"model": "gpt-5\u0000\ud800", "usage": {"prompt_tokens": 1}}).encode())
+    assert meter.usage.model == '"gpt-5\\u0000\\ud800"'

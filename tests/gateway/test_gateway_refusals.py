@@ -204,3 +204,71 @@ def test_gateway_token_is_refused_on_the_agent_endpoints(transactional_db, peopl
     finally:
         server.stop()
     assert AgentRun.objects.get(pk=gw.run.pk).progress == "halfway"
+
+
+@pytest.fixture
+def key_refusing_upstream():
+    """A vendor that refuses the key, quoting its last characters as OpenAI does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status = self.server.status
+            data = json.dumps(
+                {"error": {"message": "Incorrect API key provided: sk-vend*****6789.", "code": "invalid_api_key"}}
+            ).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    server.daemon_threads = True
+    server.status = 401
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_the_vendor_refusing_the_key_is_answered_in_the_gateways_words(settings, gw, key_refusing_upstream, status):
+    key_refusing_upstream.status = status
+    url = f"http://127.0.0.1:{key_refusing_upstream.server_port}"
+    settings.GOLDPATH = {**settings.GOLDPATH, "UPSTREAM_OPENAI": url, "UPSTREAM_ANTHROPIC": url}
+    response, content, _ = post("openai-chat", gw.token, {**CHAT, "stream": True})
+    assert response.status_code == status
+    message = openai_error(content)["message"]
+    assert message == (
+        f"the vendor refused the team's API key for claude-code (HTTP {status}); ask a platform engineer to check it "
+        "on /vendor-keys/"
+    )
+    assert b"6789" not in content
+    response, content, _ = post("anthropic-messages", gw.token, ANTHROPIC)
+    assert response.status_code == status and anthropic_error(content)[1].startswith("the vendor refused")
+    calls = ModelCall.objects.filter(run=gw.run)
+    assert [c.status_code for c in calls] == [status, status] and all(c.refused == "" for c in calls)
+    assert all(b"6789" not in bytes(c.response_body) for c in calls)
+
+
+@pytest.mark.parametrize("where", ["admission", "relay"])
+def test_an_unexpected_gateway_failure_fails_the_run_and_answers_in_vendor_format(monkeypatch, upstream, gw, where):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(
+        "catalog.gateway.admission.decide" if where == "admission" else "catalog.gateway.upstream.forward", broken
+    )
+    response, content, _ = post("anthropic-messages", gw.token, ANTHROPIC)
+    assert response.status_code == 500
+    kind, message = anthropic_error(content)
+    assert kind == "api_error" and message.startswith("the Goldpath gateway failed on a model call of this run")
+    assert AgentRun.objects.get(pk=gw.run.pk).gateway_refusal == message

@@ -23,7 +23,7 @@ from catalog.runners.sandbox import (
 )
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-DEMO = ["python", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt", "{prompt}"]
+DEMO = ["python", "-m", "catalog.demo_agent", "--index", "{index}", "--prompt={prompt}"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
