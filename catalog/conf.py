@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "GATEWAY_BODY_MAX_BYTES": 8 * 1024 * 1024,  # a larger request body is refused (413, vendor format)
     "GATEWAY_TOKEN_TTL_S": 3600,  # a run's gateway credential never outlives this (and is revoked at the end)
     "MODEL_PRICES": {},  # {model: {"input", "output", "cache_read", "cache_write"}} USD per million tokens
+    "GATEWAY_RECORD_IN_BACKGROUND": True,  # streamed calls are recorded off the answer's path (catalog.gateway.recorder)
     # tool runtimes (catalog.runtimes): installed into GOLDPATH_HOME/tools/<slug>/<version>/
     "TOOLS_DIR": "",  # default GOLDPATH_HOME/tools
     "NPM": "npm",

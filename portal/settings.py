@@ -271,6 +271,7 @@ GOLDPATH = {
     "UPSTREAM_ANTHROPIC": os.environ.get("GOLDPATH_UPSTREAM_ANTHROPIC", "https://api.anthropic.com"),
     "UPSTREAM_OPENAI": os.environ.get("GOLDPATH_UPSTREAM_OPENAI", "https://api.openai.com"),
     "TOOLS_DIR": os.environ.get("GOLDPATH_TOOLS_DIR", ""),
+    "GATEWAY_RECORD_IN_BACKGROUND": env_bool("GOLDPATH_GATEWAY_RECORD_IN_BACKGROUND", True),
 }
 
 # Vendor API keys and repository credentials are Fernet-encrypted with this key (urlsafe base64 of

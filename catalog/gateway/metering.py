@@ -289,7 +289,6 @@ def record_call(
     call.request_body = request_body
     call.response_body = response_body
     with transaction.atomic():
-        relaxed_commit()
         if reservation is not None:
             update_row(call)
         else:
@@ -297,16 +296,6 @@ def record_call(
         record_model_call_usage(run, call)
     _refinalize_if_ended(run.pk)
     return call
-
-
-def relaxed_commit() -> None:
-    """On PostgreSQL, this transaction's commit does not wait for its WAL flush (`synchronous_commit` off for it
-    alone): a call's record is written after its answer, and the flush wait was most of the gateway's added
-    latency on a streamed call. A database crash can lose the last few hundred milliseconds of records, never
-    corrupt them; an operating-system or Goldpath crash loses nothing."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _refinalize_if_ended(run_id: int) -> None:

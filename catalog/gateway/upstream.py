@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpResponse, StreamingHttpResponse
 
+from . import recorder
 from .admission import DEMO, Call, gateway_failed
 from .errors import ANTHROPIC, error_body, error_response
 from .metering import Meter, Usage, record_call
@@ -355,7 +356,8 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
         else:
             conn.close()
         relayed = b"".join(sent)
-        _record(call, t.label, status, meter.settle(meter.usage, relayed, call.run.pk), relayed, streamed=True)
+        usage = meter.settle(meter.usage, relayed, call.run.pk)
+        recorder.submit(lambda: _record(call, t.label, status, usage, relayed, streamed=True))
 
 
 def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
@@ -384,7 +386,8 @@ def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
                 yield from _metered(answer.chunks, meter, sent)
             finally:
                 relayed = b"".join(sent)
-                _record(call, DEMO, answer.status, meter.settle(usage, relayed, call.run.pk), relayed, streamed=True)
+                settled = meter.settle(usage, relayed, call.run.pk)
+                recorder.submit(lambda: _record(call, DEMO, answer.status, settled, relayed, streamed=True))
 
         body = Started(chunks(), on_unstarted=lambda: _record(call, DEMO, answer.status, usage, b"", streamed=True))
         response = StreamingHttpResponse(body, status=answer.status, content_type=answer.content_type)

@@ -169,3 +169,21 @@ def test_codex_websocket_probe_through_waitress_is_426(waitress_portal):
     assert response.status == 426
     assert json.loads(response.read())["error"]["code"] == "websocket_not_supported"
     conn.close()
+
+
+def test_a_streamed_call_is_recorded_off_the_answers_path(settings, people, teams, slow_upstream, waitress_portal):
+    """As `make run` serves it: the record is written by the recorder thread after the answer has gone out."""
+    from catalog.gateway import recorder
+
+    settings.GOLDPATH = {
+        **settings.GOLDPATH,
+        "UPSTREAM_ANTHROPIC": f"http://127.0.0.1:{slow_upstream.server_port}",
+        "GATEWAY_RECORD_IN_BACKGROUND": True,
+    }
+    gw = make_run(people, teams)
+    status, arrivals = stream_through(waitress_portal, gw.token)
+    assert status == 200
+    assert recorder.drain(10)
+    call = ModelCall.objects.get(run=gw.run)
+    assert (call.input_tokens, call.output_tokens, str(call.cost_usd)) == (1200, 42, "0.004845")
+    assert bytes(call.response_body) == b"".join(chunk for _, chunk in arrivals)

@@ -99,8 +99,9 @@ class Command(BaseCommand):
             self.stdout.write("Stopping Goldpath...")
             for child in children:
                 if child.poll() is None:
-                    # the worker's main process does a warm shutdown and stops its pool itself
-                    os.kill(child.pid, signal.SIGTERM)
+                    # the worker's main process does a warm shutdown and stops its pool itself; the web server
+                    # stops on SIGINT as on Ctrl-C, so its exit writes the model calls still being recorded
+                    os.kill(child.pid, signal.SIGINT if "waitress" in child.args else signal.SIGTERM)
             deadline = time.monotonic() + 15
             for child in children:
                 try:
