@@ -157,12 +157,11 @@ def test_a_runtime_runs_read_only_under_an_unprivileged_worker(settings):
         shutil.rmtree(worker_home, ignore_errors=True)
 
 
-# --- the real agent CLIs, where a copy is installed for reference (npm --prefix; a venv for aider) ------------
+# --- the real agent CLIs: the seeded versions' runtimes (installed here on first use; `.ci/run` installs them) ------
 
-CLIS = Path("/tmp/clis")
 REAL = [
-    ("claude", ["claude", "--version"], "(Claude Code)"),
-    ("codex", ["codex", "--version"], "codex-cli "),
+    ("claude-code", ["claude", "--version"], "(Claude Code)"),
+    ("codex-cli", ["codex", "--version"], "codex-cli "),
     ("aider", ["/opt/goldpath/tool/venv/bin/python3", "-m", "aider", "--version"], "0."),
 ]
 REAL_UNPRIVILEGED = """
@@ -179,25 +178,44 @@ print(json.dumps({"work": str(work), "runs": out}))
 """
 
 
+def _seeded_runtime(slug: str) -> Path:
+    from catalog.demo import REAL_AGENTS
+
+    spec = REAL_AGENTS[slug]
+    path = ensure_installed(ToolVersion(tool=AITool(slug=slug), version=spec["version"], runtime=spec["runtime"]))
+    assert path is not None
+    return path
+
+
 @needs_bwrap
+@needs_npm
 @root_only
-@pytest.mark.skipif(not all((CLIS / n).is_dir() for n, _, _ in REAL), reason="no reference CLIs in /tmp/clis")
 def test_the_real_agent_clis_start_in_the_sandbox_with_a_memory_bound(work):
     """Claude Code (Bun), Codex (Node + Rust) and Aider start with 1024 MB: under the memory cgroup as root (no
     RLIMIT_AS), under RLIMIT_AS as an unprivileged worker."""
+    runtimes = {name: _seeded_runtime(name) for name, _, _ in REAL}
     for name, argv, expected in REAL:
         logs: list[tuple[str, str]] = []
         result = SandboxRunner(
-            argv, work, runtime=CLIS / name, memory_mb=1024, on_log=lambda s, t, logs=logs: logs.append((s, t))
+            argv, work, runtime=runtimes[name], memory_mb=1024, on_log=lambda s, t, logs=logs: logs.append((s, t))
         ).run()
         assert result.status == "succeeded", (name, logs)
         assert any(expected in t for s, t in logs if s == "stdout"), (name, logs)
         if os.access("/sys/fs/cgroup/memory", os.W_OK):  # the cgroup bounds memory: no address-space limit
             assert result.limits_applied["memory_bound"] == "cgroup_v1_memory"
             assert "rlimit_as_bytes" not in result.limits_applied
-    jobs = [[name, str(CLIS / name), argv] for name, argv, _ in REAL]
-    out = _as_nobody(REAL_UNPRIVILEGED, str(ROOT), json.dumps(jobs))
-    shutil.rmtree(out["work"], ignore_errors=True)
+    # an unprivileged worker has its runtimes in a folder of its own: a hard-linked copy where uid 65534 reaches
+    shared = private_dir(sandbox_root(), "rt-clis-", None)
+    os.chmod(shared, 0o755)
+    try:
+        jobs = []
+        for name, argv, _ in REAL:
+            subprocess.run(["cp", "-al", str(runtimes[name]), str(shared / name)], check=True)
+            jobs.append([name, str(shared / name), argv])
+        out = _as_nobody(REAL_UNPRIVILEGED, str(ROOT), json.dumps(jobs))
+        shutil.rmtree(out["work"], ignore_errors=True)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     for name, _, expected in REAL:
         run = out["runs"][name]
         assert run["status"] == "succeeded" and any(expected in t for t in run["stdout"]), (name, run)
