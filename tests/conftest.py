@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_configure(config) -> None:
     # Fast hashing for the many users tests create; production keeps Django's default.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # a test's database transaction is invisible to another connection: model calls are recorded in the request
+    # thread (in this process, and in the web servers and workers tests start, which inherit the environment)
+    os.environ.setdefault("GOLDPATH_GATEWAY_RECORD_IN_BACKGROUND", "0")
+    settings.GOLDPATH = {**settings.GOLDPATH, "GATEWAY_RECORD_IN_BACKGROUND": False}
 
 
 @pytest.fixture(autouse=True)

@@ -24,11 +24,9 @@ The tool version's runtime is installed on first use (catalog.runtimes) and seen
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +40,9 @@ from ..services import agents as agent_services
 from ..services.access import tool_use_record
 from . import identity
 from .launch import gateway_env, gateway_route, gateway_secrets, launch_argv, network_for, tool_env
+from .run_log import RunLog, diff_stat
 
 HEARTBEAT_S = 1.0
-AGENT_OUTPUT_MAX = 4 << 20  # characters of the agent's output kept to read its own usage report
 
 
 DIFF_MAX_BYTES = 20 << 20  # a larger diff fails the run instead of filling the database
@@ -61,48 +59,6 @@ def _is_run_dir(path: str) -> bool:
     """A recorded workdir is removed only when it is a run folder under the sandbox root."""
     p = Path(path)
     return bool(path) and p.parent == sandboxes() and p.name.startswith("run-")
-
-
-def diff_stat(diff: str) -> dict[str, Any]:
-    files, added, removed = [], 0, 0
-    for line in diff.splitlines():
-        if line.startswith("diff --git "):
-            m = re.match(r"diff --git a/(.*?) b/(.*)$", line)
-            files.append(m.group(2) if m else line[11:])
-        elif line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
-    return {"files": files, "insertions": added, "deletions": removed}
-
-
-class _LogBuffer:
-    """Lines from the sandbox's pump threads, flushed to the database from the task's own thread."""
-
-    def __init__(self, run_id: int):
-        self.run_id = run_id
-        self.lines: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-        self.captured: list[str] = []
-        self.capture = False
-        self.agent_output: list[str] = []  # the agent's own stdout/stderr (its usage report is read from it)
-        self.agent_chars = 0
-        self.keep_agent_output = False
-
-    def add(self, stream: str, text: str) -> None:
-        with self.lock:
-            self.lines.append((stream, text))
-            if self.capture:
-                self.captured.append(text)
-            if self.keep_agent_output and stream in ("stdout", "stderr") and self.agent_chars < AGENT_OUTPUT_MAX:
-                self.agent_output.append(text)
-                self.agent_chars += len(text)
-
-    def flush(self) -> None:
-        with self.lock:
-            lines, self.lines = self.lines, []
-        if lines:
-            agent_services.agent_run_log(run_id=self.run_id, lines=lines)
 
 
 def agent_endpoints(run_id: int) -> list[str]:
@@ -130,7 +86,7 @@ def _runner(
     secrets,
     time_limit,
     network,
-    logs: _LogBuffer,
+    logs: RunLog,
     beat,
     scratch,
     uid,
@@ -167,7 +123,7 @@ def _runner(
     )
 
 
-def _sandboxed_diff(copy: Path, base_sha: str, *, logs: _LogBuffer, beat, scratch: Path, uid, masked) -> str:
+def _sandboxed_diff(copy: Path, base_sha: str, *, logs: RunLog, beat, scratch: Path, uid, masked) -> str:
     """The copy's changes against base_sha (untracked files included), computed by git inside a sandbox."""
     from ..runners.gitcopy import diff_command
 
@@ -208,7 +164,7 @@ def execute_run(run_id: int) -> str:
         "group__requester", "group__team", "group__repository", "tool", "tool_version"
     ).get(pk=run_id)
     group = run.group
-    logs = _LogBuffer(run.pk)
+    logs = RunLog(run.pk)
     home: Path | None = None
     uid = sandbox_uid() if is_root() else None
     status, exit_code, error = AgentRunStatus.FAILED, None, ""
@@ -380,7 +336,7 @@ def execute_run(run_id: int) -> str:
     )
 
 
-def _finish(run_id: int, status: str, *, logs: _LogBuffer, error: str = "", **kw) -> str:
+def _finish(run_id: int, status: str, *, logs: RunLog, error: str = "", **kw) -> str:
     logs.add("system", f"run ended: {status}" + (f" ({error})" if error else ""))
     try:
         logs.flush()

@@ -31,7 +31,7 @@ from . import recorder
 from .admission import DEMO, Call, gateway_failed
 from .errors import ANTHROPIC, error_body, error_response
 from .metering import Meter, Usage, record_call
-from .protocols import ANTHROPIC_COUNT_TOKENS, OPENAI_CHAT, OPENAI_RESPONSES, PATH
+from .protocols import OPENAI_CHAT, OPENAI_RESPONSES, PATH
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _release(t: Target, conn: http.client.HTTPConnection, resp: http.client.HTTP
     _pool()[t] = conn
 
 
-def _upstream_body(call: Call) -> tuple[bytes, bool]:
+def upstream_body(call: Call) -> tuple[bytes, bool]:
     """The body to send, and whether the usage chunk the gateway asked for must be kept from the client."""
     payload = call.payload
     if call.protocol == OPENAI_CHAT and call.stream:
@@ -150,7 +150,7 @@ def _request_headers(call: Call, t: Target, length: int) -> dict[str, str]:
     return headers
 
 
-def _record(call: Call, upstream: str, status: int, usage: Usage, response_body: bytes, *, streamed: bool) -> None:
+def record(call: Call, upstream: str, status: int, usage: Usage, response_body: bytes, *, streamed: bool) -> None:
     if not call.metered:
         return
     try:
@@ -191,7 +191,7 @@ class RecordedResponse(HttpResponse):
 def _failure(call: Call, upstream: str, message: str) -> HttpResponse:
     logger.warning("gateway: run %s: %s", call.run.pk, message)
     body = error_body(call.flavor, 502, "upstream_error", message)
-    _record(call, upstream, 502, Usage(), body, streamed=False)
+    record(call, upstream, 502, Usage(), body, streamed=False)
     return error_response(call.flavor, 502, "upstream_error", message, body=body)
 
 
@@ -206,7 +206,7 @@ def _key_refused(call: Call, t: Target, conn, resp) -> HttpResponse:
     )
     logger.warning("gateway: run %s: %s", call.run.pk, message)
     body = error_body(call.flavor, status, "vendor_key_refused", message)
-    _record(call, t.label, status, Usage(), body, streamed=False)
+    record(call, t.label, status, Usage(), body, streamed=False)
     response = error_response(call.flavor, status, "vendor_key_refused", message, body=body)
     response["x-goldpath-upstream"] = t.label
     return response
@@ -235,12 +235,14 @@ def _stream_error(flavor: str, protocol: str, message: str) -> bytes:
 
 def forward(call: Call) -> HttpResponse | StreamingHttpResponse:
     if call.upstream == DEMO:
-        return _demo(call)
+        from .demo_upstream import answer
+
+        return answer(call)
     try:
         t = target(call.upstream)
     except ValueError as exc:
         return _failure(call, call.upstream[:200], str(exc))
-    body, strip = _upstream_body(call)
+    body, strip = upstream_body(call)
     path = t.prefix + PATH[call.protocol] + (f"?{call.query}" if call.query else "")
     try:
         conn, resp = _send(t, path, body, _request_headers(call, t, len(body)))
@@ -276,7 +278,7 @@ def forward(call: Call) -> HttpResponse | StreamingHttpResponse:
             data,
             status=resp.status,
             content_type=content_type,
-            on_close=lambda: _record(call, t.label, resp.status, meter.usage, data, streamed=False),
+            on_close=lambda: record(call, t.label, resp.status, meter.usage, data, streamed=False),
         )
     for name in _PASSED_BACK:
         value = resp.getheader(name)
@@ -313,10 +315,10 @@ class Started:
 
 def _unsent(call: Call, t: Target, conn, resp) -> None:
     conn.close()
-    _record(call, t.label, resp.status, Usage(), b"", streamed=True)
+    record(call, t.label, resp.status, Usage(), b"", streamed=True)
 
 
-def _metered(chunks, meter: Meter, sent: list[bytes]):
+def metered(chunks, meter: Meter, sent: list[bytes]):
     """Pass SSE chunks through the meter (which reads usage and may keep back a usage chunk the client did not ask
     for), keeping what went out for the transcript."""
     for chunk in chunks:
@@ -336,7 +338,7 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
     status = resp.status
     complete = False
     try:
-        yield from _metered(iter(lambda: resp.read1(READ_SIZE), b""), meter, sent)
+        yield from metered(iter(lambda: resp.read1(READ_SIZE), b""), meter, sent)
         complete = True
     except (OSError, http.client.HTTPException) as exc:
         status = 502
@@ -357,49 +359,4 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
             conn.close()
         relayed = b"".join(sent)
         usage = meter.settle(meter.usage, relayed, call.run.pk)
-        recorder.submit(lambda: _record(call, t.label, status, usage, relayed, streamed=True))
-
-
-def _demo(call: Call) -> HttpResponse | StreamingHttpResponse:
-    """The built-in offline demo model, answered in-process (ModelCall.upstream = `demo`)."""
-    from . import scripted
-
-    if call.protocol == ANTHROPIC_COUNT_TOKENS:
-        response: HttpResponse | StreamingHttpResponse = HttpResponse(
-            json.dumps({"input_tokens": max(1, len(call.body) // 4)}), content_type="application/json"
-        )
-        response["x-goldpath-upstream"] = DEMO
-        return response
-    answer = scripted.respond(call.protocol, call.payload)
-    usage = Usage(
-        input_tokens=int(answer.usage.get("input_tokens") or 0),
-        output_tokens=int(answer.usage.get("output_tokens") or 0),
-        model=answer.model,
-    )
-    if answer.content_type.startswith("text/event-stream"):
-        # the same event handling as a real upstream (a chat usage chunk the client did not ask for is kept back)
-        meter = Meter(call.protocol, strip_usage_chunk=_upstream_body(call)[1])
-
-        def chunks():
-            sent: list[bytes] = []
-            try:
-                yield from _metered(answer.chunks, meter, sent)
-            finally:
-                relayed = b"".join(sent)
-                settled = meter.settle(usage, relayed, call.run.pk)
-                recorder.submit(lambda: _record(call, DEMO, answer.status, settled, relayed, streamed=True))
-
-        body = Started(chunks(), on_unstarted=lambda: _record(call, DEMO, answer.status, usage, b"", streamed=True))
-        response = StreamingHttpResponse(body, status=answer.status, content_type=answer.content_type)
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-    else:
-        data = b"".join(answer.chunks)
-        response = RecordedResponse(
-            data,
-            status=answer.status,
-            content_type=answer.content_type,
-            on_close=lambda: _record(call, DEMO, answer.status, usage, data, streamed=False),
-        )
-    response["x-goldpath-upstream"] = DEMO
-    return response
+        recorder.submit(lambda: record(call, t.label, status, usage, relayed, streamed=True))

@@ -11,12 +11,9 @@ The proxy connects to the addresses it checked (never resolves twice), answers e
 texts (no exception text), and stops without waiting for a poll interval: the accept loop sleeps in
 a selector that stop() wakes through a pipe, and live connections are shut down.
 
-The model gateway route: a run's CLIs reach Goldpath's model gateway at the proxy's own address
-(`http://127.0.0.1:3128/v1/...` inside the sandbox). Such requests (origin-form, or absolute ones naming that
-address) are relayed to the web tier's `/gateway/v1/...` (`GatewayRoute`), never anywhere else: only paths
-under `/v1/` of a strict grammar pass (no dot segments, no percent-escapes), cookies and forwarding headers
-are dropped, and nothing but the configured gateway address is ever connected to on this route. The CLI's
-own credential there is the run's gateway token; the vendor key is added by the gateway, upstream.
+
+The model gateway route (catalog.runners.gateway_relay): `/v1/...` requests for the proxy's own address go to
+the web tier's gateway and nowhere else.
 """
 
 from __future__ import annotations
@@ -24,18 +21,23 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
 import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from . import http1
-from .egress_policy import BadAddress, best_match, parse_patterns, split_authority
+from .egress_policy import (  # noqa: F401 - host_allowed, resolve_host: re-exported for the runner's callers
+    BadAddress,
+    best_match,
+    host_allowed,
+    parse_patterns,
+    resolve_host,
+    split_authority,
+)
+from .gateway_relay import GatewayRoute
 from .http1 import BadMessage, Head, Reader
 
 OnConnection = Callable[[str, int, bool], None]
@@ -43,21 +45,6 @@ Resolve = Callable[[str, int], list[str]]
 IDLE_TIMEOUT = 600.0  # a model call may think for minutes before its first byte
 CONNECT_TIMEOUT = 10.0
 STOP_GRACE = 1.0
-
-
-def host_allowed(host: str, allowed_hosts: list[str], port: int = 443) -> bool:
-    """Whether the allow-list names host:port (by name only: the address rule needs a resolution)."""
-    try:
-        host, _ = split_authority(host)
-    except BadAddress:
-        return False
-    return best_match(host, port, parse_patterns(allowed_hosts)) is not None
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """The host's addresses, in getaddrinfo's order, without duplicates."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _authority(host: str, port: int, default: int) -> str:
@@ -76,49 +63,6 @@ def _absolute_target(target: str) -> tuple[str, int, str]:
         raise BadAddress("the URL needs a host and no user name")
     host, port = split_authority(authority)
     return host, port or 80, path if path.startswith("/") else "/" + path
-
-
-GATEWAY_PATH = re.compile(r"/v1/[A-Za-z0-9._/-]{1,200}(\?[A-Za-z0-9._=&-]{0,200})?")
-GATEWAY_DROPPED = frozenset({"cookie", "forwarded", "x-real-ip", "host"})
-GATEWAY_PREFIX = "/gateway"
-
-
-@dataclass(frozen=True)
-class GatewayRoute:
-    """Where a sandbox's model calls go: the web tier's base URL (`GATEWAY_URL`), and the in-sandbox port."""
-
-    scheme: str
-    host: str
-    port: int
-    base_path: str
-    listen_port: int = 3128
-
-    @classmethod
-    def from_url(cls, url: str, listen_port: int = 3128) -> GatewayRoute:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the gateway URL must be an http(s) URL with a host, not {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"), listen_port)
-
-    def target(self, method: str, target: str) -> str | None:
-        """The request's `/v1/...` path when it is meant for the gateway (else None: an ordinary request)."""
-        if method == "CONNECT":
-            return None
-        if target.startswith("/"):
-            return target
-        lowered = target.lower()
-        for name in ("127.0.0.1", "localhost"):
-            prefix = f"http://{name}:{self.listen_port}"
-            if lowered.startswith(prefix + "/"):
-                return target[len(prefix) :]
-        return None
-
-    @staticmethod
-    def path_allowed(path: str) -> bool:
-        if not GATEWAY_PATH.fullmatch(path) or "//" in path:
-            return False
-        return not any(seg in (".", "..") for seg in path.split("?", 1)[0].split("/"))
 
 
 class _Refused(Exception):
@@ -289,26 +233,14 @@ class EgressProxy:
             conn.sendall(http1.reply(404, "only the model gateway's /v1/ paths are served here"))
             return False
         try:
-            upstream = socket.create_connection((gateway.host, gateway.port), timeout=CONNECT_TIMEOUT)
-            if gateway.scheme == "https":
-                upstream = ssl.create_default_context().wrap_socket(upstream, server_hostname=gateway.host)
-            upstream.settimeout(IDLE_TIMEOUT)
+            upstream = gateway.connect(CONNECT_TIMEOUT, IDLE_TIMEOUT)
         except (OSError, ssl.SSLError):
             conn.sendall(http1.reply(502, "the model gateway is unreachable"))
             return False
-        cleaned = Head(
-            head.first,
-            [
-                (k, v)
-                for k, v in head.headers
-                if k.lower() not in GATEWAY_DROPPED and not k.lower().startswith("x-forwarded-")
-            ],
-        )
         self._track(upstream, True)
         try:
-            target = (gateway.host, gateway.port, gateway.base_path + GATEWAY_PREFIX + path, version)
-            default = 443 if gateway.scheme == "https" else 80
-            return self._forward(conn, reader, upstream, cleaned, (method, *target), default_port=default)
+            request = (method, gateway.host, gateway.port, gateway.upstream_path(path), version)
+            return self._forward(conn, reader, upstream, gateway.clean(head), request, default_port=gateway.web_port)
         finally:
             self._track(upstream, False)
             upstream.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 WEB_PORTS = (80, 443)
@@ -164,3 +165,18 @@ def best_match(host: str, port: int, patterns: list[Pattern]) -> Pattern | None:
     """The pattern that allows host:port, an exact one before a wildcard (exact ones grant more)."""
     found = [p for p in patterns if p.matches(host, port)]
     return min(found, key=lambda p: p.wildcard) if found else None
+
+
+def host_allowed(host: str, allowed_hosts: list[str], port: int = 443) -> bool:
+    """Whether the allow-list names host:port (by name only: the address rule needs a resolution)."""
+    try:
+        host, _ = split_authority(host)
+    except BadAddress:
+        return False
+    return best_match(host, port, parse_patterns(allowed_hosts)) is not None
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """The host's addresses, in getaddrinfo's order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
