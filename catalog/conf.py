@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # tool runtimes (catalog.runtimes): installed into GOLDPATH_HOME/tools/<slug>/<version>/
     "TOOLS_DIR": "",  # default GOLDPATH_HOME/tools
     "NPM": "npm",
+    "METRICS_TOKEN": "",  # bearer token of GET /metrics (Prometheus); empty: the endpoint is a 404
 }
 
 

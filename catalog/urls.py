@@ -2,6 +2,7 @@
 
 from django.urls import include, path, re_path
 
+from .metrics import views as metrics_views
 from .views import (
     access,
     agents,
@@ -79,4 +80,5 @@ urlpatterns = [
     path("repositories/<slug:slug>/edit/", repositories.repository_edit, name="repository-edit"),
     path("repositories/<slug:slug>/delete/", repositories.repository_delete, name="repository-delete"),
     path("gateway/", include("catalog.gateway.urls")),
+    path("metrics", metrics_views.metrics, name="metrics"),
 ]

@@ -55,10 +55,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "catalog",
 ]
 
 MIDDLEWARE = [
+    "catalog.metrics.middleware.HttpMetricsMiddleware",  # first: it times and counts every request, by view name
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "catalog.middleware.RequestIdMiddleware",
+    # last: turns a sign-in refused by a lockout into the lockout page (catalog.auth_hardening)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -113,6 +117,8 @@ DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.back
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # first: refuses a locked-out user or client address before any password is checked
+    "catalog.auth_hardening.SigninLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -122,6 +128,21 @@ GUARDIAN_RAISE_403 = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
 ]
+
+# --- sign-in hardening (django-axes, see catalog/auth_hardening.py) and API token expiry ------
+GOLDPATH_SIGNIN_MAX_FAILURES = int(os.environ.get("GOLDPATH_SIGNIN_MAX_FAILURES", "10"))
+GOLDPATH_SIGNIN_WINDOW_MINUTES = int(os.environ.get("GOLDPATH_SIGNIN_WINDOW_MINUTES", "15"))
+GOLDPATH_LOCKOUT_MINUTES = int(os.environ.get("GOLDPATH_LOCKOUT_MINUTES", "15"))
+GOLDPATH_TOKEN_TTL_DAYS = int(os.environ.get("GOLDPATH_TOKEN_TTL_DAYS", "30"))
+AXES_FAILURE_LIMIT = "catalog.auth_hardening.failure_limit"
+AXES_COOLOFF_TIME = "catalog.auth_hardening.cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # two counters: per user, per client address
+AXES_LOCKOUT_CALLABLE = "catalog.auth_hardening.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # a success must not wipe the counters of other names tried from that address
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout lasts its period, retries do not extend it
+AXES_HTTP_RESPONSE_CODE = 429
+# behind a reverse proxy, set AXES_IPWARE_PROXY_COUNT / AXES_CLIENT_IP_CALLABLE so the client address is real
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog:tool-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -152,7 +173,7 @@ DEFAULT_FROM_EMAIL = os.environ.get("GOLDPATH_FROM_EMAIL", "goldpath@localhost")
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "catalog.api_tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -272,6 +293,7 @@ GOLDPATH = {
     "UPSTREAM_OPENAI": os.environ.get("GOLDPATH_UPSTREAM_OPENAI", "https://api.openai.com"),
     "TOOLS_DIR": os.environ.get("GOLDPATH_TOOLS_DIR", ""),
     "GATEWAY_RECORD_IN_BACKGROUND": env_bool("GOLDPATH_GATEWAY_RECORD_IN_BACKGROUND", True),
+    "METRICS_TOKEN": os.environ.get("GOLDPATH_METRICS_TOKEN", ""),
 }
 
 # Vendor API keys and repository credentials are Fernet-encrypted with this key (urlsafe base64 of

@@ -1,17 +1,19 @@
-"""Token auth: POST username/password for a token; DELETE revokes the caller's token."""
+"""Token auth: POST username/password for a token (locked out after repeated failures), DELETE revokes
+the caller's token; `auth/tokens/` lists the caller's tokens and revokes one by id."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import audit
+from .. import api_tokens, audit, auth_hardening
 from .parsers import PARSER_CLASSES
 
 
@@ -23,15 +25,19 @@ class TokenView(APIView):
 
     @extend_schema(
         request=AuthTokenSerializer,
-        responses={200: inline_serializer("TokenOut", {"token": serializers.CharField()})},
+        responses={
+            200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
+            429: inline_serializer("SigninLockedOut", {"detail": serializers.CharField()}),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        user = serializer.validated_data["user"]
-        token, created = Token.objects.get_or_create(user=user)
-        if created:
-            audit.record(actor=user, verb="token.create", target=user, target_repr=user.username)
+        if not serializer.is_valid():
+            # axes flags the request when this failure reached the limit or a lockout refused it
+            if getattr(request, "axes_locked_out", False):
+                return Response({"detail": auth_hardening.lockout_message()}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+            serializer.is_valid(raise_exception=True)
+        token = api_tokens.token_issue(user=serializer.validated_data["user"])
         return Response({"token": token.key})
 
     @extend_schema(request=None, responses={204: None})
@@ -41,4 +47,32 @@ class TokenView(APIView):
             audit.record(
                 actor=request.user, verb="token.revoke", target=request.user, target_repr=request.user.username
             )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenInfoSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    label = serializers.CharField(help_text="the token's last characters, never the token")
+    created = serializers.DateTimeField()
+    expires = serializers.DateTimeField()
+    expired = serializers.BooleanField()
+
+
+class TokenListView(generics.ListAPIView):
+    """The caller's API tokens. DRF's authtoken keeps one token per user, so this lists at most one."""
+
+    serializer_class = TokenInfoSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> list[api_tokens.TokenInfo]:
+        return [api_tokens.token_info(t) for t in api_tokens.tokens_of(self.request.user)]
+
+
+class TokenDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, token_id: str) -> Response:
+        token = api_tokens.token_of(request.user, token_id)
+        if token is None:
+            raise NotFound()
+        api_tokens.token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

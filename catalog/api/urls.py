@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
 from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView, VendorApiKeyViewSet
 from .audit import AuditEventViewSet
-from .auth import TokenView
+from .auth import TokenDetailView, TokenListView, TokenView
 from .backstage import BackstageEntitiesView
 from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
@@ -33,6 +33,8 @@ router.register("repositories", RepositoryViewSet, basename="repository")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("auth/tokens/", TokenListView.as_view(), name="auth-token-list"),
+    path("auth/tokens/<str:token_id>/", TokenDetailView.as_view(), name="auth-token-detail"),
     path("backstage/entities/", BackstageEntitiesView.as_view(), name="backstage-entities"),
     path("authz/check/", AuthzCheckView.as_view(), name="authz-check"),
     path("out-of-policy/", OutOfPolicyView.as_view(), name="out-of-policy"),

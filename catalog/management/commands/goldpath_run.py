@@ -6,6 +6,7 @@ demo model, so agent tours work on a laptop with no internet."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         env = {**os.environ, "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+        # prometheus_client multiprocess mode: every web/worker process writes its HTTP metrics here, /metrics sums
+        metrics_dir = settings.GOLDPATH_HOME / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # counters of a previous run's dead processes
+        metrics_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         # the worker relays its sandboxes' model calls to this web server's gateway
         env.setdefault(
             "GOLDPATH_GATEWAY_URL",
