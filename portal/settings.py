@@ -312,6 +312,8 @@ LOGGING = {
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # workers may reach the model gateway on an internal http:// GATEWAY_URL: a redirect would break every CLI call
+    SECURE_REDIRECT_EXEMPT = [r"^gateway/v1/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
