@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import make_repo, pct, scratch_postgres  # noqa: E402
+from benchmarks.common import make_repo, organisation, pct, scratch_postgres  # noqa: E402
 
 
 def overhead(samples: int, home: Path) -> dict[str, list[float]]:
@@ -111,23 +111,13 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from catalog.models import AgentGroup, AgentRun
-    from catalog.services import access, teams, tool_versions, tools
+    from catalog.services import access, tool_versions, tools
     from portal.celery import app
 
     worker = None
     try:
         call_command("migrate", verbosity=0)
-        from django.contrib.auth import get_user_model
-
-        User = get_user_model()
-        admin = User.objects.create_superuser("admin", "admin@example.com", "x")
-        teams._set_role(admin, "admin")
-        platform = teams.team_create(actor=admin, slug="platform", name="Platform")
-        payments = teams.team_create(actor=admin, slug="payments", name="Payments")
-        bob = User.objects.create_user("bob", "bob@example.com", "x")
-        teams._set_role(bob, "platform_engineer")
-        alice = User.objects.create_user("alice", "alice@example.com", "x")
-        teams.team_member_add(team=payments, actor=admin, user=alice)
+        admin, platform, payments, bob, alice = organisation()
         tool = tools.tool_propose(
             actor=admin,
             data={

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import free_port, pct, scratch_postgres, wait_http  # noqa: E402
+from benchmarks.common import free_port, organisation, pct, scratch_postgres, wait_http  # noqa: E402
 
 BODIES = {
     "anthropic-messages": (
@@ -53,22 +53,12 @@ BODIES = {
 
 def setup_run(model_server_url: str) -> str:
     """A running agent run of a granted, approved tool with a vendor key; returns its gateway credential."""
-    from django.contrib.auth import get_user_model
-
     from catalog.agents.identity import gateway_token_issue
     from catalog.models import AgentGroup, AgentRun, ToolVersion
-    from catalog.services import access, teams, tools
+    from catalog.services import access, tools
     from catalog.services.agents import vendor_api_key_set
 
-    User = get_user_model()
-    admin = User.objects.create_superuser("admin", "admin@example.com", "x")
-    teams._set_role(admin, "admin")
-    platform = teams.team_create(actor=admin, slug="platform", name="Platform")
-    payments = teams.team_create(actor=admin, slug="payments", name="Payments")
-    bob = User.objects.create_user("bob", "bob@example.com", "x")
-    teams._set_role(bob, "platform_engineer")
-    alice = User.objects.create_user("alice", "alice@example.com", "x")
-    teams.team_member_add(team=payments, actor=admin, user=alice)
+    admin, platform, payments, bob, alice = organisation()
     tool = tools.tool_propose(
         actor=admin,
         data={

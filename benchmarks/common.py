@@ -75,3 +75,21 @@ def make_repo(path: Path, modules: int = 20) -> Path:
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "init")
     return path
+
+
+def organisation():
+    """The benchmarks' people: admin, teams platform and payments, bob (platform engineer), alice (in payments)."""
+    from django.contrib.auth import get_user_model
+
+    from catalog.services import teams
+
+    User = get_user_model()
+    admin = User.objects.create_superuser("admin", "admin@example.com", "x")
+    teams._set_role(admin, "admin")
+    platform = teams.team_create(actor=admin, slug="platform", name="Platform")
+    payments = teams.team_create(actor=admin, slug="payments", name="Payments")
+    bob = User.objects.create_user("bob", "bob@example.com", "x")
+    teams._set_role(bob, "platform_engineer")
+    alice = User.objects.create_user("alice", "alice@example.com", "x")
+    teams.team_member_add(team=payments, actor=admin, user=alice)
+    return admin, platform, payments, bob, alice

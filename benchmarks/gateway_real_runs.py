@@ -16,30 +16,20 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import free_port, make_repo, pct, wait_http
+from benchmarks.common import free_port, make_repo, organisation, pct, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _organisation(home: Path) -> object:
     """alice in payments; the three real CLIs as the seed defines them, approved, granted, with vendor keys."""
-    from django.contrib.auth import get_user_model
-
     from catalog.demo import REAL_AGENTS
     from catalog.models import ToolVersion
-    from catalog.services import access, teams, tools
+    from catalog.services import access, tools
     from catalog.services.agents import vendor_api_key_set
     from catalog.services.repositories import repository_create
 
-    User = get_user_model()
-    admin = User.objects.create_superuser("admin", "admin@example.com", "x")
-    teams._set_role(admin, "admin")
-    platform = teams.team_create(actor=admin, slug="platform", name="Platform")
-    payments = teams.team_create(actor=admin, slug="payments", name="Payments")
-    bob = User.objects.create_user("bob", "bob@example.com", "x")
-    teams._set_role(bob, "platform_engineer")
-    alice = User.objects.create_user("alice", "alice@example.com", "x")
-    teams.team_member_add(team=payments, actor=admin, user=alice)
+    admin, platform, payments, bob, alice = organisation()
     for slug, spec in REAL_AGENTS.items():
         tool = tools.tool_propose(
             actor=admin,

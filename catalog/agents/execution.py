@@ -24,6 +24,7 @@ The tool version's runtime is installed on first use (catalog.runtimes) and seen
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,9 +62,16 @@ def _is_run_dir(path: str) -> bool:
     return bool(path) and p.parent == sandboxes() and p.name.startswith("run-")
 
 
+def agent_api(run_id: int) -> str:
+    """The run's own API path (wherever the host mounts the API)."""
+    from django.urls import reverse
+
+    return reverse("agentrun-detail", kwargs={"pk": run_id})
+
+
 def agent_endpoints(run_id: int) -> list[str]:
     """The paths a run's socket lets through: its own agent endpoints, nothing else."""
-    return [rf"/api/v1/agent-runs/{run_id}/(progress|result)/"]
+    return [re.escape(agent_api(run_id)) + "(progress|result)/"]
 
 
 def _agent_socket(run_id: int):
@@ -212,7 +220,7 @@ def execute_run(run_id: int) -> str:
             **gateway_env(),
             "GOLDPATH_RUN": str(run.pk),
             "GOLDPATH_AGENT_IDENTITY": run.principal,
-            "GOLDPATH_AGENT_API": f"/api/v1/agent-runs/{run.pk}/",
+            "GOLDPATH_AGENT_API": agent_api(run.pk),
         }
         if run.model:
             env["GOLDPATH_MODEL"] = run.model

@@ -39,7 +39,7 @@ def _folder_lengths(folder: str, queues: tuple[str, ...]) -> dict[str, int]:
 
 
 def _channel_lengths(queues: tuple[str, ...]) -> dict[str, int]:
-    from portal.celery import app
+    from celery import current_app as app  # the host's Celery app (the plug-in never names the host)
 
     options = {
         **(app.conf.broker_transport_options or {}),

@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.gateway.conftest import waitress_portal  # noqa: F401 - the fixture
+
 
 class Upstream(ThreadingHTTPServer):
     """A vendor stand-in. `mode` picks the answer; every request body is kept (raw) in `bodies`."""
@@ -118,18 +120,3 @@ def vendor():
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def waitress_portal(transactional_db):
-    """The portal's WSGI application served by waitress, as `goldpath_run` starts it."""
-    from waitress.server import create_server
-
-    from portal.wsgi import application
-
-    server = create_server(application, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield server.effective_port
-    server.close()
-    thread.join(5)

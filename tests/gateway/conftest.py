@@ -113,3 +113,20 @@ def make_run(people, teams, *, slug="claude-code", models=MODELS, status="runnin
 @pytest.fixture
 def gw(people, teams) -> Gateway:
     return make_run(people, teams)
+
+
+@pytest.fixture
+def waitress_portal(transactional_db):
+    """The portal's WSGI application served by waitress, as `goldpath_run` starts it; yields its port."""
+    import threading
+
+    from waitress.server import create_server
+
+    from portal.wsgi import application
+
+    server = create_server(application, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield server.effective_port
+    server.close()
+    thread.join(5)

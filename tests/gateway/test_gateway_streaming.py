@@ -86,21 +86,6 @@ def slow_upstream():
     server.server_close()
 
 
-@pytest.fixture
-def waitress_portal(transactional_db):
-    """The portal's WSGI application served by waitress with its defaults, as `goldpath_run` starts it."""
-    from waitress.server import create_server
-
-    from portal.wsgi import application
-
-    server = create_server(application, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield server.effective_port
-    server.close()
-    thread.join(5)
-
-
 def stream_through(port: int, token: str) -> tuple[int, list[tuple[float, bytes]]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True, "messages": []})
