@@ -100,12 +100,10 @@ def seed(n_tools: int, n_teams: int, n_users: int, grants_per_team: int, heavy_g
             batch_size=1000,
         )
         Profile.objects.bulk_create([Profile(user=u, role="developer") for u in users], batch_size=1000)
-        member_rows, group_rows = [], []
+        group_rows = []  # a team's members are the users of its group
         for i, user in enumerate(users):
             team = teams[i % n_teams]
-            member_rows.append(Team.members.through(team_id=team.pk, user_id=user.pk))
             group_rows.append(User.groups.through(group_id=team.group_id, user_id=user.pk))
-        Team.members.through.objects.bulk_create(member_rows, batch_size=2000)
         User.groups.through.objects.bulk_create(group_rows, batch_size=2000)
         perm = Permission.objects.get(codename="use_aitool", content_type__app_label="catalog")
         pairs = []

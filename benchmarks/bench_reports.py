@@ -107,9 +107,9 @@ def seed_org(teams: int, users: int, tools: int, start: dt.date) -> None:
             [Team(slug=f"team-{i}", name=f"Team {i}", group=g) for i, g in enumerate(groups)]
         )
         user_rows = User.objects.bulk_create([User(username=f"user-{u}") for u in range(users)])
-        Membership = Team.members.through
+        Membership = User.groups.through  # a team's members are the users of its group
         Membership.objects.bulk_create(
-            [Membership(team_id=team_rows[u % teams].pk, user_id=user_rows[u].pk) for u in range(users)]
+            [Membership(group_id=team_rows[u % teams].group_id, user_id=user_rows[u].pk) for u in range(users)]
         )
         tool_rows = AITool.objects.bulk_create(
             [

@@ -148,8 +148,8 @@ def child(backend: str, count: int, single: int) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from django.conf import settings
 
+    from catalog.conf import goldpath_home
     from catalog.models import Workspace
     from catalog.services import templates as template_services
     from catalog.services import workspaces as ws_services
@@ -157,8 +157,7 @@ def child(backend: str, count: int, single: int) -> dict:
 
     team = TeamFactory(slug="bench")
     user = UserFactory(username="bench", role="developer")
-    team.members.add(user)
-    user.groups.add(team.group)
+    user.groups.add(team.group)  # the team's group is its membership
     # workspaces name a registered repository by slug; the build passes its checked path to Terraform
     from catalog.services.repositories import repository_create
     from tests.agent_helpers import make_repo
@@ -179,7 +178,7 @@ def child(backend: str, count: int, single: int) -> dict:
     template_services.template_version_activate(version=version, actor=None)
     template.refresh_from_db()
 
-    direct = [_direct_run(Path(settings.GOLDPATH_HOME) / "direct" / str(i), str(repo)) for i in range(single)]
+    direct = [_direct_run(goldpath_home() / "direct" / str(i), str(repo)) for i in range(single)]
 
     def create(name: str) -> str:
         return str(
@@ -238,13 +237,14 @@ def child(backend: str, count: int, single: int) -> dict:
 
 
 def _start_worker(concurrency: int, name: str) -> subprocess.Popen:
-    from django.conf import settings
     from django.db import connection
+
+    from catalog.conf import goldpath_home
 
     env = dict(os.environ)
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
-    log = open(Path(settings.GOLDPATH_HOME) / f"worker-{name}.log", "w")  # noqa: SIM115
+    log = open(goldpath_home() / f"worker-{name}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,

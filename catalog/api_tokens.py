@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
@@ -18,10 +17,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
 from . import audit
+from .conf import goldpath_settings
 
 
 def token_ttl() -> timedelta:
-    return timedelta(days=int(getattr(settings, "GOLDPATH_TOKEN_TTL_DAYS", 30)))
+    return timedelta(days=int(goldpath_settings.TOKEN_TTL_DAYS))
 
 
 def token_expires(token: Token) -> datetime:
@@ -57,7 +57,7 @@ def token_info(token: Token) -> TokenInfo:
 
 
 class ExpiringTokenAuthentication(TokenAuthentication):
-    """DRF token auth that refuses a token older than GOLDPATH_TOKEN_TTL_DAYS (401)."""
+    """DRF token auth that refuses a token older than GOLDPATH["TOKEN_TTL_DAYS"] (401)."""
 
     def authenticate_credentials(self, key: str):
         user, token = super().authenticate_credentials(key)
@@ -82,7 +82,7 @@ def token_issue(*, user) -> Token:
         token = Token.objects.create(user=user)
         audit.record(
             actor=user,
-            verb="token.create",
+            verb="token.created",
             target=user,
             target_repr=user.username,
             payload={"ref": token_id(token), "replaced_expired": rotated},
@@ -96,7 +96,7 @@ def token_revoke(*, token: Token, actor) -> None:
         token.delete()
         audit.record(
             actor=actor,
-            verb="token.revoke",
+            verb="token.revoked",
             target=token.user,
             target_repr=token.user.username,
             payload={"ref": ident},

@@ -1,4 +1,5 @@
-"""Writing audit events: called by services inside their transaction, from web and workers alike."""
+"""Writing audit events: called by services inside their transaction, from web and workers alike (reading them:
+catalog.audit_log)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,11 @@ def record(
     target_repr: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event. `actor` is a user, a principal string like `agent:12`, or None (system)."""
+    """Append one audit event. `actor` is a user, a principal string like `agent:12`, or None (system).
+
+    `verb` is `<thing>.<what happened>`, in the past tense (`tool.approved`, `team.member_added`,
+    `workspace.stop_requested`): an event records something that happened. Pages show it as words
+    (catalog.audit_log.verb_label); tests/test_audit_verbs.py checks the tense of every verb written."""
     user = actor if getattr(actor, "pk", None) is not None and hasattr(actor, "username") else None
     if target is not None:
         target_type = target_type or target._meta.model_name

@@ -2,9 +2,9 @@
 
 Axes counts failed sign-ins per username and, separately, per client address (AccessAttempt rows)
 and refuses further attempts, even with the right password, once either count reaches
-`GOLDPATH_SIGNIN_MAX_FAILURES`. Axes has a single cool-off: failures are counted while each is
+`GOLDPATH["SIGNIN_MAX_FAILURES"]`. Axes has a single cool-off: failures are counted while each is
 within it of the previous one, and a lockout lasts it after the last counted failure. We use
-max(`GOLDPATH_SIGNIN_WINDOW_MINUTES`, `GOLDPATH_LOCKOUT_MINUTES`) so neither promise is weakened.
+max(`SIGNIN_WINDOW_MINUTES`, `LOCKOUT_MINUTES`) so neither promise is weakened.
 An admin lifts a lockout with `manage.py axes_reset_username <name>` / `axes_reset_ip <addr>`
 or by deleting the row under Admin > Axes > Access attempts.
 """
@@ -16,7 +16,6 @@ from typing import Any
 
 from axes.backends import AxesStandaloneBackend
 from axes.signals import user_locked_out
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
@@ -25,20 +24,21 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from . import audit
+from .conf import goldpath_settings
 
 LOCKOUT_MESSAGE = "Too many failed sign-ins. Sign-in is locked for {minutes} minutes; an admin can lift it sooner."
 
 
 def max_failures() -> int:
-    return int(getattr(settings, "GOLDPATH_SIGNIN_MAX_FAILURES", 10))
+    return int(goldpath_settings.SIGNIN_MAX_FAILURES)
 
 
 def window_minutes() -> int:
-    return int(getattr(settings, "GOLDPATH_SIGNIN_WINDOW_MINUTES", 15))
+    return int(goldpath_settings.SIGNIN_WINDOW_MINUTES)
 
 
 def lockout_minutes() -> int:
-    return int(getattr(settings, "GOLDPATH_LOCKOUT_MINUTES", 15))
+    return int(goldpath_settings.LOCKOUT_MINUTES)
 
 
 def failure_limit(request: HttpRequest | None = None, credentials: dict | None = None) -> int:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.urls import reverse
+
 from .conf import goldpath_settings
 from .models import AITool, Team
+from .notifications import portal_link
 
 API_VERSION = "backstage.io/v1alpha1"
 ANNOTATION_PREFIX = "goldpath.dev"
@@ -84,14 +87,13 @@ def _tag(value: str) -> str:
 
 
 def tool_entity(tool: AITool) -> dict[str, Any]:
-    base = goldpath_settings.PORTAL_URL.rstrip("/")
     annotations = {
-        f"{ANNOTATION_PREFIX}/portal-url": f"{base}/tools/{tool.slug}/",
+        f"{ANNOTATION_PREFIX}/portal-url": portal_link("tool-detail", slug=tool.slug),
         f"{ANNOTATION_PREFIX}/status": tool.status,
         f"{ANNOTATION_PREFIX}/risk-tier": tool.risk_tier,
         f"{ANNOTATION_PREFIX}/max-data-classification": tool.max_data_classification,
         f"{ANNOTATION_PREFIX}/vendor": tool.vendor,
-        "backstage.io/source-location": f"url:{base}/api/v1/tools/{tool.slug}/",
+        "backstage.io/source-location": "url:" + goldpath_settings.PORTAL_URL.rstrip("/") + reverse("goldpath:api:tool-detail", kwargs={"slug": tool.slug}),
     }
     if tool.review_due:
         annotations[f"{ANNOTATION_PREFIX}/review-due"] = tool.review_due.isoformat()
@@ -117,7 +119,6 @@ def tool_entity(tool: AITool) -> dict[str, Any]:
 
 
 def team_entity(team: Team) -> dict[str, Any]:
-    base = goldpath_settings.PORTAL_URL.rstrip("/")
     return {
         "apiVersion": API_VERSION,
         "kind": "Group",
@@ -125,7 +126,7 @@ def team_entity(team: Team) -> dict[str, Any]:
             "name": team.slug,
             "title": team.name,
             "description": team.description or team.name,
-            "annotations": {f"{ANNOTATION_PREFIX}/portal-url": f"{base}/teams/{team.slug}/"},
+            "annotations": {f"{ANNOTATION_PREFIX}/portal-url": portal_link("team-detail", slug=team.slug)},
         },
         "spec": {"type": "team", "profile": {"displayName": team.name}, "children": []},
     }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from .models import (
     AITool,
@@ -17,7 +21,7 @@ from .models import (
     ToolStatus,
     UsageFormat,
 )
-from .services.errors import DomainError
+from .services.errors import DomainError, InvalidInput
 
 
 def _blank(choices) -> list[tuple[str, str]]:
@@ -249,6 +253,86 @@ class ReasonForm(forms.Form):
         return reason
 
 
+EXPIRY_FORMAT_ERROR = "Enter a date (YYYY-MM-DD) or a date and time (YYYY-MM-DD HH:MM)."
+
+
+def parse_expiry(value: str | None) -> dt.datetime | None:
+    """An expiry typed or picked in a page, as an aware datetime. A bare date means the end of that day; a date
+    and time without a zone (what `<input type="datetime-local">` sends) is read in the site's time zone, so a
+    grant never reaches the service with a naive datetime. Blank: no expiry. Bad text: ValidationError."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        when = parse_datetime(text.replace(" ", "T", 1)) if len(text) > 10 else None
+        day = parse_date(text) if when is None else None
+    except ValueError:  # well formed, impossible (2027-02-30)
+        raise forms.ValidationError(EXPIRY_FORMAT_ERROR, code="invalid") from None
+    if when is None and day is None:
+        raise forms.ValidationError(EXPIRY_FORMAT_ERROR, code="invalid")
+    if when is None:
+        when = dt.datetime.combine(day, dt.time(23, 59, 59))
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when, timezone.get_current_timezone())
+    return when
+
+
+def page_expiry(value: str | None) -> dt.datetime | None:
+    """parse_expiry for views that call a service directly: bad text is the service's InvalidInput (a field
+    error on `expires_at`), never a 500."""
+    try:
+        return parse_expiry(value)
+    except forms.ValidationError as exc:
+        raise InvalidInput("The grant is not valid.", errors={"expires_at": exc.messages}) from exc
+
+
+class ExpiryField(forms.CharField):
+    """A grant's expiry: a date or a date and time in the site's time zone (see parse_expiry)."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+
+    def to_python(self, value):
+        return parse_expiry(super().to_python(value))
+
+
+class GrantForm(forms.Form):
+    """Grant a team a tool from the team page; the service checks the rest (future expiry, narrowing only,
+    budget) and its field errors come back onto these fields."""
+
+    tool = forms.ModelChoiceField(
+        queryset=AITool.objects.filter(status=ToolStatus.APPROVED).order_by("name"),
+        to_field_name="slug",
+        empty_label="Choose a tool…",
+        error_messages={"invalid_choice": "Choose an approved tool; this one cannot be granted now."},
+    )
+    max_data_classification = forms.ChoiceField(
+        required=False,
+        choices=[("", "The tool's own clearance"), *DataClassification.choices],
+        label="Narrow the classification",
+    )
+    expires_at = ExpiryField(required=False, label="Expires")
+    seats = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    budget_usd = forms.CharField(
+        required=False,
+        max_length=20,
+        label="Monthly model budget (USD)",
+        widget=forms.NumberInput(attrs={"min": "0", "step": "0.01", "placeholder": "no budget"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tool"].label_from_instance = lambda tool: tool.name
+        self.fields["expires_at"].help_text = (
+            f"Blank: never. Times are in {timezone.get_current_timezone_name()}; a date alone means the end of "
+            "that day."
+        )
+
+    def service_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        data["max_data_classification"] = data.get("max_data_classification") or ""
+        return data
+
+
 class MemberAddForm(forms.Form):
     user = forms.ModelChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
@@ -267,7 +351,7 @@ class TeamCreateForm(forms.Form):
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
-    verb = forms.CharField(required=False, max_length=64, help_text="e.g. tool.approve, or tool. for every tool verb")
+    verb = forms.CharField(required=False, max_length=64, help_text="e.g. tool.approved, or tool. for every tool verb")
     target = forms.CharField(required=False, max_length=200, help_text="e.g. a tool's slug")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.urls import reverse
 
 from .conf import goldpath_settings
 from .models import Notification
@@ -40,5 +41,7 @@ def platform_engineers():
     return User.objects.filter(is_active=True, profile__role__in=[Role.PLATFORM_ENGINEER]).exclude(email="")
 
 
-def portal_link(path: str) -> str:
-    return goldpath_settings.PORTAL_URL.rstrip("/") + path
+def portal_link(name: str, **kwargs: str) -> str:
+    """An absolute link to a Goldpath page: the site's origin (GOLDPATH["PORTAL_URL"]) and the page's path as
+    reversed from its URL name, so it carries whatever prefix the host mounts Goldpath under."""
+    return goldpath_settings.PORTAL_URL.rstrip("/") + reverse(f"goldpath:{name}", kwargs=kwargs or None)

@@ -1,7 +1,8 @@
 """Plug points for features that arrive later (templates, workspaces, agent runs).
 
 1. Template resolver, for the policy simulator (`POST /api/v1/authz/check/` with `"template": "<slug>"`)
-   and pages:
+   and pages. Goldpath's own golden paths (`WorkspaceTemplate`) are always resolved (built in); register a
+   resolver for templates of your own:
 
        from catalog import policy_hooks
        policy_hooks.register_template_resolver(lambda slug: WorkspaceTemplate.objects.filter(slug=slug).first())
@@ -25,7 +26,8 @@
 
        policy_hooks.register_out_of_policy_provider(WorkspaceProvider())
 
-   Grants are the built-in provider (kind "grant", action "revoke").
+   Built in (catalog.out_of_policy): grants (kind "grant", action "revoke"), workspaces (kind "workspace",
+   action "stop") and agent runs (kind "agent_run", action "cancel": cancels the run's agent group).
 """
 
 from __future__ import annotations
@@ -45,9 +47,18 @@ def register_template_resolver(resolver: Callable[[str], Any]) -> None:
         _template_resolvers.append(resolver)
 
 
+def workspace_template(slug: str) -> Any:
+    """The built-in resolver: Goldpath's own golden paths (`WorkspaceTemplate`, which offers `slug` and
+    `offers_tool`), by slug."""
+    from .models import WorkspaceTemplate
+
+    return WorkspaceTemplate.objects.filter(slug=slug).first()
+
+
 def resolve_template(slug: str) -> Any:
-    """The template object for a slug, or None when no registered resolver knows it."""
-    for resolver in _template_resolvers:
+    """The template object for a slug: the registered resolvers' answer first (a host may add its own
+    templates), then Goldpath's golden paths; None when nobody knows it."""
+    for resolver in [*_template_resolvers, workspace_template]:
         template = resolver(slug)
         if template is not None:
             return template
@@ -94,7 +105,8 @@ def register_out_of_policy_provider(provider: OutOfPolicyProvider) -> None:
 
 
 def out_of_policy_providers() -> dict[str, OutOfPolicyProvider]:
-    from .out_of_policy import GrantProvider  # the built-in provider
+    from .out_of_policy import BUILT_IN_PROVIDERS
 
-    _providers.setdefault(GrantProvider.kind, GrantProvider())
+    for provider_class in BUILT_IN_PROVIDERS:
+        _providers.setdefault(provider_class.kind, provider_class())
     return dict(_providers)

@@ -22,9 +22,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from .conf import goldpath_settings
+from .conf import goldpath_home, goldpath_settings
 from .numbers import small_int
 
 MAX_URL_LENGTH = 1000
@@ -79,9 +77,7 @@ def _setting(name: str) -> str:
 def local_roots() -> list[str]:
     """Resolved folders local repositories may live under."""
     roots: list[str] = []
-    home = getattr(settings, "GOLDPATH_HOME", None) or os.environ.get("GOLDPATH_HOME")
-    if home:
-        roots.append(os.path.join(str(home), "repositories"))
+    roots.append(os.path.join(str(goldpath_home()), "repositories"))
     roots += [r.strip() for r in _setting("LOCAL_REPOSITORY_ROOTS").split(os.pathsep)]
     return list(dict.fromkeys(os.path.realpath(r) for r in roots if r and os.path.isabs(r)))
 

@@ -36,9 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-
-from .conf import goldpath_settings
+from .conf import goldpath_home, goldpath_settings
 from .runners.sandbox_files import RUNTIME_MARKER as MARKER
 
 if TYPE_CHECKING:
@@ -85,7 +83,7 @@ def describe(spec: dict[str, str]) -> str:
 
 def tools_dir() -> Path:
     configured = goldpath_settings.TOOLS_DIR
-    return Path(configured) if configured else Path(settings.GOLDPATH_HOME) / "tools"
+    return Path(configured) if configured else goldpath_home() / "tools"
 
 
 def runtime_dir(version: ToolVersion) -> Path:

@@ -19,7 +19,8 @@ from .models import AccessGrant, AccessRequest, AITool, GrantState, Team, ToolSt
 
 
 def team_ids_of(user: Any) -> set[int]:
-    """Teams the user belongs to (by the team group, which is what guardian grants to), cached per user object."""
+    """Teams the user belongs to (by the team's group: the one record of membership, which guardian grants
+    to), cached per user object."""
     cached = getattr(user, "_goldpath_team_ids", None)
     if cached is None:
         cached = set(Team.objects.filter(group__user=user).values_list("pk", flat=True))
@@ -55,6 +56,27 @@ def visible_grants(user: Any) -> QuerySet[AccessGrant]:
     return qs if teams is None else qs.filter(team_id__in=teams)
 
 
+def team_members(team: Team) -> list[dict[str, Any]]:
+    """The people of a team, by username: its members (the users of its group) and whether each manages it;
+    one list for the team page and `GET /api/v1/teams/<slug>/members/`. A manager who is not a member (data
+    from before the rule that managers are members) is listed with `is_member` false."""
+    from django.contrib.auth import get_user_model
+
+    managers = set(team.managers.values_list("pk", flat=True))
+    people = (
+        get_user_model()
+        .objects.filter(Q(groups=team.group_id) | Q(pk__in=managers))
+        .distinct()
+        .select_related("profile")
+        .order_by("username")
+    )
+    member_ids = set(team.members.values_list("pk", flat=True))
+    return [
+        {"user": u, "role": perms.role_of(u), "is_member": u.pk in member_ids, "is_manager": u.pk in managers}
+        for u in people
+    ]
+
+
 def visible_teams(user: Any) -> QuerySet[Team]:
     """Every signed-in user may look teams up (the teams API is readable by all)."""
     return Team.objects.all() if perms.role_of(user) is not None else Team.objects.none()
@@ -76,6 +98,16 @@ def usable_tools(user: Any, queryset: QuerySet[AITool] | None = None) -> QuerySe
         status=ToolStatus.APPROVED,
         pk__in=granted,
     )
+
+
+def search_tools(queryset: QuerySet[AITool], text: str) -> QuerySet[AITool]:
+    """The catalog's text search (the catalog page's box and the API's `?q=`/`?search=`): every word must
+    appear in the name, slug, vendor or description, case-insensitively."""
+    for word in (text or "").split()[:10]:
+        queryset = queryset.filter(
+            Q(name__icontains=word) | Q(slug__icontains=word) | Q(vendor__icontains=word) | Q(description__icontains=word)
+        )
+    return queryset
 
 
 def team_tools(team: Team) -> QuerySet[AccessGrant]:

@@ -1,12 +1,17 @@
-"""Page routes."""
+"""Everything Goldpath serves, under whatever prefix the host mounts it: pages, API v1, schema and docs, health,
+the model gateway and metrics. Names live in the `goldpath` namespace (the API in `goldpath:api`)."""
 
 from django.urls import include, path, re_path
 
+from .api.schema import SchemaView, SwaggerView
+from .health import healthz
 from .metrics import views as metrics_views
+from .services import tool_actions
 from .views import (
     access,
     agents,
     audit,
+    policy,
     reports,
     repositories,
     teams,
@@ -16,8 +21,8 @@ from .views import (
     workspaces,
 )
 
-app_name = "catalog"
-ACTIONS = "request-review|approve|reject|deprecate|retire|ban|reinstate"
+app_name = "goldpath"
+ACTIONS = tool_actions.URL_PATTERN  # the lifecycle table's actions (catalog.services.tool_actions)
 
 urlpatterns = [
     path("", tools.tool_list, name="tool-list"),
@@ -53,15 +58,22 @@ urlpatterns = [
     path("grants/<int:pk>/budget/", access.grant_budget, name="grant-budget"),
     path("access-requests/", access.access_request_queue, name="access-requests"),
     path("access-requests/<int:pk>/<str:verdict>/", access.access_request_decide, name="access-request-decide"),
-    path("authz/simulator/", access.simulator, name="simulator"),
-    path("out-of-policy/", access.out_of_policy, name="out-of-policy"),
+    path("authz/simulator/", policy.simulator, name="simulator"),
+    path("out-of-policy/", policy.out_of_policy, name="out-of-policy"),
     path("reports/adoption/", reports.adoption, name="adoption-report"),
     path("golden-paths/", workspaces.template_gallery, name="template-gallery"),
     path("golden-paths/<slug:slug>/", workspaces.template_detail, name="template-detail"),
     path("golden-paths/<slug:slug>/new-workspace/", workspaces.workspace_new, name="workspace-new"),
+    path("golden-paths/<slug:slug>/versions/", workspaces.template_versions, name="template-versions"),
+    re_path(
+        r"^golden-paths/(?P<slug>[-a-zA-Z0-9_]+)/versions/(?P<number>[0-9]{1,9})/(?P<action>validate|publish|activate)/$",
+        workspaces.template_version_action,
+        name="template-version-action",
+    ),
     path("workspaces/", workspaces.workspace_list, name="workspace-list"),
     path("workspaces/<uuid:pk>/", workspaces.workspace_detail, name="workspace-detail"),
     path("workspaces/<uuid:pk>/log", workspaces.workspace_log, name="workspace-log"),
+    path("workspaces/<uuid:pk>/edit/", workspaces.workspace_edit, name="workspace-edit"),
     re_path(
         r"^workspaces/(?P<pk>[0-9a-f-]{36})/(?P<action>start|stop|update|delete)/$",
         workspaces.workspace_action,
@@ -79,6 +91,12 @@ urlpatterns = [
     path("repositories/", repositories.repository_list, name="repository-list"),
     path("repositories/<slug:slug>/edit/", repositories.repository_edit, name="repository-edit"),
     path("repositories/<slug:slug>/delete/", repositories.repository_delete, name="repository-delete"),
+    path("healthz", healthz, name="healthz"),
+    path("healthz/", healthz),
+    path("api/v1/", include(("catalog.api.urls", "api"))),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="goldpath:api-schema"), name="api-docs"),
     path("gateway/", include("catalog.gateway.urls")),
     path("metrics", metrics_views.metrics, name="metrics"),
+    path("sso/", include("catalog.sso.urls")),
 ]

@@ -378,7 +378,7 @@ def usage_import(
         result.duplicates = len(events) - len(new)
         audit.record(
             actor=actor,
-            verb="usage.import",
+            verb="usage.imported",
             target_type="usage_import",
             target_id=source,
             target_repr=source,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
+import catalog.celery as goldpath_celery
+import catalog.conf as goldpath
 from catalog.homefiles import read_or_create_secret, secure_home
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +43,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
+# Goldpath plugs into this standalone host exactly as into any portal (README: "Add Goldpath to your Django portal")
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -49,18 +51,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "rest_framework",
-    "rest_framework.authtoken",
-    "django_filters",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
-    "guardian",
-    "axes",
-    "catalog",
+    *goldpath.INSTALLED_APPS,
 ]
 
 MIDDLEWARE = [
-    "catalog.metrics.middleware.HttpMetricsMiddleware",  # first: it times and counts every request, by view name
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -69,9 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "catalog.middleware.RequestIdMiddleware",
-    # last: turns a sign-in refused by a lockout into the lockout page (catalog.auth_hardening)
-    "axes.middleware.AxesMiddleware",
+    *goldpath.MIDDLEWARE,
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -87,7 +79,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "catalog.context_processors.goldpath",
             ],
         },
     },
@@ -116,35 +107,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTHENTICATION_BACKENDS = [
-    # first: refuses a locked-out user or client address before any password is checked
-    "catalog.auth_hardening.SigninLockoutBackend",
-    "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
-]
-ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row; anonymous API calls are refused
-GUARDIAN_RAISE_403 = False
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
 ]
 
-# --- sign-in hardening (django-axes, see catalog/auth_hardening.py) and API token expiry ------
-GOLDPATH_SIGNIN_MAX_FAILURES = int(os.environ.get("GOLDPATH_SIGNIN_MAX_FAILURES", "10"))
-GOLDPATH_SIGNIN_WINDOW_MINUTES = int(os.environ.get("GOLDPATH_SIGNIN_WINDOW_MINUTES", "15"))
-GOLDPATH_LOCKOUT_MINUTES = int(os.environ.get("GOLDPATH_LOCKOUT_MINUTES", "15"))
-GOLDPATH_TOKEN_TTL_DAYS = int(os.environ.get("GOLDPATH_TOKEN_TTL_DAYS", "30"))
-AXES_FAILURE_LIMIT = "catalog.auth_hardening.failure_limit"
-AXES_COOLOFF_TIME = "catalog.auth_hardening.cool_off"
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # two counters: per user, per client address
-AXES_LOCKOUT_CALLABLE = "catalog.auth_hardening.lockout_response"
-AXES_RESET_ON_SUCCESS = False  # a success must not wipe the counters of other names tried from that address
-AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout lasts its period, retries do not extend it
-AXES_HTTP_RESPONSE_CODE = 429
-# behind a reverse proxy, set AXES_IPWARE_PROXY_COUNT / AXES_CLIENT_IP_CALLABLE so the client address is real
-
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "catalog:tool-list"
+LOGIN_REDIRECT_URL = "goldpath:tool-list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -169,47 +137,6 @@ EMAIL_BACKEND = os.environ.get(
 )
 EMAIL_FILE_PATH = GOLDPATH_HOME / "mail"
 DEFAULT_FROM_EMAIL = os.environ.get("GOLDPATH_FROM_EMAIL", "goldpath@localhost")
-
-# --- REST framework ---------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "catalog.api_tokens.ExpiringTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON with depth and size limits (a deeply nested body is a 400, not a RecursionError)
-    "DEFAULT_PARSER_CLASSES": [
-        "catalog.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
-    "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.StandardPagination",
-    "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Goldpath API",
-    "DESCRIPTION": "Approved AI tools, access policies, golden-path workspaces, agent runs and audit.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
-    "COMPONENT_SPLIT_REQUEST": True,
-    # served from our own static files: the docs work offline
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {
-        "DataClassificationEnum": "catalog.models.tools.DataClassification",
-        "ToolKindEnum": "catalog.models.tools.ToolKind",
-        "UsageKindEnum": "catalog.models.usage.UsageKind",
-        "AgentRunStatusEnum": "catalog.models.agents.AgentRunStatus",
-        "AgentGroupStatusEnum": "catalog.models.agents.AgentGroupStatus",
-    },
-}
 
 # --- Celery -----------------------------------------------------------------------------------
 BROKER_DIR = GOLDPATH_HOME / "broker"
@@ -237,48 +164,24 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "catalog.tasks.provisioning.*": {"queue": "provisioning"},
-    "catalog.tasks.agents.*": {"queue": "agents"},
-    "catalog.tasks.reports.*": {"queue": "reports"},
-}
+CELERY_TASK_ROUTES = goldpath_celery.TASK_ROUTES
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(GOLDPATH_HOME / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "tools-review-due": {"task": "catalog.tasks.catalog.tools_review_due", "schedule": timedelta(hours=1)},
-    "notifications-retry": {"task": "catalog.tasks.notify.retry_pending", "schedule": timedelta(minutes=5)},
-    "agent-runs-reap": {
-        "task": "catalog.tasks.agents.reap",
-        "schedule": timedelta(seconds=10),
-        "options": {"expires": 30, "queue": "default"},
-    },
-    "grants-expire": {"task": "catalog.tasks.policy.grants_expire", "schedule": timedelta(minutes=15)},
-    "builds-reap": {
-        "task": "catalog.tasks.provisioning.reap_stale_builds",
-        "schedule": timedelta(seconds=int(os.environ.get("GOLDPATH_REAPER_SECONDS", "15"))),
-        "options": {"expires": 30},
-    },
-    "workspaces-autostop": {
-        "task": "catalog.tasks.provisioning.autostop_workspaces",
-        "schedule": timedelta(minutes=5),
-        "options": {"expires": 240},
-    },
-    # real activity shows up in the adoption report within a minute
-    "usage-rollup": {
-        "task": "catalog.tasks.reports.rollup_usage",
-        "schedule": timedelta(seconds=int(os.environ.get("GOLDPATH_ROLLUP_SECONDS", "30"))),
-        "options": {"expires": 60},
-    },
-}
+CELERY_BEAT_SCHEDULE = goldpath_celery.BEAT_SCHEDULE
 
 # --- Goldpath app settings (read through catalog.conf.goldpath_settings) ----------------------
 GOLDPATH = {
+    "HOME": GOLDPATH_HOME,
+    "FERNET_KEY": os.environ.get("GOLDPATH_FERNET_KEY", ""),
+    "SIGNIN_MAX_FAILURES": int(os.environ.get("GOLDPATH_SIGNIN_MAX_FAILURES", "10")),
+    "SIGNIN_WINDOW_MINUTES": int(os.environ.get("GOLDPATH_SIGNIN_WINDOW_MINUTES", "15")),
+    "LOCKOUT_MINUTES": int(os.environ.get("GOLDPATH_LOCKOUT_MINUTES", "15")),
+    "TOKEN_TTL_DAYS": int(os.environ.get("GOLDPATH_TOKEN_TTL_DAYS", "30")),
     "REVIEW_PERIOD_DAYS": int(os.environ.get("GOLDPATH_REVIEW_PERIOD_DAYS", "180")),
     "REVIEW_WARNING_DAYS": 14,
     "WEBHOOK_URL": os.environ.get("GOLDPATH_WEBHOOK_URL", ""),
     "PORTAL_URL": os.environ.get("GOLDPATH_PORTAL_URL", "http://localhost:8000"),
-    "DEMO_PASSWORD": os.environ.get("GOLDPATH_DEMO_PASSWORD", "goldpath"),
     "AGENT_TEAM_CONCURRENCY": int(os.environ.get("GOLDPATH_AGENT_TEAM_CONCURRENCY", "8")),
     "AGENT_REAPER_BOUND_S": int(os.environ.get("GOLDPATH_AGENT_REAPER_BOUND_S", "30")),
     "AGENT_ALLOW_UNSANDBOXED": env_bool("GOLDPATH_AGENT_ALLOW_UNSANDBOXED", False),
@@ -294,12 +197,15 @@ GOLDPATH = {
     "TOOLS_DIR": os.environ.get("GOLDPATH_TOOLS_DIR", ""),
     "GATEWAY_RECORD_IN_BACKGROUND": env_bool("GOLDPATH_GATEWAY_RECORD_IN_BACKGROUND", True),
     "METRICS_TOKEN": os.environ.get("GOLDPATH_METRICS_TOKEN", ""),
+    # single sign-on (catalog.sso); SSO is off while OIDC_ISSUER is empty
+    "OIDC_ISSUER": os.environ.get("GOLDPATH_OIDC_ISSUER", ""),
+    "OIDC_CLIENT_ID": os.environ.get("GOLDPATH_OIDC_CLIENT_ID", ""),
+    "OIDC_CLIENT_SECRET": os.environ.get("GOLDPATH_OIDC_CLIENT_SECRET", ""),
+    "OIDC_NAME": os.environ.get("GOLDPATH_OIDC_NAME", "SSO"),
+    "OIDC_GROUPS_CLAIM": os.environ.get("GOLDPATH_OIDC_GROUPS_CLAIM", "groups"),
+    "OIDC_SCOPES": os.environ.get("GOLDPATH_OIDC_SCOPES", "openid email profile"),
+    "LOCAL_PASSWORDS": env_bool("GOLDPATH_LOCAL_PASSWORDS", True),
 }
-
-# Vendor API keys and repository credentials are Fernet-encrypted with this key (urlsafe base64 of
-# 32 bytes). Unset, catalog.agents.crypto generates one once into GOLDPATH_HOME/keys/fernet.key (0600):
-# set it (the same value on every machine) when web and workers run on more than one machine.
-GOLDPATH_FERNET_KEY = os.environ.get("GOLDPATH_FERNET_KEY", "")
 
 LOGGING = {
     "version": 1,

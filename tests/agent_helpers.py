@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from catalog.conf import goldpath_home
 from catalog.models import ToolVersion
 from catalog.services import access
 from tests.factories import ToolFactory
@@ -35,9 +36,8 @@ def repo_path(name: str = "sample") -> Path:
     """A fresh folder under GOLDPATH_HOME/repositories, where local repositories may be registered."""
     import uuid
 
-    from django.conf import settings
 
-    return Path(settings.GOLDPATH_HOME) / "repositories" / f"{name}-{uuid.uuid4().hex[:8]}"
+    return goldpath_home() / "repositories" / f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 def register(path: Path, people, *, slug: str = "sample", teams=("payments",), classification: str = "internal"):

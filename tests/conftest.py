@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from catalog.conf import goldpath_home
 from catalog.models import Team
 from tests.factories import TeamFactory, UserFactory
 
@@ -32,6 +33,14 @@ def pytest_configure(config) -> None:
     # thread (in this process, and in the web servers and workers tests start, which inherit the environment)
     os.environ.setdefault("GOLDPATH_GATEWAY_RECORD_IN_BACKGROUND", "0")
     settings.GOLDPATH = {**settings.GOLDPATH, "GATEWAY_RECORD_IN_BACKGROUND": False}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """API throttle counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +65,7 @@ def people(teams):
     erin = UserFactory(username="erin", role="auditor")
     admin = UserFactory(username="admin", role="admin")
     for user, team in ((alice, "payments"), (dave, "search"), (bob, "platform"), (frank, "platform")):
-        teams[team].members.add(user)
-        user.groups.add(teams[team].group)
+        user.groups.add(teams[team].group)  # the team's group is its membership
     teams["payments"].managers.add(carol)
     teams["search"].managers.add(carol)
     return {u.username: u for u in (alice, dave, bob, frank, carol, erin, admin)}
@@ -83,7 +91,7 @@ def _worker_env() -> dict[str, str]:
     """Point a worker process at the test database the tests are using."""
     from django.db import connection
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GOLDPATH_HOME": str(goldpath_home())}
     db = connection.settings_dict
     if connection.vendor == "postgresql":
         host = db.get("HOST") or "127.0.0.1"
@@ -102,7 +110,7 @@ class WorkerProcess:
         self.queues = queues
         self.concurrency = concurrency
         self.proc: subprocess.Popen | None = None
-        self.log_path = Path(settings.GOLDPATH_HOME) / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path = goldpath_home() / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:
         self.log = open(self.log_path, "w+")  # noqa: SIM115

@@ -18,7 +18,7 @@ def fresh_home(settings, tmp_path: Path, monkeypatch) -> Path:
     environment). Call it from a `home` fixture."""
     monkeypatch.delenv("GOLDPATH_LOCAL_REPOSITORY_ROOTS", raising=False)
     monkeypatch.delenv("GOLDPATH_ALLOWED_GIT_HOSTS", raising=False)
-    settings.GOLDPATH_HOME = tmp_path / "home"
+    settings.GOLDPATH = {**settings.GOLDPATH, "HOME": tmp_path / "home"}
     (tmp_path / "home" / "repositories").mkdir(parents=True)
     settings.GOLDPATH = {**settings.GOLDPATH, "LOCAL_REPOSITORY_ROOTS": "", "ALLOWED_GIT_HOSTS": ""}
     return tmp_path / "home"

@@ -48,7 +48,7 @@ def test_launch_answers_201_with_runs(api, people, demo, repo):
     group = AgentGroup.objects.get(pk=data["id"])
     assert group.team.slug == "payments" and len(group.base_commit) == 40
     assert group.decisions["demo-agent"]["allowed"] is True
-    assert AuditEvent.objects.filter(verb="agent_group.create", target_id=str(group.pk)).exists()
+    assert AuditEvent.objects.filter(verb="agent_group.created", target_id=str(group.pk)).exists()
     # the requester's team reads it; another team's developer does not see it
     assert api(people["dave"]).get(f"/api/v1/agent-groups/{group.pk}/").status_code == 404
     assert api(people["erin"]).get(f"/api/v1/agent-groups/{group.pk}/").status_code == 200
@@ -238,7 +238,7 @@ def test_vendor_api_keys_are_encrypted_and_masked(api, people, teams, demo):
     assert secret not in response.content.decode() and response.json()["value"] == "********6789"
     key = VendorApiKey.objects.get()
     assert secret not in key.ciphertext and crypto.decrypt(key.ciphertext) == secret
-    event = AuditEvent.objects.get(verb="vendor_api_key.create")
+    event = AuditEvent.objects.get(verb="vendor_api_key.created")
     assert secret not in str(event.payload)
     listed = api(people["bob"]).get("/api/v1/vendor-keys/").content.decode()
     assert secret not in listed and "DEMO_API_KEY" in listed

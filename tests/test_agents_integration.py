@@ -83,13 +83,13 @@ def test_fan_out_accept_and_provenance(api, people, setup, celery_worker, capsys
         assert "[demo-agent]" in log_text(r)
         # the agent reported through its own socket, with its own identity
         assert r.progress == f"run {r.index}: editing files" and r.result["files"] == ["GOLDPATH_DEMO.md", "README.md"]
-        assert AuditEvent.objects.filter(verb="agent_run.report", actor_repr=f"agent:{r.pk}").count() == 2
+        assert AuditEvent.objects.filter(verb="agent_run.reported", actor_repr=f"agent:{r.pk}").count() == 2
         assert not AgentIdentityToken.objects.filter(run=r, revoked_at__isnull=True).exists()
     assert all(r.workdir and not Path(r.workdir).exists() for r in runs)  # each run's folder is gone
     assert len({r.result["digest"] for r in runs}) == 10
     # the user's checkout is untouched
     assert git(repo, "rev-parse", "HEAD") == head_before and git(repo, "status", "--porcelain") == ""
-    assert AuditEvent.objects.filter(verb="tool.use", actor_repr=f"agent:{runs[0].pk}").exists()
+    assert AuditEvent.objects.filter(verb="tool.used", actor_repr=f"agent:{runs[0].pk}").exists()
     # logs with ?after=N
     logs = api(people["alice"]).get(f"/api/v1/agent-runs/{runs[0].pk}/logs/?after=1").json()
     assert logs["lines"] and logs["lines"][0]["seq"] == 2
@@ -207,7 +207,7 @@ def test_hang_network_and_cancel(api, people, setup, celery_worker):
     assert "egress DENIED: example.com:443" in text
     assert "direct connection to example.com:443 denied" in text
     assert blocked.sandbox["egress"][0] == {**blocked.sandbox["egress"][0], "host": "example.com", "allowed": False}
-    finish = AuditEvent.objects.get(verb="agent_run.finish", target_id=str(blocked.pk))
+    finish = AuditEvent.objects.get(verb="agent_run.finished", target_id=str(blocked.pk))
     assert finish.payload["egress_denied"] == ["example.com:443"]
 
     # cancel: two hanging runs are stopped with their process trees

@@ -40,7 +40,7 @@ def test_token_obtain_use_and_revoke(api, people):
     assert client.get("/api/v1/tools/").status_code == 200
     assert client.delete("/api/v1/auth/token/").status_code == 204
     assert client.get("/api/v1/tools/").status_code == 401
-    assert AuditEvent.objects.filter(verb="token.revoke", actor_repr="alice").exists()
+    assert AuditEvent.objects.filter(verb="token.revoked", actor_repr="alice").exists()
 
 
 def test_propose_defaults_and_audit(api, people, teams):
@@ -50,7 +50,7 @@ def test_propose_defaults_and_audit(api, people, teams):
     assert body["status"] == "proposed"
     assert body["owner_team"] == "platform"
     assert body["proposed_by"] == "alice"
-    event = AuditEvent.objects.get(verb="tool.propose")
+    event = AuditEvent.objects.get(verb="tool.proposed")
     assert event.actor_repr == "alice" and event.target_repr == "new-agent"
 
 

@@ -25,7 +25,7 @@ def _approve_something(api, people, teams):
 
 def test_audit_event_records_actor_target_and_request(api, people, teams):
     _approve_something(api, people, teams)
-    event = AuditEvent.objects.get(verb="tool.approve")
+    event = AuditEvent.objects.get(verb="tool.approved")
     assert (event.actor_repr, event.target_type, event.target_repr, event.request_id) == (
         "bob",
         "aitool",
@@ -37,7 +37,7 @@ def test_audit_event_records_actor_target_and_request(api, people, teams):
 
 def test_audit_events_are_append_only(api, people, teams):
     _approve_something(api, people, teams)
-    event = AuditEvent.objects.get(verb="tool.approve")
+    event = AuditEvent.objects.get(verb="tool.approved")
     event.verb = "tampered"
     with pytest.raises(PermissionError):
         event.save()
@@ -47,7 +47,7 @@ def test_audit_events_are_append_only(api, people, teams):
         AuditEvent.objects.all().update(verb="x")
     with pytest.raises(PermissionError):
         AuditEvent.objects.all().delete()
-    assert AuditEvent.objects.get(pk=event.pk).verb == "tool.approve"
+    assert AuditEvent.objects.get(pk=event.pk).verb == "tool.approved"
     for method in ("post", "put", "patch", "delete"):
         response = getattr(api(people["admin"]), method)(f"/api/v1/audit-events/{event.pk}/", {}, format="json")
         assert response.status_code == 405
@@ -64,26 +64,26 @@ def test_audit_api_roles(api, people, teams, username, status):
 def test_audit_filters_and_csv(api, people, teams):
     _approve_something(api, people, teams)
     client = api(people["erin"])
-    body = client.get("/api/v1/audit-events/?actor=bob&verb=tool.approve").json()
+    body = client.get("/api/v1/audit-events/?actor=bob&verb=tool.approved").json()
     assert [e["target_repr"] for e in body["results"]] == ["gizmo"]
     assert client.get("/api/v1/audit-events/?verb=tool.").json()["results"]
     assert client.get("/api/v1/audit-events/?actor=nobody").json()["results"] == []
     assert client.get("/api/v1/audit-events/?since=garbage").status_code == 400
-    export = client.get("/api/v1/audit-events/?format=csv&verb=tool.approve")
+    export = client.get("/api/v1/audit-events/?format=csv&verb=tool.approved")
     assert export.status_code == 200
     assert export["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(export.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert rows[0]["actor_repr"] == "bob" and rows[0]["target_repr"] == "gizmo"
 
 
 def test_admin_site_audit_is_read_only(client, people, teams, api):
     _approve_something(api, people, teams)
-    event = AuditEvent.objects.get(verb="tool.approve")
+    event = AuditEvent.objects.get(verb="tool.approved")
     client.force_login(people["admin"])
     assert client.get(f"/admin/catalog/auditevent/{event.pk}/change/").status_code == 200
     client.post(f"/admin/catalog/auditevent/{event.pk}/change/", {"verb": "x"})
     assert client.get(f"/admin/catalog/auditevent/{event.pk}/delete/").status_code == 403
-    assert AuditEvent.objects.get(pk=event.pk).verb == "tool.approve"
+    assert AuditEvent.objects.get(pk=event.pk).verb == "tool.approved"
 
 
 def test_secrets_are_masked_in_payloads(people):

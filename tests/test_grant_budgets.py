@@ -41,7 +41,7 @@ def test_grant_with_a_budget_through_the_api(api, people, tool):
     assert r.status_code == 201, r.content
     assert r.json()["budget_usd"] == "250.50"
     assert AccessGrant.objects.get().budget_usd == Decimal("250.50")
-    assert AuditEvent.objects.get(verb="grant.create").payload["budget_usd"] == "250.50"
+    assert AuditEvent.objects.get(verb="grant.created").payload["budget_usd"] == "250.50"
     listed = api(people["alice"]).get("/api/v1/grants/").json()["results"]
     assert [g["budget_usd"] for g in listed] == ["250.50"]
     # no budget: null
@@ -63,11 +63,11 @@ def test_patch_changes_the_budget_and_is_audited(api, people, grant):
     url = f"/api/v1/grants/{grant.pk}/"
     r = api(people["frank"]).patch(url, {"budget_usd": "100"}, format="json")
     assert r.status_code == 200 and r.json()["budget_usd"] == "100.00"
-    event = AuditEvent.objects.get(verb="grant.update")
+    event = AuditEvent.objects.get(verb="grant.updated")
     assert event.actor_repr == "frank" and event.payload["changes"] == {"budget_usd": ["250.50", "100.00"]}
     # the same amount again writes nothing; null clears it
     assert api(people["frank"]).patch(url, {"budget_usd": "100.00"}, format="json").status_code == 200
-    assert AuditEvent.objects.filter(verb="grant.update").count() == 1
+    assert AuditEvent.objects.filter(verb="grant.updated").count() == 1
     assert api(people["frank"]).patch(url, {"budget_usd": None}, format="json").json()["budget_usd"] is None
     assert AccessGrant.objects.get(pk=grant.pk).budget_usd is None
 

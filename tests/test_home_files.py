@@ -16,6 +16,7 @@ from django.apps import apps as django_apps
 from django.conf import settings
 
 from catalog.agents import crypto
+from catalog.conf import goldpath_home
 from catalog.homefiles import HomeError, read_or_create_secret, secure_home
 from catalog.models import Repository, VendorApiKey
 from tests.factories import TeamFactory, ToolFactory
@@ -257,4 +258,4 @@ def test_the_fernet_key_file_is_private_in_the_test_home():
     path = crypto.fernet_key_path()
     crypto.encrypt("x")
     assert path.exists() and _mode(path) == 0o600
-    assert _mode(Path(settings.GOLDPATH_HOME)) == 0o700
+    assert _mode(goldpath_home()) == 0o700

@@ -136,11 +136,11 @@ def test_a_repository_cannot_replace_the_demo_agent(api, people, world, celery_w
 def test_only_registered_repositories_of_the_team(api, people, world, repository):
     """3. Any absolute path or file:// URL was accepted: another team's repository, the portal's own source.
     5. Remote URLs were cloned outside the sandbox, and git's error text port-scanned the worker's loopback."""
-    before = (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.create").count())
+    before = (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.created").count())
     data = launch(api, people["alice"], "read theirs", repository=repository, status=400)
     assert data["repository"] == [f"No repository {repository} is registered for your teams."]
     assert set(data["errors"]) == {"repository"}  # one clear reason, nothing else
-    assert (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.create").count()) == before
+    assert (AgentGroup.objects.count(), AuditEvent.objects.filter(verb="agent_group.created").count()) == before
     refusal = AuditEvent.objects.filter(verb="repository.use_denied").latest("id")  # an audited refusal
     assert refusal.actor_repr == "alice" and refusal.payload == {"repository": repository, "for": "agent_group"}
 
@@ -289,5 +289,5 @@ def test_egress_checks_every_request_and_forwards_bodies(api, people, world, cel
     assert 'first 200 {"hello": "world"}' in lines and "second 403" in lines
     attempts = [(e["host"], e["port"], e["allowed"]) for e in run.sandbox["egress"]]
     assert attempts == [("127.0.0.1", port, True), ("denied.example", 80, False)]
-    finish = AuditEvent.objects.filter(verb="agent_run.finish", target_id=str(run.pk)).get()
+    finish = AuditEvent.objects.filter(verb="agent_run.finished", target_id=str(run.pk)).get()
     assert finish.payload["egress_denied"] == ["denied.example:80"]

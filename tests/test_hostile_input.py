@@ -175,7 +175,7 @@ def test_form_encoded_import_is_a_415_and_imports_nothing(people, api):
     assert "multipart" in r.json()["detail"]
     r = client.post(IMPORT, data="<x/>", content_type="application/xml")
     assert r.status_code == 415
-    assert not UsageEvent.objects.exists() and not AuditEvent.objects.filter(verb="usage.import").exists()
+    assert not UsageEvent.objects.exists() and not AuditEvent.objects.filter(verb="usage.imported").exists()
 
 
 @pytest.mark.django_db

@@ -211,7 +211,7 @@ def test_an_unreadable_broker_gives_no_queue_samples_not_an_error(token, setting
 
 def test_requests_are_counted_by_view_name(token, people):
     name = "goldpath_http_requests_total"
-    labels = {"view": "catalog:workspace-list", "method": "GET", "status": "200"}
+    labels = {"view": "goldpath:workspace-list", "method": "GET", "status": "200"}
     before = value(scrape(), name, **labels) or 0
     client = Client()
     client.force_login(people["alice"])
@@ -220,7 +220,7 @@ def test_requests_are_counted_by_view_name(token, people):
     assert client.get("/no/such/page/").status_code == 404
     samples = scrape()
     assert value(samples, name, **labels) == before + 2
-    assert value(samples, "goldpath_http_request_duration_seconds_count", view="catalog:workspace-list") >= 2
+    assert value(samples, "goldpath_http_request_duration_seconds_count", view="goldpath:workspace-list") >= 2
     assert (value(samples, name, view="<unmatched>", method="GET", status="404") or 0) >= 1
     assert not [key for key in samples if "/workspaces/" in str(key)]  # never the raw path
 
@@ -247,8 +247,8 @@ def test_multiprocess_mode_sums_the_requests_of_every_web_process(token, tmp_pat
     samples = scrape()
     served = [v for (name, labels), v in samples.items() if name == "goldpath_http_requests_total"]
     assert sum(served) == 4
-    assert {dict(labels)["view"] for (name, labels) in samples if name == "goldpath_http_requests_total"} == {"healthz"}
-    assert value(samples, "goldpath_http_request_duration_seconds_count", view="healthz") == 4
+    assert {dict(labels)["view"] for (name, labels) in samples if name == "goldpath_http_requests_total"} == {"goldpath:healthz"}
+    assert value(samples, "goldpath_http_request_duration_seconds_count", view="goldpath:healthz") == 4
     assert value(samples, "goldpath_workspaces", status="running") == 0  # the database families are there too
 
 

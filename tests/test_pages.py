@@ -150,7 +150,7 @@ def test_propose_and_send_to_review(client, people, teams):
     client.post("/tools/zed-ai/request-review/", {"reason": ""})
     tool.refresh_from_db()
     assert tool.status == "in_review"
-    assert AuditEvent.objects.filter(verb="tool.request_review", target_repr="zed-ai", actor_repr="alice").exists()
+    assert AuditEvent.objects.filter(verb="tool.review_requested", target_repr="zed-ai", actor_repr="alice").exists()
 
 
 def test_add_version_form(client, people, catalog):
@@ -186,7 +186,7 @@ def test_approve_needs_a_reason_and_writes_an_audit_event(client, people, catalo
     assert "Cursor is now approved." in r.content.decode()
     catalog["cursor"].refresh_from_db()
     assert catalog["cursor"].status == "approved"
-    event = AuditEvent.objects.get(verb="tool.approve", target_repr="cursor")
+    event = AuditEvent.objects.get(verb="tool.approved", target_repr="cursor")
     assert event.actor_repr == "bob" and event.payload["reason"] == "security review passed"
 
 
@@ -228,7 +228,7 @@ def test_ban_and_admin_reinstate(client, people, catalog):
     client.post("/tools/aider/reinstate/", {"reason": "vendor fixed it"})
     catalog["aider"].refresh_from_db()
     assert catalog["aider"].status == "in_review"
-    assert AuditEvent.objects.filter(verb="tool.reinstate", actor_repr="admin").exists()
+    assert AuditEvent.objects.filter(verb="tool.reinstated", actor_repr="admin").exists()
 
 
 # --- review queue -----------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_review_queue_inline_approve_and_reject(client, people, catalog):
     assert r.status_code == 302 and r["Location"] == "/reviews/"
     catalog["gemini"].refresh_from_db()
     assert catalog["gemini"].status == "rejected"
-    assert AuditEvent.objects.filter(verb="tool.reject", target_repr="gemini-cli", actor_repr="bob").exists()
+    assert AuditEvent.objects.filter(verb="tool.rejected", target_repr="gemini-cli", actor_repr="bob").exists()
     client.logout()
     login(client, people["alice"])
     assert client.post("/reviews/gemini-cli/request-review/", {"reason": "x"}).status_code == 403
@@ -298,7 +298,7 @@ def test_admin_manages_members(client, people, teams):
     client.post("/teams/payments/members/alice/remove/")
     assert not payments.members.filter(username="alice").exists()
     verbs = list(AuditEvent.objects.filter(target_repr="payments").values_list("verb", flat=True))
-    assert verbs.count("team.member_add") == 2 and "team.member_remove" in verbs
+    assert verbs.count("team.member_added") == 2 and "team.member_removed" in verbs
 
 
 def test_admin_creates_a_team_from_the_team_list(client, people, teams):
@@ -315,7 +315,7 @@ def test_admin_creates_a_team_from_the_team_list(client, people, teams):
     assert response.status_code == 302 and response["Location"] == "/teams/data/"
     team = Team.objects.get(slug="data")
     assert team.name == "Data platform" and team.group.name == "team:data"
-    assert AuditEvent.objects.filter(verb="team.create", target_repr="data").count() == 1
+    assert AuditEvent.objects.filter(verb="team.created", target_repr="data").count() == 1
     assert "Data platform" in client.get("/teams/data/").content.decode()
 
 
@@ -327,11 +327,11 @@ def test_audit_page_filters_and_csv(client, people, catalog):
     tool_services.tool_reject(tool=catalog["gemini"], actor=people["frank"], reason="no")
     login(client, people["erin"])
     page = client.get("/audit/?actor=bob").content.decode()
-    assert "<code>tool.approve</code>" in page and "<code>tool.reject</code>" not in page
+    assert 'title="tool.approved">approved it<' in page and 'title="tool.rejected"' not in page
     page = client.get("/audit/?verb=tool.&target=gemini-cli").content.decode()
-    assert "<code>tool.reject</code>" in page and "<code>tool.approve</code>" not in page
+    assert 'title="tool.rejected">rejected it<' in page and 'title="tool.approved"' not in page
     assert client.get("/audit/?since=not-a-date").status_code == 400
     r = client.get("/audit/export.csv?actor=frank")
     assert r["Content-Type"].startswith("text/csv")
     lines = b"".join(r.streaming_content).decode().strip().splitlines()
-    assert lines[0].startswith("id,created_at,actor_repr,verb") and len(lines) == 2 and "tool.reject" in lines[1]
+    assert lines[0].startswith("id,created_at,actor_repr,verb") and len(lines) == 2 and "tool.rejected" in lines[1]

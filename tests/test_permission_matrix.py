@@ -189,7 +189,9 @@ MATRIX: dict[str, Row] = {
     "out-of-policy/": row(GET=read_all()),
     "out-of-policy/bulk/": row(
         POST=only(
-            PLATFORM, 200, body=lambda w: {"action": "revoke", "items": [{"kind": "grant", "id": w.grant_banned.pk}]}
+            PLATFORM,
+            200,
+            body=lambda w: {"action": "revoke", "items": [{"kind": "grant", "id": w.grant_banned.pk}], "reason": "ban"},
         )
     ),
     "tools/": row(GET=read_all(), POST=expect(201, body=NEW_TOOL, auditor=403)),
@@ -276,6 +278,9 @@ MATRIX: dict[str, Row] = {
     "templates/{slug}/versions/": row({"slug": "sandbox"}, GET=read_all(), POST=only(PLATFORM, 400, body={})),
     "templates/{slug}/versions/{number}/": row({"slug": "sandbox", "number": 1}, GET=read_all()),
     "templates/{slug}/versions/{number}/publish/": row(
+        {"slug": "sandbox", "number": 2}, POST=only(PLATFORM, 202, body={})
+    ),
+    "templates/{slug}/versions/{number}/validate/": row(
         {"slug": "sandbox", "number": 2}, POST=only(PLATFORM, 202, body={})
     ),
     "templates/{slug}/versions/{number}/activate/": row(

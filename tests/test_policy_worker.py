@@ -29,7 +29,7 @@ def test_revoked_grant_stops_a_queued_action(celery_worker, people, teams):
         message="the worker to record the denied use",
     )
     allowed = wait_for(
-        lambda: AuditEvent.objects.filter(verb="tool.use", target_repr="aider").first(),
+        lambda: AuditEvent.objects.filter(verb="tool.used", target_repr="aider").first(),
         timeout=30,
         message="the worker to record the allowed use",
     )

@@ -120,7 +120,7 @@ def test_writes_role_matrix(api, people, repos, who, allowed):
     assert client.delete(f"{URL}new-repo/").status_code == 204
     assert not Repository.objects.filter(slug="new-repo").exists()
     verbs = list(AuditEvent.objects.filter(target_type="repository").values_list("verb", flat=True).order_by("id"))
-    assert verbs[-3:] == ["repository.create", "repository.update", "repository.delete"]
+    assert verbs[-3:] == ["repository.created", "repository.updated", "repository.deleted"]
 
 
 def test_other_teams_repositories_are_404_for_every_verb(api, people, repos):
@@ -264,7 +264,7 @@ def test_credential_is_write_only_encrypted_and_never_audited(api, people, repos
     assert events.count() == 4  # create, rename, replace, clear (a null credential changes nothing)
     for event in events:
         assert SECRET not in str(event.payload) and ROTATED not in str(event.payload)
-    replaced = events.filter(verb="repository.update", payload__last4=["4321", "8765"]).get()
+    replaced = events.filter(verb="repository.updated", payload__last4=["4321", "8765"]).get()
     assert replaced.payload["changed_fields"] == ["credential"]
 
 
@@ -307,7 +307,7 @@ def test_update_records_changes_and_is_quiet_when_nothing_changes(people, repos)
     repo = repo_services.repository_update(repository=repos["pay"], actor=bob, teams=["search", "payments"])
     assert sorted(repo.teams.values_list("slug", flat=True)) == ["payments", "search"]
     event = AuditEvent.objects.latest("id")
-    assert event.verb == "repository.update"
+    assert event.verb == "repository.updated"
     assert event.payload["changes"] == {"teams": [["payments"], ["payments", "search"]]}
     with pytest.raises(InvalidInput):
         repo_services.repository_update(repository=repos["pay"], actor=bob, owner="x")

@@ -91,7 +91,7 @@ def test_seed_demo_registers_the_demo_repository(settings, tmp_path):
     from catalog.repository_urls import check_at_use
 
     settings.DEBUG = True
-    settings.GOLDPATH_HOME = tmp_path
+    settings.GOLDPATH = {**settings.GOLDPATH, "HOME": tmp_path}
     call_command("seed_demo", verbosity=0)
     path = tmp_path / "repositories" / "demo"
     head = (path / ".git" / "HEAD").read_text()
@@ -107,7 +107,7 @@ def test_seed_demo_registers_the_demo_repository(settings, tmp_path):
     )
     assert sorted(repo.teams.values_list("slug", flat=True)) == ["payments", "search"]
     assert repo.is_local and repo.credential() == "" and repo.created_by.username == "bob"
-    assert AuditEvent.objects.filter(verb="repository.create").count() == 1
+    assert AuditEvent.objects.filter(verb="repository.created").count() == 1
     check_at_use(repo.url)
 
     def git(*args: str) -> str:

@@ -26,7 +26,7 @@ def test_admin_manages_teams_and_members(api, people, teams):
     assert not Team.objects.get(slug="mobile").members.exists()
     assert client.patch("/api/v1/users/dave/", {"role": "auditor"}, format="json").json()["role"] == "auditor"
     verbs = set(AuditEvent.objects.values_list("verb", flat=True))
-    assert {"team.create", "team.member_add", "team.member_remove", "user.set_role"} <= verbs
+    assert {"team.created", "team.member_added", "team.member_removed", "user.role_changed"} <= verbs
     assert client.delete("/api/v1/teams/mobile/").status_code == 204
 
 

@@ -125,14 +125,14 @@ def test_proposer_edits_and_it_is_audited(client, people, teams, proposed):
         "search",
     )
     assert tool.status == "proposed"
-    event = AuditEvent.objects.get(verb="tool.update")
+    event = AuditEvent.objects.get(verb="tool.updated")
     assert event.actor_repr == "alice" and event.payload["changes"]["name"] == ["Zed AI", "Zed"]
     assert set(event.payload["changes"]) == {"name", "description", "homepage", "monthly_price_per_seat", "owner_team"}
 
     # saving again without a change writes nothing
     response = client.post("/tools/zed-ai/edit/", form_data(tool), follow=True)
     assert "Nothing changed." in response.content.decode()
-    assert AuditEvent.objects.filter(verb="tool.update").count() == 1
+    assert AuditEvent.objects.filter(verb="tool.updated").count() == 1
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_bad_input_shows_field_errors(client, people, proposed, change, field, m
     assert response.status_code == 400
     errors = response.content.decode().split(f'id="id_{field}_errors"', 1)
     assert len(errors) == 2 and message in errors[1].split("</ul>", 1)[0]
-    assert snapshot(proposed) == before and not AuditEvent.objects.filter(verb="tool.update").exists()
+    assert snapshot(proposed) == before and not AuditEvent.objects.filter(verb="tool.updated").exists()
 
 
 def test_raising_the_risk_of_an_approved_tool_sends_it_back_to_review(client, people, approved):
@@ -164,7 +164,7 @@ def test_raising_the_risk_of_an_approved_tool_sends_it_back_to_review(client, pe
     assert "back in review and needs 2 approvals again" in page
     tool = AITool.objects.get(pk=approved.pk)
     assert tool.status == "in_review" and tool.risk_tier == "high" and tool.review_due is None
-    event = AuditEvent.objects.get(verb="tool.update")
+    event = AuditEvent.objects.get(verb="tool.updated")
     assert event.payload["status"] == ["approved", "in_review"]
     assert event.payload["changes"]["risk_tier"] == ["low", "high"]
     # the tool page now offers the review again, and alice (the proposer) still may not edit it
@@ -181,7 +181,7 @@ def test_lowering_the_risk_keeps_an_approved_tool_approved(client, people, appro
     assert "Zed AI saved." in response.content.decode()
     tool = AITool.objects.get(pk=tool.pk)
     assert tool.status == "approved" and tool.risk_tier == "low" and tool.review_due == approved.review_due
-    assert "status" not in AuditEvent.objects.get(verb="tool.update").payload
+    assert "status" not in AuditEvent.objects.get(verb="tool.updated").payload
 
 
 def test_a_change_of_tier_in_review_clears_the_approvals_collected(client, people, teams):
@@ -206,4 +206,4 @@ def test_a_change_of_tier_in_review_clears_the_approvals_collected(client, peopl
     assert "Zed AI saved." in response.content.decode()
     tool = AITool.objects.get(pk=tool.pk)
     assert tool.status == "in_review" and not ToolApproval.objects.filter(tool=tool).exists()
-    assert AuditEvent.objects.get(verb="tool.update").payload["approvals_cleared"] == 1
+    assert AuditEvent.objects.get(verb="tool.updated").payload["approvals_cleared"] == 1

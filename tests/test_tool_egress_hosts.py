@@ -54,7 +54,7 @@ def test_platform_changes_egress_hosts_and_it_is_audited(api, people, version, w
     canonical = ["api.acme.dev", "*.githubusercontent.com", "10.0.0.5:8443", "[::1]:9000"]
     assert response.json()["egress_hosts"] == canonical and response.json()["version"] == "1.0.0"
     assert ToolVersion.objects.get(pk=version.pk).egress_hosts == canonical
-    event = AuditEvent.objects.get(verb="tool_version.change")
+    event = AuditEvent.objects.get(verb="tool_version.changed")
     assert event.actor_repr == who and event.target_repr == "acme-cli"
     assert event.payload == {
         "version": "1.0.0",
@@ -64,7 +64,7 @@ def test_platform_changes_egress_hosts_and_it_is_audited(api, people, version, w
     }
     # the same list again changes nothing and writes nothing
     assert api(people[who]).patch(DETAIL, {"egress_hosts": canonical}, format="json").status_code == 200
-    assert AuditEvent.objects.filter(verb="tool_version.change").count() == 1
+    assert AuditEvent.objects.filter(verb="tool_version.changed").count() == 1
     assert api(people[who]).patch(DETAIL, {"egress_hosts": []}, format="json").json()["egress_hosts"] == []
 
 
@@ -111,7 +111,7 @@ def test_egress_hosts_set_when_adding_a_version(api, people, version):
     )
     assert ok.status_code == 201, ok.content
     assert ok.json()["egress_hosts"] == ["*.acme.dev"]
-    assert AuditEvent.objects.get(verb="tool_version.propose").payload["egress_hosts"] == ["*.acme.dev"]
+    assert AuditEvent.objects.get(verb="tool_version.proposed").payload["egress_hosts"] == ["*.acme.dev"]
     bad = api(people["bob"]).post(
         URL, {"version": "3.0", "launch_command": ["acme", "{prompt}"], "egress_hosts": ["http://x.dev"]}, format="json"
     )
@@ -153,11 +153,11 @@ def test_platform_edits_egress_hosts_on_the_page(client, people, version):
     assert "Egress hosts of Acme Cli 1.0.0 saved." in response.content.decode()
     after = ["api.acme.dev", "*.acme.dev:8443", "127.0.0.1:8080"]
     assert ToolVersion.objects.get(pk=version.pk).egress_hosts == after
-    event = AuditEvent.objects.get(verb="tool_version.change")
+    event = AuditEvent.objects.get(verb="tool_version.changed")
     assert event.actor_repr == "bob" and event.payload["changes"]["egress_hosts"] == [["api.acme.dev"], after]
     again = client.post(PAGE, {"egress_hosts": "\n".join(after)}, follow=True)
     assert "Nothing changed." in again.content.decode()
-    assert AuditEvent.objects.filter(verb="tool_version.change").count() == 1
+    assert AuditEvent.objects.filter(verb="tool_version.changed").count() == 1
 
 
 def test_bad_pattern_on_the_page_shows_a_field_error(client, people, version):

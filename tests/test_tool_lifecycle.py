@@ -24,6 +24,16 @@ EXPECTED = {
     "ban": (set(ALL_STATES) - {"banned"}, "banned"),
     "reinstate": ({"banned"}, "in_review"),
 }
+# action -> its audit verb (past tense)
+VERBS = {
+    "request-review": "tool.review_requested",
+    "approve": "tool.approved",
+    "reject": "tool.rejected",
+    "deprecate": "tool.deprecated",
+    "retire": "tool.retired",
+    "ban": "tool.banned",
+    "reinstate": "tool.reinstated",
+}
 
 
 def _actor_for(action: str, people):
@@ -45,7 +55,7 @@ def test_every_transition_allowed_or_refused(api, people, teams, action, state):
         assert response.json()["status"] == target
         assert tool.status == target
         event = AuditEvent.objects.filter(target_type="aitool", target_id=str(tool.pk)).first()
-        assert event.verb == f"tool.{action.replace('-', '_')}"
+        assert event.verb == VERBS[action]
         assert event.payload["from"] == state and event.payload["to"] == target
         assert event.target_repr == tool.slug
     else:
@@ -82,7 +92,7 @@ def test_high_risk_needs_two_distinct_approvers(api, people, teams):
     tool.refresh_from_db()
     assert tool.status == "approved"
     assert tool.review_due == timezone.localdate() + dt.timedelta(days=180)
-    event = AuditEvent.objects.filter(verb="tool.approve", target_id=str(tool.pk)).get()
+    event = AuditEvent.objects.filter(verb="tool.approved", target_id=str(tool.pk)).get()
     assert sorted(event.payload["approvers"]) == ["bob", "frank"]
 
 
@@ -111,7 +121,7 @@ def test_risk_tier_change_clears_approvals(api, people, teams):
     response = api(people["frank"]).patch(f"/api/v1/tools/{tool.slug}/", {"risk_tier": "medium"}, format="json")
     assert response.status_code == 200
     assert response.json()["approvals"] == []
-    event = AuditEvent.objects.filter(verb="tool.update").get()
+    event = AuditEvent.objects.filter(verb="tool.updated").get()
     assert event.payload["changes"]["risk_tier"] == ["high", "medium"]
     assert event.payload["approvals_cleared"] == 1
 
@@ -164,7 +174,7 @@ def test_review_due_warns_then_expires(people, teams):
     assert late.status == "in_review" and late.review_due is None
     assert not late.approvals.exists()
     assert AuditEvent.objects.filter(verb="tool.review_expired", actor_repr="system", target_repr="late").exists()
-    assert AuditEvent.objects.filter(verb="tool.review_due_soon", target_repr="soon").exists()
+    assert AuditEvent.objects.filter(verb="tool.review_warning_sent", target_repr="soon").exists()
     # rerunning the same day changes nothing
     assert tool_services.tools_review_due(today=today) == {"expired": [], "warned": []}
     soon.refresh_from_db()

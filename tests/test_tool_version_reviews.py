@@ -54,7 +54,7 @@ def test_propose_approve_change_and_approve_again(api, people, tool):
     body = propose(api, people["bob"])
     assert (body["review_state"], body["proposed_by"], body["approvals"]) == ("proposed", "bob", [])
     assert body["approvals_required"] == 1 and body["reviewed_at"] is None
-    event = AuditEvent.objects.get(verb="tool_version.propose")
+    event = AuditEvent.objects.get(verb="tool_version.proposed")
     assert event.actor_repr == "bob" and event.target_repr == "acme-cli" and event.payload["version"] == "2.1.332"
     assert event.payload["runtime"] == CLAUDE["runtime"] and event.payload["with_tool"] is False
     approve = URL + "2.1.332/approve/"
@@ -78,7 +78,7 @@ def test_propose_approve_change_and_approve_again(api, people, tool):
         1,
     )
     assert data["reviewed_at"] and data["review_reason"] == "pinned release checked"
-    event = AuditEvent.objects.get(verb="tool_version.approve")
+    event = AuditEvent.objects.get(verb="tool_version.approved")
     assert event.actor_repr == "frank" and event.payload["complete"] is True and event.payload["to"] == "approved"
     again = api(people["frank"]).post(approve, {}, format="json")
     assert again.status_code == 409
@@ -88,7 +88,7 @@ def test_propose_approve_change_and_approve_again(api, people, tool):
     assert changed.status_code == 200, changed.content
     assert (changed.json()["review_state"], changed.json()["approvals"]) == ("proposed", [])
     assert changed.json()["argv"] == argv == changed.json()["launch_command"]
-    event = AuditEvent.objects.filter(verb="tool_version.change").get()
+    event = AuditEvent.objects.filter(verb="tool_version.changed").get()
     assert event.payload["changes"] == {"launch_command": [CLAUDE["launch_command"], argv]}
     assert event.payload["review_state"] == ["approved", "proposed"] and event.payload["approvals_cleared"] == 1
     # frank did not write it: he approves again
@@ -149,7 +149,7 @@ def test_reject_needs_a_reason_and_a_rejected_version_is_final_until_changed(api
     ok = api(people["frank"]).post(reject, {"reason": "unsigned release"}, format="json")
     assert ok.status_code == 200 and ok.json()["review_state"] == "rejected"
     assert ok.json()["review_reason"] == "unsigned release"
-    assert AuditEvent.objects.get(verb="tool_version.reject").payload["reason"] == "unsigned release"
+    assert AuditEvent.objects.get(verb="tool_version.rejected").payload["reason"] == "unsigned release"
     assert api(people["frank"]).post(reject, {"reason": "again"}, format="json").status_code == 409
     assert api(people["frank"]).post(URL + "2.1.332/approve/", {}, format="json").status_code == 409
     # fixing what it runs proposes it again
@@ -179,7 +179,7 @@ def test_versions_of_a_tool_in_review_are_approved_with_the_tool(api, people, te
     # bob wrote 1.1.0: his approval of the tool does not approve it; frank does
     assert listing["1.1.0"]["review_state"] == "proposed"
     assert api(people["frank"]).post(URL + "1.1.0/approve/", {}, format="json").json()["review_state"] == "approved"
-    event = AuditEvent.objects.get(verb="tool_version.approve", payload__version="1.0.0")
+    event = AuditEvent.objects.get(verb="tool_version.approved", payload__version="1.0.0")
     assert event.payload["with_tool"] is True and event.payload["approvers"] == ["bob"]
     assert ToolVersion.objects.get(pk=bobs["id"]).review_state == "approved"
 
@@ -421,4 +421,4 @@ def test_add_and_edit_a_version_on_the_pages(client, people, tool):
     assert "proposed again and needs a new review" in saved.content.decode()
     v.refresh_from_db()
     assert v.launch_command == ["claude", "-p", "{prompt}"] and v.review_state == "proposed"
-    assert AuditEvent.objects.get(verb="tool_version.change").payload["needs_review"] is True
+    assert AuditEvent.objects.get(verb="tool_version.changed").payload["needs_review"] is True

@@ -116,16 +116,16 @@ def test_add_rotate_and_delete_a_key(client, people, teams, existing):
     assert list(
         AuditEvent.objects.filter(target_type="vendorapikey").values_list("verb", flat=True).order_by("id")
     ) == [
-        "vendor_api_key.create",  # the fixture's search key
-        "vendor_api_key.create",
-        "vendor_api_key.replace",
+        "vendor_api_key.created",  # the fixture's search key
+        "vendor_api_key.created",
+        "vendor_api_key.replaced",
     ]
 
     # delete
     response = bob.post(f"/vendor-keys/{key.pk}/delete/", follow=True)
     assert "Deleted DEMO_API_KEY of payments × demo-agent" in response.content.decode()
     assert not VendorApiKey.objects.filter(pk=key.pk).exists()
-    assert AuditEvent.objects.filter(verb="vendor_api_key.delete", payload__last4="8888").exists()
+    assert AuditEvent.objects.filter(verb="vendor_api_key.deleted", payload__last4="8888").exists()
     assert bob.post("/vendor-keys/999999/delete/").status_code == 404
     bob.assert_never_shown(SECRET, ROTATED)
     for event in AuditEvent.objects.filter(target_type="vendorapikey"):

@@ -62,7 +62,7 @@ def test_failed_webhook_never_loses_the_decision(api, teams, settings):
     note.refresh_from_db()
     assert note.webhook_status == "pending" and note.email_status == "sent"
     assert "webhook" in note.last_error
-    assert AuditEvent.objects.filter(verb="tool.approve").exists()
+    assert AuditEvent.objects.filter(verb="tool.approved").exists()
     from catalog.models import AITool
 
     assert AITool.objects.get(slug="gadget").status == "approved"

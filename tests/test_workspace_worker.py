@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
+from catalog.conf import goldpath_home
 from catalog.models import TemplateVersion, Workspace, WorkspaceBuild
 from catalog.services import builds as build_services
 from catalog.services import templates as template_services
@@ -77,7 +77,7 @@ def test_create_stop_start_delete_through_the_worker(celery_worker, people, team
     ws = settled(r.json()["id"])
     build = latest(ws)
     assert ws.status == "running", (build.error, list(build.log_lines.values_list("text", flat=True)))
-    folder = Path(settings.GOLDPATH_HOME) / "ws-test" / str(ws.pk)
+    folder = goldpath_home() / "ws-test" / str(ws.pk)
     assert (folder / "WORKSPACE.md").read_text().splitlines()[0] == f"# {INJECTION}"
     assert ws.outputs["path"] == str(folder) and ws.outputs["secret"] == "********"
     assert build.log_lines.filter(stage="apply").exists() and build.progress == 1.0
@@ -193,7 +193,7 @@ def test_sigkill_mid_apply_is_reaped_and_the_next_start_succeeds(transactional_d
         ws_services.workspace_start(workspace=ws, actor=people["alice"])
         ws = settled(ws.pk, 90)
         assert ws.status == "running", latest(ws).error
-        folder = Path(settings.GOLDPATH_HOME) / "ws-test" / str(ws.pk)
+        folder = goldpath_home() / "ws-test" / str(ws.pk)
         assert (folder / "WORKSPACE.md").exists()
         ws_services.workspace_delete(workspace=ws, actor=people["alice"])
         ws = settled(ws.pk)

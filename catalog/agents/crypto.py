@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-from ..conf import goldpath_settings
+from ..conf import goldpath_home, goldpath_settings
 from ..homefiles import read_or_create_secret
 
 # The SECRET_KEY every laptop install had before keys were generated: decrypt-only, for old values.
@@ -29,11 +30,11 @@ LEGACY_DEMO_SECRET_KEY = "goldpath-insecure-development-key-change-me-0123456789
 
 
 def fernet_key_path() -> Path:
-    return Path(settings.GOLDPATH_HOME) / "keys" / "fernet.key"
+    return goldpath_home() / "keys" / "fernet.key"
 
 
 def current_key() -> bytes:
-    key = getattr(settings, "GOLDPATH_FERNET_KEY", "") or ""
+    key = goldpath_settings.FERNET_KEY or os.environ.get("GOLDPATH_FERNET_KEY", "")
     if key:
         return key.encode() if isinstance(key, str) else key
     return read_or_create_secret(fernet_key_path(), Fernet.generate_key)
@@ -81,7 +82,7 @@ def reencrypt(token: str) -> str:
 
 def provenance_key_path() -> Path:
     configured = goldpath_settings.PROVENANCE_KEY_PATH
-    return Path(configured) if configured else Path(settings.GOLDPATH_HOME) / "keys" / "provenance-ed25519.pem"
+    return Path(configured) if configured else goldpath_home() / "keys" / "provenance-ed25519.pem"
 
 
 @lru_cache(maxsize=4)

@@ -66,7 +66,7 @@ def agent_api(run_id: int) -> str:
     """The run's own API path (wherever the host mounts the API)."""
     from django.urls import reverse
 
-    return reverse("agentrun-detail", kwargs={"pk": run_id})
+    return reverse("goldpath:api:agentrun-detail", kwargs={"pk": run_id})
 
 
 def agent_endpoints(run_id: int) -> list[str]:

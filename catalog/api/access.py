@@ -1,29 +1,22 @@
-"""Tool access API: access requests, grants, the policy simulator and the out-of-policy list."""
+"""Tool access API: access requests and grants (the simulator and the out-of-policy list: catalog.api.policy)."""
 
 from __future__ import annotations
 
 import django_filters
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import permissions as perms
 from .. import selectors
 from ..models import AccessGrant, AccessRequest, AccessRequestStatus, AITool, DataClassification, GrantState, Team
-from ..policy import PolicyContext, decide
-from ..policy_hooks import out_of_policy_providers, resolve_template
 from ..services import access as access_services
-from ..services.errors import InvalidInput, NotPermitted
-from .pagination import StandardPagination
+from ..services.errors import NotPermitted
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
-from .tools import StrictSerializerMixin
-
-User = get_user_model()
+from .serializers import StrictSerializerMixin
 
 
 class ToolSlugField(serializers.SlugRelatedField):
@@ -101,7 +94,7 @@ class AccessRequestFilter(django_filters.FilterSet):
         fields: list[str] = []
 
 
-class AccessRequestViewSet(
+class AccessRequestViewSet(GoldpathAPI,
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
     """Requests for a team to use a tool. Developers create; platform engineers approve or reject."""
@@ -221,7 +214,7 @@ class GrantFilter(django_filters.FilterSet):
         fields: list[str] = []
 
 
-class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class GrantViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """Team x tool grants. Platform engineers grant (POST), change the monthly model budget (PATCH) and revoke
     (DELETE, `?reason=`)."""
 
@@ -259,138 +252,3 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         )
         access_services.grant_revoke(grant=grant, actor=request.user, reason=str(reason)[:2000])
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# --- the policy simulator -----------------------------------------------------------------------
-
-
-class AuthzCheckSerializer(StrictSerializerMixin, serializers.Serializer):
-    user = serializers.CharField(max_length=150, required=False, help_text="username; default: you")
-    tool = serializers.CharField(max_length=50)
-    classification = serializers.ChoiceField(choices=DataClassification.choices, default=DataClassification.INTERNAL)
-    template = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
-
-
-ReasonOut = inline_serializer("PolicyReason", {"code": serializers.CharField(), "message": serializers.CharField()})
-
-
-class AuthzCheckView(APIView):
-    """The policy simulator: what would `decide` answer for this user, tool and context?
-
-    Developers (and managers, for people outside their teams) may ask about themselves only (403);
-    platform engineers, auditors and admins about anyone. Nothing is written.
-    """
-
-    parser_classes = PARSER_CLASSES
-
-    @extend_schema(
-        request=AuthzCheckSerializer,
-        responses={
-            200: inline_serializer(
-                "PolicyDecision",
-                {
-                    "allowed": serializers.BooleanField(),
-                    "reasons": ReasonOut,
-                    "user": serializers.CharField(),
-                    "tool": serializers.CharField(),
-                    "classification": serializers.CharField(),
-                    "template": serializers.CharField(allow_null=True),
-                },
-            )
-        },
-    )
-    def post(self, request: Request) -> Response:
-        serializer = AuthzCheckSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        username = data.get("user") or request.user.username
-        subject = request.user if username == request.user.username else User.objects.filter(username=username).first()
-        if subject is None:
-            if not perms.can_read_everything(request.user):
-                raise NotPermitted("You may ask about yourself only.")
-            raise InvalidInput("Unknown user.", errors={"user": ["No user with this username."]})
-        if not perms.can_simulate_for(request.user, subject):
-            raise NotPermitted("You may ask about yourself only.")
-        tool = AITool.objects.filter(slug=data["tool"]).first()
-        if tool is None:
-            raise InvalidInput("Unknown tool.", errors={"tool": ["No tool with this slug."]})
-        template = None
-        if data.get("template"):
-            template = resolve_template(data["template"])
-            if template is None:
-                raise InvalidInput("Unknown template.", errors={"template": ["No template with this slug."]})
-        decision = decide(subject, tool, PolicyContext(classification=data["classification"], template=template))
-        return Response(
-            {
-                **decision.as_dict(),
-                "user": subject.username,
-                "tool": tool.slug,
-                "classification": data["classification"],
-                "template": data.get("template") or None,
-            }
-        )
-
-
-# --- out of policy ----------------------------------------------------------------------------
-
-
-class BulkItemSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=50)
-    id = serializers.CharField(max_length=64)
-
-
-class OutOfPolicyBulkSerializer(StrictSerializerMixin, serializers.Serializer):
-    action = serializers.CharField(max_length=50)
-    items = BulkItemSerializer(many=True, allow_empty=False, max_length=500)
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-class OutOfPolicyView(APIView):
-    """Objects that use a tool nobody may use now (grants today; workspaces and runs once they plug in)."""
-
-    parser_classes = PARSER_CLASSES
-
-    @extend_schema(responses={200: dict})
-    def get(self, request: Request) -> Response:
-        kind = request.query_params.get("kind")
-        rows = []
-        for provider_kind, provider in sorted(out_of_policy_providers().items()):
-            if kind and kind != provider_kind:
-                continue
-            rows.extend(item.as_dict() for item in provider.items(request.user))
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(page)
-
-
-class OutOfPolicyBulkView(APIView):
-    """Act on many out-of-policy objects at once (platform engineers): e.g. revoke grants."""
-
-    parser_classes = PARSER_CLASSES
-
-    @extend_schema(request=OutOfPolicyBulkSerializer, responses={200: dict})
-    def post(self, request: Request) -> Response:
-        if not perms.can_act_out_of_policy(request.user):
-            raise NotPermitted("Only platform engineers act on out-of-policy objects.")
-        serializer = OutOfPolicyBulkSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        providers = out_of_policy_providers()
-        by_kind: dict[str, list[str]] = {}
-        for item in data["items"]:
-            if item["kind"] not in providers:
-                raise InvalidInput("Unknown kind.", errors={"items": [f"Unknown kind {item['kind']!r}."]})
-            by_kind.setdefault(item["kind"], []).append(item["id"])
-        for kind in by_kind:
-            if data["action"] not in providers[kind].actions:
-                raise InvalidInput(
-                    "Unknown action.",
-                    errors={"action": [f"{kind}: choose one of {', '.join(providers[kind].actions)}."]},
-                )
-        results = {}
-        with transaction.atomic():
-            for kind, ids in by_kind.items():
-                results[kind] = providers[kind].act(
-                    actor=request.user, action=data["action"], ids=ids, reason=data["reason"]
-                )
-        return Response({"action": data["action"], "results": results})

@@ -10,9 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors
+from .. import provenance_lookup, selectors
 from ..agents import crypto
-from ..agents import provenance as prov
 from ..agents.usage_view import RunUsage, group_total, run_usage, runs_usage
 from ..models import (
     AgentGroup,
@@ -24,10 +23,10 @@ from ..models import (
     Team,
     VendorApiKey,
 )
-from ..numbers import small_int
 from ..services import agents as agent_services
 from ..services.errors import InvalidInput
 from .agent_auth import AgentTokenAuthentication, IsOwnRunAgent
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
@@ -224,7 +223,7 @@ class AcceptSerializer(StrictSerializerMixin, serializers.Serializer):
     run = serializers.IntegerField(min_value=1)
 
 
-class AgentGroupViewSet(
+class AgentGroupViewSet(GoldpathAPI,
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
     """One prompt fanned out to agents. The policy decides every tool before anything launches."""
@@ -282,7 +281,7 @@ class ResultSerializer(StrictSerializerMixin, serializers.Serializer):
     result = serializers.DictField()
 
 
-class AgentRunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AgentRunViewSet(GoldpathAPI, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """One agent run; its logs (`?after=N`); and, for the run's own agent identity only, progress and results."""
 
     parser_classes = PARSER_CLASSES
@@ -385,7 +384,7 @@ def provenance_payload(record) -> dict:
     }
 
 
-class ProvenanceView(APIView):
+class ProvenanceView(GoldpathAPI, APIView):
     """Who prompted what through which agent: by `?commit=<sha>`, or by
     `?repository=&path=&line=N&ref=` (git blame -> commit -> record). Auditors and the requester's team read."""
 
@@ -402,28 +401,17 @@ class ProvenanceView(APIView):
         responses={200: inline_serializer("Provenance", {"commit": serializers.CharField()})},
     )
     def get(self, request: Request) -> Response:
-        q = request.query_params
-        visible = selectors.visible_provenance(request.user)
-        commit = (q.get("commit") or "").strip()
-        blamed = None
-        if not commit:
-            path, line, ref = q.get("path", ""), q.get("line", ""), q.get("ref") or "HEAD"
-            commit = prov.blame_lookup(visible, q.get("repository", ""), path, line, ref)
-            if commit is None:
-                return Response({"detail": "No provenance for that repository.", "code": "not_found"}, status=404)
-            blamed = {"path": path, "line": small_int(line), "ref": ref, "commit": commit}
-        if not (4 <= len(commit) <= 64) or any(c not in "0123456789abcdefABCDEF" for c in commit):
-            raise InvalidInput("Give a commit hash.", errors={"commit": ["Give a hexadecimal commit hash."]})
-        matches = list(visible.filter(commit_sha__startswith=commit.lower())[:2])
-        if len(matches) != 1:
-            return Response({"detail": "No provenance record for that commit.", "code": "not_found"}, status=404)
-        body = provenance_payload(matches[0])
-        if blamed:
-            body["blame"] = blamed
+        match = provenance_lookup.lookup(request.user, request.query_params)
+        if match is None:
+            body = {"detail": "No provenance record you may read for that lookup.", "code": "not_found"}
+            return Response(body, status=404)
+        body = provenance_payload(match.record)
+        if match.blame:
+            body["blame"] = match.blame
         return Response(body)
 
 
-class ProvenanceKeyView(APIView):
+class ProvenanceKeyView(GoldpathAPI, APIView):
     """The portal's Ed25519 public key (public: anyone may verify a signature)."""
 
     parser_classes = PARSER_CLASSES
@@ -473,7 +461,7 @@ class VendorApiKeyInputSerializer(StrictSerializerMixin, serializers.Serializer)
     value = serializers.CharField(max_length=4000, write_only=True)
 
 
-class VendorApiKeyViewSet(
+class VendorApiKeyViewSet(GoldpathAPI,
     mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
     """Vendor API keys per team x tool (platform engineers): stored encrypted, never shown again."""

@@ -14,10 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import api_tokens, audit, auth_hardening
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 
 
-class TokenView(APIView):
+class TokenView(GoldpathAPI, APIView):
     parser_classes = PARSER_CLASSES
 
     def get_permissions(self):
@@ -45,7 +46,7 @@ class TokenView(APIView):
         deleted, _ = Token.objects.filter(user=request.user).delete()
         if deleted:
             audit.record(
-                actor=request.user, verb="token.revoke", target=request.user, target_repr=request.user.username
+                actor=request.user, verb="token.revoked", target=request.user, target_repr=request.user.username
             )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -58,7 +59,7 @@ class TokenInfoSerializer(serializers.Serializer):
     expired = serializers.BooleanField()
 
 
-class TokenListView(generics.ListAPIView):
+class TokenListView(GoldpathAPI, generics.ListAPIView):
     """The caller's API tokens. DRF's authtoken keeps one token per user, so this lists at most one."""
 
     serializer_class = TokenInfoSerializer
@@ -68,7 +69,7 @@ class TokenListView(generics.ListAPIView):
         return [api_tokens.token_info(t) for t in api_tokens.tokens_of(self.request.user)]
 
 
-class TokenDetailView(APIView):
+class TokenDetailView(GoldpathAPI, APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, token_id: str) -> Response:
         token = api_tokens.token_of(request.user, token_id)

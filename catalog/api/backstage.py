@@ -10,10 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..backstage import catalog_entities
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 
 
-class BackstageEntitiesView(APIView):
+class BackstageEntitiesView(GoldpathAPI, APIView):
     parser_classes = PARSER_CLASSES
 
     @extend_schema(

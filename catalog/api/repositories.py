@@ -12,6 +12,7 @@ from ..models import DataClassification, Repository
 from ..selectors import repositories_for
 from ..services import repositories as repo_services
 from ..services.errors import NotPermitted
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
@@ -67,7 +68,7 @@ def _require_manager(request: Request) -> None:
         raise NotPermitted("Only platform engineers and admins register and change repositories.")
 
 
-class RepositoryViewSet(
+class RepositoryViewSet(GoldpathAPI,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,

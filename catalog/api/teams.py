@@ -11,12 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import permissions as perms
+from .. import selectors
 from ..models import Role, Team
 from ..services import teams as team_services
 from ..services.errors import NotPermitted
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 from .permissions import AdminWritesOthersRead
-from .tools import StrictSerializerMixin
+from .serializers import StrictSerializerMixin
 
 User = get_user_model()
 
@@ -31,7 +33,7 @@ class TeamSerializer(serializers.ModelSerializer):
         read_only_fields = ["member_count", "managers", "created_at"]
 
     def get_member_count(self, team: Team) -> int:
-        return len(team.members.all())
+        return len(team.group.user_set.all())
 
 
 class TeamWriteSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -61,30 +63,26 @@ class MemberWriteSerializer(StrictSerializerMixin, serializers.Serializer):
 
 
 def members_of(team: Team) -> list[dict]:
-    people = {u.pk: u for u in team.members.select_related("profile")}
-    managers = {u.pk: u for u in team.managers.select_related("profile")}
-    rows = []
-    for pk, user in sorted({**people, **managers}.items(), key=lambda kv: kv[1].username):
-        rows.append(
-            {
-                "username": user.username,
-                "email": user.email,
-                "role": perms.role_of(user),
-                "member": pk in people,
-                "manager": pk in managers,
-            }
-        )
-    return rows
+    return [
+        {
+            "username": row["user"].username,
+            "email": row["user"].email,
+            "role": row["role"],
+            "member": row["is_member"],
+            "manager": row["is_manager"],
+        }
+        for row in selectors.team_members(team)
+    ]
 
 
-class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class TeamViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     parser_classes = PARSER_CLASSES
     lookup_field = "slug"
     serializer_class = TeamSerializer
     permission_classes = [AdminWritesOthersRead]
 
     def get_queryset(self):
-        return Team.objects.prefetch_related("members", "managers").order_by("slug")
+        return Team.objects.select_related("group").prefetch_related("group__user_set", "managers").order_by("slug")
 
     @extend_schema(request=TeamWriteSerializer, responses={201: TeamSerializer})
     def create(self, request: Request) -> Response:
@@ -145,7 +143,7 @@ class UserSerializer(serializers.Serializer):
         return perms.role_of(user)
 
     def get_teams(self, user) -> list[str]:
-        return sorted(t.slug for t in user.teams.all())
+        return sorted(g.team.slug for g in user.groups.all() if hasattr(g, "team"))
 
     def get_managed_teams(self, user) -> list[str]:
         return sorted(t.slug for t in user.managed_teams.all())
@@ -162,7 +160,7 @@ class RoleSerializer(StrictSerializerMixin, serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class UserViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """People and their roles. Everyone signed in may look people up; admins create and change roles."""
 
     parser_classes = PARSER_CLASSES
@@ -172,7 +170,17 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     permission_classes = [AdminWritesOthersRead]
 
     def get_queryset(self):
-        return User.objects.select_related("profile").prefetch_related("teams", "managed_teams").order_by("username")
+        return (
+            User.objects.select_related("profile")
+            .prefetch_related("groups__team", "managed_teams")
+            .order_by("username")
+        )
+
+    @extend_schema(responses={200: UserSerializer})
+    @action(detail=False, methods=["get"], url_path="me")
+    def me(self, request: Request) -> Response:
+        """The signed-in user (for clients holding only a token, such as the `goldpath` CLI)."""
+        return Response(UserSerializer(self.get_queryset().get(pk=request.user.pk)).data)
 
     @extend_schema(request=UserWriteSerializer, responses={201: UserSerializer})
     def create(self, request: Request) -> Response:

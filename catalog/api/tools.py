@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -19,108 +19,23 @@ from ..models import (
     ToolKind,
     ToolStatus,
     ToolVersion,
-    ToolVersionApproval,
 )
-from ..services import tool_versions
+from ..selectors import search_tools, usable_tools
+from ..services import tool_actions, tool_versions
 from ..services import tools as tool_services
+from ..services.tool_actions import ToolAction
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
+from .serializers import StrictSerializerMixin
+from .tool_version_serializers import (
+    ToolVersionChangeSerializer,
+    ToolVersionCreateSerializer,
+    ToolVersionSerializer,
+    VersionApprovalSerializer,
+    version_queryset,
+)
 
-
-class StrictSerializerMixin:
-    """Refuse unknown input fields with a 400 instead of silently ignoring them."""
-
-    def to_internal_value(self, data):
-        if hasattr(data, "keys"):
-            unknown = set(data.keys()) - set(self.fields.keys())
-            if unknown:
-                raise serializers.ValidationError({k: ["Unknown field."] for k in sorted(unknown)})
-        return super().to_internal_value(data)
-
-
-class ToolVersionSerializer(serializers.ModelSerializer):
-    """A tool version as the API shows it (`argv` is an alias of `launch_command`, `models` of `model_names`)."""
-
-    argv = serializers.JSONField(source="launch_command", read_only=True, help_text="alias of launch_command")
-    models = serializers.JSONField(source="model_names", read_only=True)
-    approvals = serializers.SerializerMethodField(help_text="usernames of the platform engineers who approved it")
-    approvals_required = serializers.IntegerField(source="tool.required_approvals", read_only=True)
-    proposed_by = serializers.SlugRelatedField(source="created_by", slug_field="username", read_only=True)
-
-    class Meta:
-        model = ToolVersion
-        fields = [
-            "id",
-            "version",
-            "release_notes_url",
-            "runtime",
-            "launch_command",
-            "argv",
-            "env",
-            "egress_hosts",
-            "models",
-            "usage_format",
-            "per_use_cost",
-            "review_state",
-            "approvals",
-            "approvals_required",
-            "proposed_by",
-            "reviewed_at",
-            "review_reason",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-    def get_approvals(self, version: ToolVersion) -> list[str]:
-        return [a.reviewer.username for a in version.approvals.all()]
-
-
-def version_queryset():
-    return ToolVersion.objects.select_related("tool", "created_by").prefetch_related(
-        Prefetch("approvals", queryset=ToolVersionApproval.objects.select_related("reviewer"))
-    )
-
-
-class ToolVersionChangeSerializer(StrictSerializerMixin, serializers.Serializer):
-    """PATCH input: every field optional; a change to runtime, launch_command, env, egress_hosts or models sends
-    an approved version back to review. The service checks the values (one rule for the API and the pages)."""
-
-    release_notes_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
-    runtime = serializers.JSONField(
-        required=False, help_text='{"kind": "npm"|"pypi", "package": name, "version": exact release}; {}: built in'
-    )
-    launch_command = serializers.JSONField(
-        required=False,
-        help_text="argv template (a list of strings, never a shell string); one element contains {prompt}; "
-        "{model} and {index} are filled per run.",
-    )
-    env = serializers.JSONField(
-        required=False, help_text="non-secret environment: UPPER_CASE names to strings (no keys, tokens, base URLs)"
-    )
-    models = serializers.JSONField(
-        required=False, help_text="model names this version may use; the first is the default"
-    )
-    model_names = serializers.JSONField(required=False, help_text="older name of `models`")
-    egress_hosts = serializers.JSONField(
-        required=False,
-        help_text="Hosts agent runs may reach through the egress proxy when their group allows it: `host`, "
-        "`*.suffix`, IP literals, each with an optional `:port` (without one: ports 80 and 443). Platform "
-        "engineers and admins only.",
-    )
-    usage_format = serializers.CharField(required=False, max_length=30, help_text="claude-stream-json, codex-json, ...")
-    per_use_cost = serializers.DecimalField(max_digits=10, decimal_places=4, required=False, allow_null=True)
-
-
-class ToolVersionCreateSerializer(ToolVersionChangeSerializer):
-    version = serializers.CharField(max_length=50)
-
-
-class VersionApprovalSerializer(ToolVersionSerializer):
-    approvals_collected = serializers.IntegerField(read_only=True)
-    complete = serializers.BooleanField(read_only=True)
-
-    class Meta(ToolVersionSerializer.Meta):
-        fields = [*ToolVersionSerializer.Meta.fields, "approvals_collected", "complete"]
-        read_only_fields = fields
+__all__ = ["StrictSerializerMixin", "ToolViewSet", "tool_queryset"]  # StrictSerializerMixin: older import path
 
 
 class ToolSerializer(serializers.ModelSerializer):
@@ -162,7 +77,7 @@ class ToolSerializer(serializers.ModelSerializer):
         return [a.reviewer.username for a in tool.approvals.all()]
 
     def get_allowed_actions(self, tool: AITool) -> list[str]:
-        return [a.replace("_", "-") for a in tool_services.allowed_actions(tool)]
+        return tool_services.allowed_actions(tool)
 
     def get_latest_version(self, tool: AITool) -> str | None:
         versions = list(tool.versions.all())
@@ -237,8 +152,6 @@ class ToolFilter(django_filters.FilterSet):
         fields = ["status", "kind", "vendor", "risk_tier", "max_data_classification", "owner_team"]
 
     def filter_usable(self, queryset, name, value):
-        from ..selectors import usable_tools
-
         if value is None:
             return queryset
         usable = usable_tools(self.request.user)
@@ -247,15 +160,7 @@ class ToolFilter(django_filters.FilterSet):
         return queryset.exclude(pk__in=usable.values("pk"))
 
     def text_search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(name__icontains=value)
-            | Q(slug__icontains=value)
-            | Q(vendor__icontains=value)
-            | Q(description__icontains=value)
-        )
+        return search_tools(queryset, value)
 
 
 def tool_queryset():
@@ -265,7 +170,7 @@ def tool_queryset():
     )
 
 
-class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ToolViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The AI-tool catalog. Every signed-in user reads every tool, whatever its status."""
 
     parser_classes = PARSER_CLASSES
@@ -378,7 +283,9 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         tool = self.get_object()
         serializer = ReasonSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = tool_services.ACTIONS[name](tool=tool, actor=request.user, reason=serializer.validated_data["reason"])
+        result = tool_services.tool_act(
+            name=name, tool=tool, actor=request.user, reason=serializer.validated_data["reason"]
+        )
         if isinstance(result, tool_services.ApprovalResult):
             tool = tool_queryset().get(pk=result.tool.pk)
             return Response(
@@ -405,22 +312,29 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return super().get_paginated_response(data)
 
 
-def _make_action(name: str):
-    def handler(self, request: Request, slug: str) -> Response:
-        return self._act(request, slug, name)
+def _make_action(row: ToolAction):
+    """The API route of one row of the lifecycle table (catalog.services.tool_actions)."""
 
-    handler.__name__ = name.replace("-", "_")
-    handler.__doc__ = f"Lifecycle action `{name}` (403 for a role that may not act, 409 when not allowed now)."
+    def handler(self, request: Request, slug: str) -> Response:
+        return self._act(request, slug, row.name)
+
+    sources = ", ".join(sorted(str(s) for s in row.sources))
+    handler.__name__ = row.key
+    handler.__doc__ = (
+        f"{row.label}: lifecycle action `{row.name}`, from {sources} (audited as `{row.verb}`)."
+        + (" A reason is required." if row.reason_required else "")
+    )
     handler = extend_schema(
         request=ReasonSerializer,
         responses={
             200: ToolSerializer,
+            400: OpenApiResponse(description="a reason is required" if row.reason_required else "bad input"),
             403: OpenApiResponse(description="role may not act"),
             409: OpenApiResponse(description="not allowed now"),
         },
     )(handler)
-    return action(detail=True, methods=["post"], url_path=name)(handler)
+    return action(detail=True, methods=["post"], url_path=row.name)(handler)
 
 
-for _name in tool_services.ACTIONS:
-    setattr(ToolViewSet, _name.replace("-", "_"), _make_action(_name))
+for _row in tool_actions.ACTIONS.values():
+    setattr(ToolViewSet, _row.key, _make_action(_row))

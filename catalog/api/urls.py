@@ -3,11 +3,12 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from .access import AccessRequestViewSet, AuthzCheckView, GrantViewSet, OutOfPolicyBulkView, OutOfPolicyView
+from .access import AccessRequestViewSet, GrantViewSet
 from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView, VendorApiKeyViewSet
 from .audit import AuditEventViewSet
 from .auth import TokenDetailView, TokenListView, TokenView
 from .backstage import BackstageEntitiesView
+from .policy import AuthzCheckView, OutOfPolicyBulkView, OutOfPolicyView
 from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
 from .tools import ToolViewSet

@@ -24,6 +24,7 @@ from ..models import UsageEvent
 from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params, report_json
 from ..services.errors import InvalidInput
 from ..usage_import import usage_import
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 from .renderers import CSVRenderer
 
@@ -123,7 +124,7 @@ class ImportResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
 
 
-class UsageEventViewSet(viewsets.ReadOnlyModelViewSet):
+class UsageEventViewSet(GoldpathAPI, viewsets.ReadOnlyModelViewSet):
     """Append-only usage events: written by services and imports, never through this API."""
 
     parser_classes = PARSER_CLASSES
@@ -218,7 +219,7 @@ def rows_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-class AdoptionReportView(APIView):
+class AdoptionReportView(GoldpathAPI, APIView):
     """Adoption per period x team x tool, from the rollups; `?format=csv` gives the same rows."""
 
     parser_classes = PARSER_CLASSES

@@ -22,6 +22,7 @@ from ..selectors import visible_builds, visible_workspaces
 from ..services import templates as template_services
 from ..services import workspaces as ws_services
 from ..services.errors import InvalidInput, NotPermitted
+from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
 from .tools import StrictSerializerMixin
 
@@ -29,6 +30,7 @@ from .tools import StrictSerializerMixin
 class TemplateVersionSerializer(serializers.ModelSerializer):
     parameters = serializers.SerializerMethodField()
     is_active = serializers.BooleanField(read_only=True)
+    check_pending = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
 
     class Meta:
@@ -42,11 +44,15 @@ class TemplateVersionSerializer(serializers.ModelSerializer):
             "changelog",
             "parameters",
             "diagnostics",
+            "check_pending",
             "files",
             "created_at",
             "published_at",
         ]
         read_only_fields = fields
+
+    def get_check_pending(self, version: TemplateVersion) -> bool:
+        return template_services.check_pending(version)
 
     def get_parameters(self, version: TemplateVersion) -> list[dict]:
         keys = ("name", "type", "default", "description", "sensitive", "required")
@@ -82,7 +88,7 @@ class VersionUploadSerializer(StrictSerializerMixin, serializers.Serializer):
     changelog = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
 
 
-class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
+class TemplateViewSet(GoldpathAPI, viewsets.ReadOnlyModelViewSet):
     parser_classes = PARSER_CLASSES
     lookup_field = "slug"
     serializer_class = TemplateSerializer
@@ -124,6 +130,12 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>\d+)/publish")
     def publish(self, request: Request, slug: str | None = None, number: str | None = None) -> Response:
         version = template_services.template_version_publish(version=self._version(slug, number), actor=request.user)
+        return Response(TemplateVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>\d+)/validate")
+    def validate(self, request: Request, slug: str | None = None, number: str | None = None) -> Response:
+        """Validate a draft on a worker without publishing it; poll the version for its diagnostics."""
+        version = template_services.template_version_validate(version=self._version(slug, number), actor=request.user)
         return Response(TemplateVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>\d+)/activate")
@@ -217,7 +229,7 @@ class WorkspaceUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
     parameters = serializers.JSONField(required=False, default=dict)
 
 
-class WorkspaceViewSet(
+class WorkspaceViewSet(GoldpathAPI,
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
     parser_classes = PARSER_CLASSES
@@ -266,8 +278,10 @@ class WorkspaceViewSet(
     def update_workspace(self, request: Request, pk=None) -> Response:
         data = WorkspaceUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        # the given parameters are merged into the current ones and validated like at creation (400 with
+        # field errors); this is how a failed workspace is fixed
         build = ws_services.workspace_update(
-            workspace=self.get_object(), actor=request.user, parameters=data.validated_data.get("parameters") or None
+            workspace=self.get_object(), actor=request.user, parameters=data.validated_data.get("parameters")
         )
         return self._accepted(build)
 
@@ -284,7 +298,7 @@ class LogLineSerializer(serializers.ModelSerializer):
         fields = ["seq", "stage", "level", "text", "at"]
 
 
-class BuildViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class BuildViewSet(GoldpathAPI, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     parser_classes = PARSER_CLASSES
     serializer_class = BuildSerializer
 

@@ -20,10 +20,10 @@ from .queues import QUEUES, queue_lengths
 
 BUILD_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 TOKEN_DIRECTIONS = ("input", "output", "cache_read", "cache_write")
-# audit verbs the reapers write -> the `kind` label (agent runs the reaper failed end as `agent_run.finish`
+# audit verbs the reapers write -> the `kind` label (agent runs the reaper failed end as `agent_run.finished`
 # with the reaper's error; `agent_run.reaped` is counted too should it get its own verb)
 REAPED_BUILD = Q(verb="build.reaped")
-REAPED_RUN = Q(verb="agent_run.reaped") | Q(verb="agent_run.finish", payload__error__icontains="by the reaper")
+REAPED_RUN = Q(verb="agent_run.reaped") | Q(verb="agent_run.finished", payload__error__icontains="by the reaper")
 
 
 def _seconds(value: dt.timedelta | float | int | None) -> float:
@@ -133,7 +133,7 @@ class DatabaseCollector(Collector):
             "Builds and agent runs the reapers failed because their worker stopped heartbeating.",
             labels=["kind"],
         )
-        verbs = ("build.reaped", "agent_run.reaped", "agent_run.finish")  # the indexed verb narrows the scan
+        verbs = ("build.reaped", "agent_run.reaped", "agent_run.finished")  # the indexed verb narrows the scan
         counts = (
             AuditEvent.objects.order_by()
             .filter(verb__in=verbs)

@@ -1,6 +1,6 @@
 """HTTP request metrics by view.
 
-The label is the resolved URL name (`catalog:tool-list`), never the raw path: paths carry ids and would make the
+The label is the resolved URL name (`goldpath:tool-list`), never the raw path: paths carry ids and would make the
 series unbounded. With PROMETHEUS_MULTIPROC_DIR set (before the process starts), prometheus_client writes these
 to files in that folder and `/metrics` sums every web process's files; without it they live in this process.
 """

@@ -28,6 +28,7 @@ from .audit import AuditEvent
 from .gateway import ModelCall
 from .notifications import Notification
 from .repositories import Repository
+from .sso import SsoIdentity, SsoMappingRule, SsoMembership, SsoRoleGrant, TeamLevel
 from .teams import Profile, Role, Team
 from .tools import (
     AITool,
@@ -119,6 +120,11 @@ __all__ = [
     "Repository",
     "RiskTier",
     "Role",
+    "SsoIdentity",
+    "SsoMappingRule",
+    "SsoMembership",
+    "SsoRoleGrant",
+    "TeamLevel",
     "Team",
     "ToolApproval",
     "ToolKind",

@@ -48,7 +48,9 @@ from ..models import (
     UsageReadyBucket,
     UsageUserDay,
 )
+from ..models.teams import membership_table
 from ..services.errors import InvalidInput, NotPermitted
+from .funnel import funnel_stages, period_partial
 from .rollup import PERIOD_COLUMNS
 from .rowsql import (  # noqa: F401 (ROW_FIELDS re-exported: the API and the command name the columns from here)
     ROW_FIELDS,
@@ -406,7 +408,7 @@ def _members_cte(st: _Statement, scope: list[str] | None) -> None:
     st.cte(
         "mem(mteam, members)",
         f"SELECT t.slug, COUNT(m.user_id) FROM {Team._meta.db_table} t "
-        f"LEFT JOIN {Team.members.through._meta.db_table} m ON m.team_id = t.id WHERE 1 = 1{mem_filter} GROUP BY t.slug",
+        f"LEFT JOIN {membership_table()} m ON m.group_id = t.group_id WHERE 1 = 1{mem_filter} GROUP BY t.slug",
         mem_args,
     )
 
@@ -608,11 +610,11 @@ def inputs_key_sql(d: Dialect, sizes_from: str | None = None) -> str:
     and each paid grant's team, tool, seats, price, state and dates. `sizes_from`: every team's
     (slug, n) already in the statement."""
     team, tool, grant = Team._meta.db_table, AITool._meta.db_table, AccessGrant._meta.db_table
-    members = Team.members.through._meta.db_table
+    members = membership_table()
     sizes = d.concat(
         f"slug || '=' || CAST(n AS {d.text})",
         sizes_from
-        or f"(SELECT t.slug, COUNT(m.user_id) AS n FROM {team} t LEFT JOIN {members} m ON m.team_id = t.id "
+        or f"(SELECT t.slug, COUNT(m.user_id) AS n FROM {team} t LEFT JOIN {members} m ON m.group_id = t.group_id "
         "GROUP BY t.slug) q",
         f"slug{d.collate}",
     )
@@ -935,12 +937,9 @@ def adoption_report(
         for r in pending_qs.order_by("created_at")[:100]
     ]
 
-    funnel = [
-        {"stage": "requested", "count": totals["access_requested"]},
-        {"stage": "granted", "count": totals["access_granted"]},
-        {"stage": "first_use", "count": int(first_uses)},
-        {"stage": "accepted_agent_result", "count": totals["agent_results_accepted"]},
-    ]
+    funnel = funnel_stages(
+        totals["access_requested"], totals["access_granted"], int(first_uses), totals["agent_results_accepted"]
+    )
 
     tool_series = [
         {"period_start": starts[p], "tool": tool, "active_users": n}
@@ -968,7 +967,14 @@ def adoption_report(
         "team": params.team,
         "tool": params.tool,
         "teams": sorted(members) if scope is None else scope,
-        "periods": [{"period_start": f.isoformat(), "period_end": last.isoformat()} for _, f, last in plist],
+        "periods": [
+            {
+                "period_start": f.isoformat(),
+                "period_end": last.isoformat(),
+                "partial": period_partial(key, f, last, _next_period(key, params.granularity), today),
+            }
+            for key, f, last in plist
+        ],
         "demo_data": bool(totals["demo_events"]),
         "demo_events": totals["demo_events"],
         "generated_at": now.isoformat(),

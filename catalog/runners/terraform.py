@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .terraform_output import OFFLINE_HINT, compact_executing, diagnostic_text, stderr_messages
+
 VAR_FILE = "goldpath.auto.tfvars.json"
 BACKEND_FILE = "goldpath_backend.tf"
 BUILTIN_VARIABLES = (
@@ -33,10 +35,6 @@ BUILTIN_VARIABLES = (
     "goldpath_transition",
     "goldpath_tools",
     "goldpath_home",
-)
-OFFLINE_HINT = (
-    "Terraform could not download the providers this template needs: this machine cannot reach the "
-    "provider registry (no network). Publish it where the registry is reachable or mirror the providers."
 )
 
 
@@ -141,9 +139,34 @@ def write_var_file(directory: Path | str, values: dict[str, Any]) -> Path:
     return path
 
 
+def _home() -> Path:
+    """Goldpath's private folder: the app's setting when Django is configured, else GOLDPATH_HOME or /tmp."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            from ..conf import goldpath_home
+
+            return goldpath_home()
+    except ImportError:  # the runner used without Django
+        pass
+    return Path(os.environ.get("GOLDPATH_HOME", tempfile.gettempdir()))
+
+
+def cli_config_file(home: Path) -> Path:
+    """An empty Terraform CLI configuration of Goldpath's own (0600), for when the environment names none that
+    exists: Terraform then prints a "problems with the CLI configuration" warning frame on every command."""
+    path = home / "terraform-cli.tfrc"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("# Terraform CLI configuration for Goldpath's runner (none was found in the environment).\n")
+    return path
+
+
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_VAR_")}
-    home = Path(os.environ.get("GOLDPATH_HOME", tempfile.gettempdir()))
+    home = _home()
     cache = home / "terraform-plugin-cache"
     cache.mkdir(parents=True, exist_ok=True)
     env.update(
@@ -154,21 +177,12 @@ def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "TF_PLUGIN_CACHE_DIR": str(cache),
         }
     )
+    configured = env.get("TF_CLI_CONFIG_FILE")
+    if configured is not None and not os.path.isfile(configured):
+        # a configuration the operator really has (provider mirrors, credentials) is kept as it is
+        env["TF_CLI_CONFIG_FILE"] = str(cli_config_file(home))
     env.update(extra or {})
     return env
-
-
-def _diagnostic_text(diag: dict[str, Any]) -> str:
-    summary = diag.get("summary", "")
-    detail = diag.get("detail", "")
-    text = f"{summary}: {detail}" if detail else summary
-    if re.search(
-        r"(Failed to query available provider packages|could not connect to registry|Failed to install provider)",
-        text,
-        re.I,
-    ):
-        text = f"{OFFLINE_HINT} ({text})"
-    return text
 
 
 def validate_module(directory: Path | str, binary: list[str] | None = None) -> Result:
@@ -187,8 +201,8 @@ def validate_module(directory: Path | str, binary: list[str] | None = None) -> R
             except ValueError:
                 continue
             if event.get("type") == "diagnostic" or event.get("@level") == "error":
-                messages.append(_diagnostic_text(event.get("diagnostic") or {"summary": event.get("@message", "")}))
-        text = "\n".join(messages) or (init.stderr.strip() or init.stdout.strip())
+                messages.append(diagnostic_text(event.get("diagnostic") or {"summary": event.get("@message", "")}))
+        text = "\n".join(messages) or "\n".join(stderr_messages(init.stderr.splitlines())) or init.stdout.strip()
         if not messages and re.search(r"registry|provider", text, re.I):
             text = f"{OFFLINE_HINT}\n{text}"
         return Result(ok=False, error=text, diagnostics=text, returncode=init.returncode)
@@ -198,9 +212,9 @@ def validate_module(directory: Path | str, binary: list[str] | None = None) -> R
     try:
         body = json.loads(validate.stdout)
     except ValueError:
-        text = validate.stderr.strip() or validate.stdout.strip()
+        text = "\n".join(stderr_messages(validate.stderr.splitlines())) or validate.stdout.strip()
         return Result(ok=False, error=text, diagnostics=text, returncode=validate.returncode)
-    text = "\n".join(_diagnostic_text(d) for d in body.get("diagnostics", []))
+    text = "\n".join(diagnostic_text(d) for d in body.get("diagnostics", []))
     return Result(ok=bool(body.get("valid")), error="" if body.get("valid") else text, diagnostics=text)
 
 
@@ -322,9 +336,9 @@ class TerraformRunner:
         elif kind == "apply_complete":
             self._done += 1
         elif kind == "provision_progress":
-            message = event.get("hook", {}).get("output", message)
+            message = compact_executing(event.get("hook", {}).get("output", message))
         elif kind == "diagnostic":
-            text = _diagnostic_text(event.get("diagnostic") or {"summary": message})
+            text = diagnostic_text(event.get("diagnostic") or {"summary": message})
             if level == "error":
                 errors.append(text)
             self._emit(stage, level, text, self._progress())
@@ -361,12 +375,11 @@ class TerraformRunner:
                 self._beat(None)
         proc.wait()
         reader.join(5)
-        for line in stderr_lines:
-            text = line.rstrip()
-            if text and "TF_CLI_CONFIG_FILE" not in text and "CLI configuration file" not in text:
-                self._emit(stage, "warn", text)
-                if proc.returncode != 0:
-                    errors.append(text)
+        for text in stderr_messages(stderr_lines):
+            failed = proc.returncode != 0 and not text.startswith("Warning:")
+            self._emit(stage, "error" if failed else "warn", text)
+            if failed:
+                errors.append(text)
         if proc.returncode == 0 and stage != "init":
             self._done = self._planned
             self._emit(stage, "info", f"terraform {args[0]} finished", 1.0)

@@ -99,7 +99,7 @@ def access_request_create(*, actor: Any, tool: AITool, team: Team, justification
     record_usage("access_requested", user=actor, team=team, tool=tool, key=f"access_request:{req.pk}:requested")
     audit.record(
         actor=actor,
-        verb="access_request.create",
+        verb="access_request.created",
         target=req,
         payload={"tool": tool.slug, "team": team.slug, "justification": justification},
     )
@@ -108,7 +108,7 @@ def access_request_create(*, actor: Any, tool: AITool, team: Team, justification
         subject=f"{team.name} asks to use {tool.name}",
         body=f"{audit.actor_label(actor)} requested {tool.name} for team {team.slug}: {justification}",
         users=platform_engineers(),
-        link=portal_link("/access-requests/"),
+        link=portal_link("access-requests"),
     )
     return req
 
@@ -159,7 +159,7 @@ def access_request_approve(
     req.save()
     audit.record(
         actor=actor,
-        verb="access_request.approve",
+        verb="access_request.approved",
         target=req,
         payload={"tool": req.tool.slug, "team": req.team.slug, "reason": req.reason, "grant": grant.pk},
     )
@@ -170,7 +170,7 @@ def access_request_approve(
         + (f" Reason: {req.reason}" if req.reason else "")
         + (f" The grant expires on {grant.expires_at:%Y-%m-%d}." if grant.expires_at else ""),
         users=[req.requester],
-        link=portal_link(f"/tools/{req.tool.slug}/"),
+        link=portal_link("tool-detail", slug=req.tool.slug),
     )
     return req
 
@@ -188,7 +188,7 @@ def access_request_reject(*, access_request: AccessRequest, actor: Any, reason: 
     req.save()
     audit.record(
         actor=actor,
-        verb="access_request.reject",
+        verb="access_request.rejected",
         target=req,
         payload={"tool": req.tool.slug, "team": req.team.slug, "reason": reason},
     )
@@ -197,7 +197,7 @@ def access_request_reject(*, access_request: AccessRequest, actor: Any, reason: 
         subject=f"Rejected: {req.team.name} may not use {req.tool.name}",
         body=f"{audit.actor_label(actor)} rejected your request for {req.tool.name}. Reason: {reason}",
         users=[req.requester],
-        link=portal_link(f"/tools/{req.tool.slug}/"),
+        link=portal_link("tool-detail", slug=req.tool.slug),
     )
     return req
 
@@ -253,7 +253,7 @@ def _grant_create(
         seats=seats,
         budget_usd=budget_usd,
     )
-    audit.record(actor=actor, verb="grant.create", target=grant, payload=_grant_payload(grant))
+    audit.record(actor=actor, verb="grant.created", target=grant, payload=_grant_payload(grant))
     record_usage("access_granted", user=actor, team=team, tool=tool, key=f"grant:{grant.pk}:granted")
     return grant
 
@@ -288,7 +288,7 @@ def grant_create(
         subject=f"{team.name} may now use {tool.name}",
         body=f"{audit.actor_label(actor)} granted team {team.slug} the use of {tool.name}.",
         users=_recipients_of(grant),
-        link=portal_link(f"/teams/{team.slug}/"),
+        link=portal_link("team-detail", slug=team.slug),
     )
     return grant
 
@@ -310,7 +310,7 @@ def grant_update(*, grant: AccessGrant, actor: Any, budget_usd: Any) -> AccessGr
     grant.save(update_fields=["budget_usd"])
     audit.record(
         actor=actor,
-        verb="grant.update",
+        verb="grant.updated",
         target=grant,
         payload={
             **_grant_payload(grant),
@@ -348,14 +348,14 @@ def grant_revoke(*, grant: AccessGrant, actor: Any, reason: str = "") -> AccessG
         raise TransitionNotAllowed(f"The grant is already {grant.state}.")
     reason = (reason or "").strip()
     _end(grant, actor, GrantState.REVOKED, reason)
-    audit.record(actor=actor, verb="grant.revoke", target=grant, payload={**_grant_payload(grant), "reason": reason})
+    audit.record(actor=actor, verb="grant.revoked", target=grant, payload={**_grant_payload(grant), "reason": reason})
     notify(
         event="grant.revoke",
         subject=f"{grant.team.name} may no longer use {grant.tool.name}",
         body=f"{audit.actor_label(actor)} revoked team {grant.team.slug}'s access to {grant.tool.name}."
         + (f" Reason: {reason}" if reason else ""),
         users=_recipients_of(grant),
-        link=portal_link(f"/teams/{grant.team.slug}/"),
+        link=portal_link("team-detail", slug=grant.team.slug),
     )
     return grant
 
@@ -379,14 +379,14 @@ def grants_expire(*, now: dt.datetime | None = None) -> dict[str, list[int]]:
             if grant.state != GrantState.ACTIVE or not grant.is_expired(now):
                 continue
             _end(grant, None, GrantState.EXPIRED, f"Expired at {grant.expires_at.isoformat()}.")
-            audit.record(actor=None, verb="grant.expire", target=grant, payload=_grant_payload(grant))
+            audit.record(actor=None, verb="grant.expired", target=grant, payload=_grant_payload(grant))
             notify(
                 event="grant.expire",
                 subject=f"{grant.team.name}'s access to {grant.tool.name} has expired",
                 body=f"Team {grant.team.slug}'s grant for {grant.tool.name} expired on {grant.expires_at:%Y-%m-%d}. "
                 "Request access again if the team still needs it.",
                 users=_recipients_of(grant),
-                link=portal_link(f"/tools/{grant.tool.slug}/"),
+                link=portal_link("tool-detail", slug=grant.tool.slug),
             )
             expired.append(grant.pk)
     soon = AccessGrant.objects.filter(
@@ -404,14 +404,14 @@ def grants_expire(*, now: dt.datetime | None = None) -> dict[str, list[int]]:
                 continue
             grant.expiry_warning_sent_at = now
             grant.save(update_fields=["expiry_warning_sent_at"])
-            audit.record(actor=None, verb="grant.expiry_warning", target=grant, payload=_grant_payload(grant))
+            audit.record(actor=None, verb="grant.expiry_warning_sent", target=grant, payload=_grant_payload(grant))
             notify(
                 event="grant.expiry_warning",
                 subject=f"{grant.team.name}'s access to {grant.tool.name} expires on {grant.expires_at:%Y-%m-%d}",
                 body=f"Team {grant.team.slug}'s grant for {grant.tool.name} expires on {grant.expires_at:%Y-%m-%d}. "
                 "Ask a platform engineer to extend it if the team still needs it.",
                 users=list(_recipients_of(grant)) + list(platform_engineers()),
-                link=portal_link(f"/teams/{grant.team.slug}/"),
+                link=portal_link("team-detail", slug=grant.team.slug),
             )
             warned.append(grant.pk)
     return {"expired": expired, "warned": warned}
@@ -454,7 +454,7 @@ def tool_use_record(
     with transaction.atomic():
         audit.record(
             actor=actor if actor is not None else user,
-            verb="tool.use" if decision.allowed else "tool.use_denied",
+            verb="tool.used" if decision.allowed else "tool.use_denied",
             target=fresh,
             payload=payload,
         )

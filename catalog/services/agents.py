@@ -229,7 +229,7 @@ def _agent_group_create(
     AgentRun.objects.bulk_create(runs)
     audit.record(
         actor=actor,
-        verb="agent_group.create",
+        verb="agent_group.created",
         target=group,
         payload={
             "team": team.slug,
@@ -309,7 +309,7 @@ def agent_group_cancel(*, group: AgentGroup, actor: Any) -> AgentGroup:
     group.save(update_fields=["status", "finished_at"])
     audit.record(
         actor=actor,
-        verb="agent_group.cancel",
+        verb="agent_group.canceled",
         target=group,
         payload={"pending_canceled": pending, "stopping": in_flight},
     )
@@ -345,7 +345,7 @@ def agent_run_claim(*, run_id: int, worker: str, task_id: str = "") -> AgentRun 
     if group.status == AgentGroupStatus.PENDING:
         group.status = AgentGroupStatus.RUNNING
         group.save(update_fields=["status"])
-    audit.record(actor=run.principal, verb="agent_run.start", target=run, payload={"worker": run.worker})
+    audit.record(actor=run.principal, verb="agent_run.started", target=run, payload={"worker": run.worker})
     record_usage(
         "agent_run_started",
         user=group.requester,
@@ -438,7 +438,7 @@ def agent_run_finish(
     run.refresh_from_db(fields=["model_calls", "input_tokens", "output_tokens", "cost_usd", "transcript_sha256"])
     audit.record(
         actor=actor or run.principal,
-        verb="agent_run.finish",
+        verb="agent_run.finished",
         target=run,
         payload={
             "status": status,
@@ -481,7 +481,7 @@ def _maybe_finish_group(group_id: int) -> None:
     group.finished_at = timezone.now()
     group.save(update_fields=["status", "finished_at"])
     counts = {s: group.runs.filter(status=s).count() for s in RUN_FINAL}
-    audit.record(actor=None, verb="agent_group.finish", target=group, payload={"runs": counts})
+    audit.record(actor=None, verb="agent_group.finished", target=group, payload={"runs": counts})
 
 
 # --- agent identity endpoints -------------------------------------------------------------------
@@ -504,7 +504,7 @@ def agent_run_report(*, run: AgentRun, progress: str = "", result: dict | None =
             run.save(update_fields=fields)
         audit.record(
             actor=run.principal,
-            verb="agent_run.report",
+            verb="agent_run.reported",
             target=run,
             payload={"progress": progress[:200], "result_keys": sorted((result or {}).keys())},
         )
@@ -578,7 +578,7 @@ def agent_group_accept(*, group: AgentGroup, actor: Any, run: AgentRun) -> Agent
     group.accept_status = AcceptStatus.PENDING
     group.accept_error = ""
     group.save(update_fields=["accepted_run", "accept_status", "accept_error"])
-    audit.record(actor=actor, verb="agent_group.accept", target=group, payload={"run": run.pk})
+    audit.record(actor=actor, verb="agent_group.accept_requested", target=group, payload={"run": run.pk})
     from ..tasks.agents import accept_run
 
     group_id, actor_id = group.pk, getattr(actor, "pk", None)
@@ -650,7 +650,7 @@ def vendor_api_key_set(*, team: Team, tool: AITool, actor: Any, env_var: str, va
     key.save()
     audit.record(
         actor=actor,
-        verb="vendor_api_key.create" if created else "vendor_api_key.replace",
+        verb="vendor_api_key.created" if created else "vendor_api_key.replaced",
         target=key,
         payload={"team": team.slug, "tool": tool.slug, "env_var": env_var, "api_key": value, "last4": key.last4},
     )
@@ -663,7 +663,7 @@ def vendor_api_key_delete(*, key, actor: Any) -> None:
         raise NotPermitted("Only platform engineers manage vendor API keys.")
     audit.record(
         actor=actor,
-        verb="vendor_api_key.delete",
+        verb="vendor_api_key.deleted",
         target=key,
         payload={"team": key.team.slug, "tool": key.tool.slug, "env_var": key.env_var, "last4": key.last4},
     )

@@ -102,9 +102,12 @@ def mask_outputs(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_finish(
-    build_id: int, *, status: str, error: str = "", outputs: dict[str, Any] | None = None
+    build_id: int, *, status: str, error: str = "", outputs: dict[str, Any] | None = None, unchanged: bool = False
 ) -> WorkspaceBuild | None:
-    """running -> succeeded/failed/canceled; does nothing if the build is no longer running (reaped)."""
+    """running -> succeeded/failed/canceled; does nothing if the build is no longer running (reaped).
+
+    `unchanged`: the build ended before Terraform changed anything (refused by the portal, `init` failed): the
+    workspace keeps the status it had (a running session still runs, so it is not called failed)."""
     with transaction.atomic():
         build = WorkspaceBuild.objects.select_for_update().filter(pk=build_id).first()
         if build is None or build.status != BuildStatus.RUNNING:
@@ -124,6 +127,8 @@ def build_finish(
             ws.status = SUCCESS_STATUS[build.transition]
             if outputs is not None:
                 ws.outputs = outputs if build.transition != Transition.DELETE else {}
+        elif unchanged and build.prior_status in (W.RUNNING, W.STOPPED, W.FAILED):
+            ws.status = build.prior_status
         else:
             ws.status = W.FAILED
         ws.last_activity_at = now
@@ -132,7 +137,12 @@ def build_finish(
             actor=None,
             verb=f"build.{status}",
             target=build,
-            payload={"workspace": str(ws.pk), "transition": build.transition, "error": error[:1000]},
+            payload={
+                "workspace": str(ws.pk),
+                "transition": build.transition,
+                "error": error[:1000],
+                "workspace_status": ws.status,
+            },
         )
         if status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
             record_usage(

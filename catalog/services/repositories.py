@@ -157,7 +157,7 @@ def repository_create(
     _set_credential(repository, clean.get("credential", ""))
     repository.save()
     repository.teams.set(team_objs or [])
-    audit.record(actor=actor, verb="repository.create", target=repository, payload=_payload(repository))
+    audit.record(actor=actor, verb="repository.created", target=repository, payload=_payload(repository))
     return repository
 
 
@@ -191,7 +191,7 @@ def repository_update(*, repository: Repository, actor: Any, **changes: Any) -> 
         changed = sorted([*diff, *(["credential"] if payload else [])])
         audit.record(
             actor=actor,
-            verb="repository.update",
+            verb="repository.updated",
             target=repository,
             payload={"changes": diff, "changed_fields": changed, **payload},
         )
@@ -227,7 +227,7 @@ def repository_delete(*, repository: Repository, actor: Any) -> None:
         raise TransitionNotAllowed("The repository is still in use; it cannot be deleted.") from exc
     audit.record(
         actor=actor,
-        verb="repository.delete",
+        verb="repository.deleted",
         target_type="repository",
         target_id=pk,
         target_repr=payload["slug"],

@@ -1,4 +1,5 @@
-"""Team, member and role services (admins), each audited."""
+"""Team, member and role services (admins), each audited. A team's members are the users of its group (the one
+record of membership, catalog.models.teams); its managers are members too."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def team_create(*, actor: Any, slug: str, name: str, description: str = "") -> T
     except ValidationError as exc:
         raise InvalidInput("The team is not valid.", errors=exc.message_dict) from exc
     team.save()
-    audit.record(actor=actor, verb="team.create", target=team, payload={"name": name})
+    audit.record(actor=actor, verb="team.created", target=team, payload={"name": name})
     return team
 
 
@@ -48,7 +49,7 @@ def team_update(*, team: Team, actor: Any, data: dict[str, Any]) -> Team:
             setattr(team, field, data[field])
     if changes:
         team.save()
-        audit.record(actor=actor, verb="team.update", target=team, payload={"changes": changes})
+        audit.record(actor=actor, verb="team.updated", target=team, payload={"changes": changes})
     return team
 
 
@@ -62,7 +63,7 @@ def team_delete(*, team: Team, actor: Any) -> None:
     group = team.group
     team.delete()
     group.delete()
-    audit.record(actor=actor, verb="team.delete", target_type="team", target_id=pk, target_repr=slug)
+    audit.record(actor=actor, verb="team.deleted", target_type="team", target_id=pk, target_repr=slug)
 
 
 def _set_role(user: Any, role: str) -> str | None:
@@ -79,36 +80,59 @@ def _set_role(user: Any, role: str) -> str | None:
     return old if old != role else None
 
 
+def _lock_team(team: Team) -> Team:
+    return Team.objects.select_for_update().select_related("group").get(pk=team.pk)
+
+
+def _forget_teams(user: Any) -> None:
+    user._goldpath_team_ids = None  # selectors.team_ids_of caches it on the user object
+
+
 @transaction.atomic
 def team_member_add(*, team: Team, actor: Any, user: Any, role: str | None = None, manager: bool = False) -> Team:
-    """Add a member (and optionally set their role); `manager=True` makes them a manager of the team."""
+    """Add a member (and optionally set their role); `manager=True` makes them a manager of the team, and a
+    member too: a team's manager is always one of its members. Membership is the team's group (what tools are
+    granted to and what the policy reads), so the member may use the team's tools at once. Audited when
+    anything changed."""
     _require_admin(actor)
     if role is not None and role not in Role.values:
         raise InvalidInput("Unknown role.", errors={"role": [f"Choose one of: {', '.join(Role.values)}."]})
+    team = _lock_team(team)
     payload: dict[str, Any] = {"user": user.username}
-    if manager:
+    if not team.members.filter(pk=user.pk).exists():
+        user.groups.add(team.group)
+        _forget_teams(user)
+        payload["member"] = True
+    if manager and not team.managers.filter(pk=user.pk).exists():
         team.managers.add(user)
         payload["manager"] = True
-    else:
-        team.members.add(user)
-        user.groups.add(team.group)
     if role is not None:
         old = _set_role(user, role)
         if old is not None:
             payload["role"] = [old, role]
-    audit.record(actor=actor, verb="team.member_add", target=team, payload=payload)
+    if len(payload) > 1:
+        audit.record(actor=actor, verb="team.member_added", target=team, payload=payload)
     return team
 
 
 @transaction.atomic
 def team_member_remove(*, team: Team, actor: Any, user: Any) -> Team:
+    """Take someone off a team: they leave its group (its tools are no longer theirs) and stop managing it."""
     _require_admin(actor)
-    if not team.members.filter(pk=user.pk).exists() and not team.managers.filter(pk=user.pk).exists():
+    team = _lock_team(team)
+    was_member = team.members.filter(pk=user.pk).exists()
+    was_manager = team.managers.filter(pk=user.pk).exists()
+    if not (was_member or was_manager):
         raise InvalidInput("Not a member.", errors={"user": [f"{user.username} is not in team {team.slug}."]})
-    team.members.remove(user)
-    team.managers.remove(user)
     user.groups.remove(team.group)
-    audit.record(actor=actor, verb="team.member_remove", target=team, payload={"user": user.username})
+    team.managers.remove(user)
+    _forget_teams(user)
+    audit.record(
+        actor=actor,
+        verb="team.member_removed",
+        target=team,
+        payload={"user": user.username, "was_manager": was_manager},
+    )
     return team
 
 
@@ -122,7 +146,7 @@ def user_set_role(*, user: Any, actor: Any, role: str) -> Any:
     old = _set_role(user, role)
     if old is not None:
         audit.record(
-            actor=actor, verb="user.set_role", target=user, target_repr=user.username, payload={"role": [old, role]}
+            actor=actor, verb="user.role_changed", target=user, target_repr=user.username, payload={"role": [old, role]}
         )
     return user
 
@@ -148,6 +172,6 @@ def user_create(
     user.save()
     _set_role(user, role)
     audit.record(
-        actor=actor, verb="user.create", target=user, target_repr=username, payload={"role": role, "email": email}
+        actor=actor, verb="user.created", target=user, target_repr=username, payload={"role": role, "email": email}
     )
     return user

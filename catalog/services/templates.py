@@ -1,9 +1,11 @@
-"""Golden-path templates: create, push a version (files kept in the database), publish, activate.
+"""Golden-path templates: create, push a version (files kept in the database), validate, publish, activate.
 
-A version is immutable once published (its content hash names it). Publishing runs
-`terraform init -backend=false` + `validate -json` and parses the variable blocks (the Celery task
-`catalog.tasks.provisioning.publish_version`, or inline from `template_push`); a version that fails
-stays `draft` with the diagnostics.
+A version is immutable once published (its content hash names it). Validating runs
+`terraform init -backend=false` + `validate -json` and parses the variable blocks on a provisioning worker (the
+web process never runs Terraform: it may not even have it); publishing validates then publishes (the Celery
+tasks in `catalog.tasks.provisioning`, or inline from `template_push`). A version that fails stays `draft` with
+the diagnostics. While a check is queued, the draft's `publish_requested_at` is set; the worker clears it when
+it has decided, so the template page knows when to stop polling. API, CLI and pages call the same functions.
 """
 
 from __future__ import annotations
@@ -126,23 +128,47 @@ def template_version_create(
     return version, True
 
 
-@transaction.atomic
-def template_version_publish(*, version: TemplateVersion, actor: Any, inline: bool = False) -> TemplateVersion:
-    """Ask for validation and publication (a Celery task); `inline` runs it now (CLI, seed_demo)."""
+VALIDATED = "template.validated"  # a validation-only check ended; payload {"number", "valid", "diagnostics"}
+CHECK_VERBS = (VALIDATED, "template.published", "template.publish_failed")
+
+
+def check_pending(version: TemplateVersion) -> bool:
+    """A validation or publication of this draft is queued and no worker has decided yet."""
+    return version.status == TemplateVersionStatus.DRAFT and version.publish_requested_at is not None
+
+
+def _request_check(version: TemplateVersion, actor: Any, *, publish: bool, inline: bool) -> TemplateVersion:
     _require_platform(actor)
     version = TemplateVersion.objects.select_for_update().select_related("template").get(pk=version.pk)
     if version.status != TemplateVersionStatus.DRAFT:
-        raise TransitionNotAllowed(f"Version {version.number} is {version.status}; only a draft can be published.")
+        what = "published" if publish else "validated"
+        raise TransitionNotAllowed(f"Version {version.number} is {version.status}; only a draft can be {what}.")
     version.publish_requested_at = timezone.now()
-    version.save(update_fields=["publish_requested_at"])
-    audit.record(actor=actor, verb="template.publish_requested", target=version, payload={"number": version.number})
+    version.diagnostics = ""  # the previous check's answer is stale now
+    version.save(update_fields=["publish_requested_at", "diagnostics"])
+    verb = "template.publish_requested" if publish else "template.validation_requested"
+    audit.record(actor=actor, verb=verb, target=version, payload={"number": version.number})
+    actor_id = getattr(actor, "pk", None)
     if inline:
-        transaction.on_commit(lambda: validate_and_publish(version.pk, actor_id=getattr(actor, "pk", None)))
+        transaction.on_commit(lambda: check_version(version.pk, actor_id=actor_id, publish=publish))
     else:
-        from ..tasks.provisioning import publish_version
+        from ..tasks.provisioning import publish_version, validate_version
 
-        transaction.on_commit(lambda: publish_version.delay(version.pk, getattr(actor, "pk", None)))
+        task = publish_version if publish else validate_version
+        transaction.on_commit(lambda: task.delay(version.pk, actor_id))
     return version
+
+
+@transaction.atomic
+def template_version_publish(*, version: TemplateVersion, actor: Any, inline: bool = False) -> TemplateVersion:
+    """Ask for validation and publication (a Celery task); `inline` runs it now (CLI, seed_demo)."""
+    return _request_check(version, actor, publish=True, inline=inline)
+
+
+@transaction.atomic
+def template_version_validate(*, version: TemplateVersion, actor: Any, inline: bool = False) -> TemplateVersion:
+    """Ask a worker to validate a draft without publishing it: its diagnostics and parameters are updated."""
+    return _request_check(version, actor, publish=False, inline=inline)
 
 
 def validate_files(files: dict[str, str]) -> tuple[bool, list[dict], str]:
@@ -170,12 +196,19 @@ def validate_files(files: dict[str, str]) -> tuple[bool, list[dict], str]:
 
 def validate_and_publish(version_id: int, actor_id: int | None = None) -> TemplateVersion | None:
     """The body of the publish task: idempotent (does nothing unless the version is still a draft)."""
+    return check_version(version_id, actor_id=actor_id, publish=True)
+
+
+def check_version(version_id: int, *, actor_id: int | None = None, publish: bool) -> TemplateVersion | None:
+    """Validate a draft and, when asked and valid, publish it. Idempotent: does nothing unless still a draft."""
     from django.contrib.auth import get_user_model
 
     version = TemplateVersion.objects.filter(pk=version_id).select_related("template").first()
     if version is None or version.status != TemplateVersionStatus.DRAFT:
         return version
     ok, parameters, diagnostics = validate_files(version.files)
+    if not ok and not diagnostics.strip():
+        diagnostics = "Terraform found this version invalid and gave no details."
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     with transaction.atomic():
         version = TemplateVersion.objects.select_for_update().get(pk=version_id)
@@ -183,17 +216,38 @@ def validate_and_publish(version_id: int, actor_id: int | None = None) -> Templa
             return version
         version.parameters = parameters
         version.diagnostics = diagnostics
-        if ok:
+        if ok and publish:
             version.status = TemplateVersionStatus.PUBLISHED
             version.published_at = timezone.now()
-        version.save(update_fields=["parameters", "diagnostics", "status", "published_at"])
+        else:
+            version.publish_requested_at = None  # decided: the draft is no longer waiting for a worker
+        version.save(update_fields=["parameters", "diagnostics", "status", "published_at", "publish_requested_at"])
+        if publish:
+            verb = "template.published" if ok else "template.publish_failed"
+        else:
+            verb = VALIDATED
         audit.record(
             actor=actor,
-            verb="template.published" if ok else "template.publish_failed",
+            verb=verb,
             target=version,
-            payload={"number": version.number, "diagnostics": diagnostics[:2000]},
+            payload={"number": version.number, "valid": ok, "diagnostics": diagnostics[:2000]},
         )
     return version
+
+
+def last_checks(versions: list[TemplateVersion]) -> dict[int, dict[str, Any]]:
+    """version id -> what its last check said ({"valid", "at", "by"}), from the audit log, for the template page."""
+    from ..models import AuditEvent
+
+    ids = [str(v.pk) for v in versions]
+    out: dict[int, dict[str, Any]] = {}
+    events = AuditEvent.objects.filter(target_type="templateversion", target_id__in=ids, verb__in=CHECK_VERBS)
+    for event in events.order_by("-created_at", "-id").only("target_id", "verb", "payload", "created_at", "actor_repr"):
+        key = int(event.target_id)
+        if key not in out:
+            valid = event.payload.get("valid", event.verb == "template.published")
+            out[key] = {"valid": bool(valid), "at": event.created_at, "by": event.actor_repr}
+    return out
 
 
 @transaction.atomic

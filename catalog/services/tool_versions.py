@@ -7,7 +7,7 @@ an approved tool needs `tool.required_approvals` distinct platform engineers of 
 authors (the proposer, or anyone who changed what it runs since it was last approved). Changing what it runs
 sends an approved (or rejected) version back to `proposed` and clears its approvals. The field rules live in
 `tool_version_rules`; each service locks the tool, checks the role (403), the state (409) and writes its audit
-event (`tool_version.propose|change|approve|reject`, target: the tool) in the same transaction.
+event (`tool_version.proposed|changed|approved|rejected`, target: the tool) in the same transaction.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def tool_version_add(*, tool: AITool, actor: Any, data: dict[str, Any]) -> ToolV
     with_tool = tool.status not in (S.APPROVED, S.DEPRECATED)
     audit.record(
         actor=actor,
-        verb="tool_version.propose",
+        verb="tool_version.proposed",
         target=tool,
         payload={**_described(version), "review_state": version.review_state, "with_tool": with_tool},
     )
@@ -208,7 +208,7 @@ def tool_version_update(
     version.save()
     audit.record(
         actor=actor,
-        verb="tool_version.change",
+        verb="tool_version.changed",
         target=tool,
         payload={
             "version": version.version,
@@ -230,13 +230,13 @@ def version_authors(version: ToolVersion) -> set[int]:
     events = AuditEvent.objects.filter(
         target_type="aitool",
         target_id=str(version.tool_id),
-        verb__in=("tool_version.change", "tool_version.approve"),
+        verb__in=("tool_version.changed", "tool_version.approved"),
         payload__version=version.version,
     ).order_by("-created_at", "-id")
     for event in events.only("verb", "actor_id", "payload"):
-        if event.verb == "tool_version.approve" and event.payload.get("complete"):
+        if event.verb == "tool_version.approved" and event.payload.get("complete"):
             break
-        if event.verb == "tool_version.change" and event.payload.get("needs_review") and event.actor_id:
+        if event.verb == "tool_version.changed" and event.payload.get("needs_review") and event.actor_id:
             authors.add(event.actor_id)
     return authors
 
@@ -301,7 +301,7 @@ def tool_version_approve(*, version: ToolVersion, actor: Any, reason: str = "") 
         version.review_reason = reason
         version.save(update_fields=["review_state", "reviewed_at", "review_reason"])
         payload.update({"to": R.APPROVED, "approvers": approvers})
-    audit.record(actor=actor, verb="tool_version.approve", target=tool, payload=payload)
+    audit.record(actor=actor, verb="tool_version.approved", target=tool, payload=payload)
     return VersionApprovalResult(version=version, approvals=len(approvers), required=required)
 
 
@@ -327,7 +327,7 @@ def tool_version_reject(*, version: ToolVersion, actor: Any, reason: str) -> Too
     version.save(update_fields=["review_state", "reviewed_at", "review_reason"])
     audit.record(
         actor=actor,
-        verb="tool_version.reject",
+        verb="tool_version.rejected",
         target=tool,
         payload={
             "version": version.version,
@@ -364,7 +364,7 @@ def versions_approve_with_tool(*, tool: AITool, actor: Any, approver_ids: list[i
         version.save(update_fields=["review_state", "reviewed_at", "review_reason"])
         audit.record(
             actor=actor,
-            verb="tool_version.approve",
+            verb="tool_version.approved",
             target=tool,
             payload={
                 "version": version.version,

@@ -2,14 +2,15 @@
 when a tool's review completes, its proposed versions are approved with it).
 
 `proposed -> in_review -> approved -> deprecated -> retired`, `rejected` from proposed/in_review,
-`banned` from anywhere (lifted only by an admin's reinstate, back to in_review). Each function
-checks the role (403), then the state and approval rules (409), locks the row, changes it and
-writes its audit event in the same transaction.
+`banned` from anywhere (lifted only by an admin's reinstate, back to in_review). The rules of each transition
+(role, reason, audit verb, start states) are a row of catalog.services.tool_actions; each function locks the
+row, applies them (403, 400, 409), changes it and writes its audit event in the same transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,9 @@ from ..conf import goldpath_settings
 from ..models import AITool, RiskTier, Team, ToolApproval, ToolStatus
 from ..notifications import notify, platform_engineers, portal_link
 from ..usage import record_usage
+from . import tool_actions
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
+from .tool_actions import ToolAction
 from .tool_versions import versions_approve_with_tool
 
 S = ToolStatus
@@ -41,22 +44,10 @@ EDITABLE_FIELDS = (
     "owner_team",
 )
 
-# action -> (states it may start from, state it leads to)
-TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
-    "request_review": (frozenset({S.PROPOSED, S.REJECTED}), S.IN_REVIEW),
-    "approve": (frozenset({S.IN_REVIEW}), S.APPROVED),
-    "reject": (frozenset({S.PROPOSED, S.IN_REVIEW}), S.REJECTED),
-    "deprecate": (frozenset({S.APPROVED}), S.DEPRECATED),
-    "retire": (frozenset({S.DEPRECATED}), S.RETIRED),
-    "ban": (frozenset(set(S) - {S.BANNED}), S.BANNED),
-    "reinstate": (frozenset({S.BANNED}), S.IN_REVIEW),
-}
-REASON_REQUIRED = frozenset({"reject", "ban", "reinstate"})
-
 
 def allowed_actions(tool: AITool) -> list[str]:
-    """Actions whose start state matches the tool's status (the UI shows these as buttons)."""
-    return [name for name, (sources, _) in TRANSITIONS.items() if tool.status in sources]
+    """Actions (URL form, e.g. `request-review`) whose start state matches the tool's status."""
+    return [a.name for a in tool_actions.applicable(tool)]
 
 
 def _full_clean(tool: AITool) -> None:
@@ -96,14 +87,14 @@ def tool_propose(*, actor: Any, data: dict[str, Any]) -> AITool:
     _full_clean(tool)
     tool.save()
     audit.record(
-        actor=actor, verb="tool.propose", target=tool, payload={k: _json_value(v) for k, v in _snapshot(tool).items()}
+        actor=actor, verb="tool.proposed", target=tool, payload={k: _json_value(v) for k, v in _snapshot(tool).items()}
     )
     notify(
         event="tool.proposed",
         subject=f"New AI tool proposed: {tool.name}",
         body=f"{audit.actor_label(actor)} proposed {tool.name} ({tool.vendor}, {tool.risk_tier} risk).",
         users=platform_engineers(),
-        link=portal_link(f"/tools/{tool.slug}/"),
+        link=portal_link("tool-detail", slug=tool.slug),
     )
     return tool
 
@@ -138,62 +129,66 @@ def tool_update(*, tool: AITool, actor: Any, data: dict[str, Any]) -> AITool:
             tool.review_due = None
             extra["status"] = [S.APPROVED, S.IN_REVIEW]
     tool.save()
-    audit.record(actor=actor, verb="tool.update", target=tool, payload={"changes": changes, **extra})
+    audit.record(actor=actor, verb="tool.updated", target=tool, payload={"changes": changes, **extra})
     return tool
 
 
-def _transition(tool: AITool, actor: Any, action: str, reason: str) -> tuple[AITool, str]:
-    """Shared checks for a transition: reason, state. Returns the locked tool and its old status."""
+def _transition(tool: AITool, actor: Any, action: ToolAction, reason: str) -> tuple[str, str]:
+    """The table's checks, in order: the role (403), the reason (400), the state (409).
+    Returns the cleaned reason and the tool's old status."""
+    if not action.permission(actor, tool):
+        raise NotPermitted(action.denial)
     reason = (reason or "").strip()
-    if action in REASON_REQUIRED and not reason:
-        raise InvalidInput("A reason is required.", errors={"reason": ["Say why."]})
-    sources, _ = TRANSITIONS[action]
-    if tool.status not in sources:
-        allowed = ", ".join(sorted(str(s) for s in sources))
-        raise TransitionNotAllowed(
-            f"Cannot {action.replace('_', ' ')} a tool that is {tool.status}; allowed from: {allowed}."
+    if action.reason_required and not reason:
+        raise InvalidInput(
+            f"A reason is required to {action.label.lower()} a tool.",
+            errors={"reason": ["Give a reason; it is recorded in the audit log."]},
         )
-    return tool, tool.status
+    if not action.applies_to(tool):
+        allowed = ", ".join(sorted(str(s) for s in action.sources))
+        raise TransitionNotAllowed(
+            f"Cannot {action.label.lower()} a tool that is {tool.status}; allowed from: {allowed}."
+        )
+    return reason, tool.status
 
 
-def _finish(tool: AITool, actor: Any, action: str, old: str, reason: str, **payload: Any) -> AITool:
+def _finish(tool: AITool, actor: Any, verb: str, old: str, reason: str, **payload: Any) -> AITool:
     tool.save()
     audit.record(
         actor=actor,
-        verb=f"tool.{action}",
+        verb=verb,
         target=tool,
         payload={"from": old, "to": tool.status, "reason": reason, **payload},
     )
     return tool
 
 
-def _notify_decision(tool: AITool, action: str, actor: Any, reason: str) -> None:
+def _notify_decision(tool: AITool, action: ToolAction, actor: Any, reason: str) -> None:
     users = [u for u in [tool.proposed_by] if u is not None]
     notify(
-        event=f"tool.{action}",
+        event=f"tool.{action.key}",  # notification events are a webhook contract of their own: unchanged
         subject=f"{tool.name} is now {tool.get_status_display().lower()}",
-        body=f"{audit.actor_label(actor)}: {action.replace('_', ' ')} {tool.name}."
+        body=f"{audit.actor_label(actor)}: {action.label.lower()} {tool.name}."
         + (f" Reason: {reason}" if reason else ""),
         users=users,
-        link=portal_link(f"/tools/{tool.slug}/"),
+        link=portal_link("tool-detail", slug=tool.slug),
     )
 
 
 @transaction.atomic
 def tool_request_review(*, tool: AITool, actor: Any, reason: str = "") -> AITool:
+    action = tool_actions.ACTIONS["request-review"]
     tool = _lock(tool)
-    if not permissions.can_request_review(actor, tool):
-        raise NotPermitted("Only the proposer or a platform engineer may send a tool to review.")
-    tool, old = _transition(tool, actor, "request_review", reason)
-    tool.status = S.IN_REVIEW
+    reason, old = _transition(tool, actor, action, reason)
+    tool.status = action.target
     tool.approvals.all().delete()
-    _finish(tool, actor, "request_review", old, reason)
+    _finish(tool, actor, action.verb, old, reason)
     notify(
         event="tool.request_review",
         subject=f"{tool.name} awaits review",
         body=f"{audit.actor_label(actor)} sent {tool.name} to review.",
         users=platform_engineers(),
-        link=portal_link("/reviews/"),
+        link=portal_link("review-queue"),
     )
     return tool
 
@@ -211,10 +206,11 @@ class ApprovalResult:
 
 @transaction.atomic
 def tool_approve(*, tool: AITool, actor: Any, reason: str = "") -> ApprovalResult:
+    """Record an approval (a reason is required, pages and API alike); the tool is approved once it has its
+    required number of distinct approvers, none of them its proposer."""
+    action = tool_actions.ACTIONS["approve"]
     tool = _lock(tool)
-    if not permissions.can_review_tools(actor):
-        raise NotPermitted("Only platform engineers may approve tools.")
-    tool, old = _transition(tool, actor, "approve", reason)
+    reason, old = _transition(tool, actor, action, reason)
     if tool.proposed_by_id == actor.pk:
         raise TransitionNotAllowed("You proposed this tool; another platform engineer must approve it.")
     if tool.approvals.filter(reviewer=actor).exists():
@@ -232,73 +228,62 @@ def tool_approve(*, tool: AITool, actor: Any, reason: str = "") -> ApprovalResul
             payload={"approvals": count, "required": required, "reason": reason},
         )
         return ApprovalResult(tool=tool, approvals=count, required=required)
-    tool.status = S.APPROVED
+    tool.status = action.target
     tool.review_due = timezone.localdate() + dt.timedelta(days=goldpath_settings.REVIEW_PERIOD_DAYS)
     tool.review_warning_sent_for = None
     approvers = list(tool.approvals.values_list("reviewer__username", flat=True))
     approver_ids = list(tool.approvals.values_list("reviewer_id", flat=True))
     tool.approvals.all().delete()
-    _finish(tool, actor, "approve", old, reason, approvers=approvers, review_due=tool.review_due.isoformat())
+    _finish(tool, actor, action.verb, old, reason, approvers=approvers, review_due=tool.review_due.isoformat())
     # the versions proposed with (or since) the tool were reviewed with it
     versions_approve_with_tool(tool=tool, actor=actor, approver_ids=approver_ids, reason=reason)
     record_usage("tool_approved", user=actor, team=tool.owner_team, tool=tool)
-    _notify_decision(tool, "approve", actor, reason)
+    _notify_decision(tool, action, actor, reason)
     return ApprovalResult(tool=tool, approvals=count, required=required)
 
 
-def _simple(action: str, *, check, denial: str, clear_approvals: bool = False):
-    target_state = TRANSITIONS[action][1]
+def _simple(name: str):
+    """The service of a table row that only moves the tool to its target state."""
+    action = tool_actions.ACTIONS[name]
 
     @transaction.atomic
     def service(*, tool: AITool, actor: Any, reason: str = "") -> AITool:
         tool = _lock(tool)
-        if not check(actor):
-            raise NotPermitted(denial)
-        tool, old = _transition(tool, actor, action, reason)
-        tool.status = target_state
+        reason, old = _transition(tool, actor, action, reason)
+        tool.status = action.target
         extra: dict[str, Any] = {}
-        if clear_approvals:
+        if action.clears_approvals:
             extra["approvals_cleared"] = tool.approvals.count()
             tool.approvals.all().delete()
-        if target_state in (S.IN_REVIEW, S.REJECTED, S.BANNED, S.RETIRED):
+        if action.target in (S.IN_REVIEW, S.REJECTED, S.BANNED, S.RETIRED):
             tool.review_due = None  # these states end the approval; deprecated keeps its review date
-        _finish(tool, actor, action, old, reason, **extra)
-        if action == "ban":
+        _finish(tool, actor, action.verb, old, reason, **extra)
+        if action.target == S.BANNED:
             record_usage("tool_banned", user=actor, team=tool.owner_team, tool=tool)
         _notify_decision(tool, action, actor, reason)
         return tool
 
-    service.__name__ = f"tool_{action}"
-    service.__doc__ = f"Move a tool to {target_state} (audited)."
+    service.__name__ = f"tool_{action.key}"
+    service.__qualname__ = service.__name__
+    service.__doc__ = f"{action.label} a tool: move it to {action.target} (audited as {action.verb})."
     return service
 
 
-tool_reject = _simple(
-    "reject",
-    check=permissions.can_review_tools,
-    denial="Only platform engineers may reject tools.",
-    clear_approvals=True,
-)
-tool_deprecate = _simple(
-    "deprecate", check=permissions.can_review_tools, denial="Only platform engineers may deprecate tools."
-)
-tool_retire = _simple("retire", check=permissions.can_review_tools, denial="Only platform engineers may retire tools.")
-tool_ban = _simple(
-    "ban", check=permissions.can_review_tools, denial="Only platform engineers may ban tools.", clear_approvals=True
-)
-tool_reinstate = _simple(
-    "reinstate", check=permissions.can_reinstate, denial="Only an admin may lift a ban.", clear_approvals=True
-)
+tool_reject = _simple("reject")
+tool_deprecate = _simple("deprecate")
+tool_retire = _simple("retire")
+tool_ban = _simple("ban")
+tool_reinstate = _simple("reinstate")
 
-ACTIONS = {
-    "request-review": tool_request_review,
-    "approve": tool_approve,
-    "reject": tool_reject,
-    "deprecate": tool_deprecate,
-    "retire": tool_retire,
-    "ban": tool_ban,
-    "reinstate": tool_reinstate,
-}
+# action name (URL form) -> its service, one per row of the table (a row without a service fails at import)
+SERVICES: dict[str, Callable[..., Any]] = {name: globals()[f"tool_{a.key}"] for name, a in tool_actions.ACTIONS.items()}
+
+
+def tool_act(*, name: str, tool: AITool, actor: Any, reason: str = "") -> AITool | ApprovalResult:
+    """Run the lifecycle action `name` (pages and API call this one entry point)."""
+    if name not in SERVICES:
+        raise InvalidInput("Unknown action.", errors={"action": [f"Choose one of: {', '.join(SERVICES)}."]})
+    return SERVICES[name](tool=tool, actor=actor, reason=reason)
 
 
 def tools_review_due(*, today: dt.date | None = None) -> dict[str, list[str]]:
@@ -320,13 +305,13 @@ def tools_review_due(*, today: dt.date | None = None) -> dict[str, list[str]]:
             tool.status = S.IN_REVIEW
             tool.review_due = None
             tool.approvals.all().delete()
-            _finish(tool, None, "review_expired", S.APPROVED, f"Approval expired on {due.isoformat()}.")
+            _finish(tool, None, "tool.review_expired", S.APPROVED, f"Approval expired on {due.isoformat()}.")
             notify(
                 event="tool.review_expired",
                 subject=f"{tool.name} is back in review",
                 body=f"The approval of {tool.name} expired on {due.isoformat()}; it is denied for new use until re-approved.",
                 users=list(platform_engineers()) + [u for u in [tool.proposed_by] if u],
-                link=portal_link(f"/tools/{tool.slug}/"),
+                link=portal_link("tool-detail", slug=tool.slug),
             )
             expired.append(tool.slug)
     soon = AITool.objects.filter(status=S.APPROVED, review_due__gt=today, review_due__lte=today + warn_before)
@@ -339,7 +324,7 @@ def tools_review_due(*, today: dt.date | None = None) -> dict[str, list[str]]:
             tool.save(update_fields=["review_warning_sent_for", "updated_at"])
             audit.record(
                 actor=None,
-                verb="tool.review_due_soon",
+                verb="tool.review_warning_sent",
                 target=tool,
                 payload={"review_due": tool.review_due.isoformat()},
             )
@@ -348,7 +333,7 @@ def tools_review_due(*, today: dt.date | None = None) -> dict[str, list[str]]:
                 subject=f"Review of {tool.name} due on {tool.review_due.isoformat()}",
                 body=f"The approval of {tool.name} expires on {tool.review_due.isoformat()}. Re-review it before then.",
                 users=platform_engineers(),
-                link=portal_link(f"/tools/{tool.slug}/"),
+                link=portal_link("tool-detail", slug=tool.slug),
             )
             warned.append(tool.slug)
     return {"expired": expired, "warned": warned}

@@ -222,7 +222,7 @@ def _workspace_create(
     clean = validate_parameters(version, parameters)
     tool_objs = _resolve_tools(tools)
     if team is None:
-        team = Team.objects.filter(members=actor).order_by("slug").first()
+        team = Team.objects.filter(group__user=actor).order_by("slug").first()
         if team is None:
             raise InvalidInput("You belong to no team; a workspace belongs to a team.", errors={"team": ["No team."]})
     elif not permissions.is_platform(actor) and not team.members.filter(pk=actor.pk).exists():
@@ -305,7 +305,7 @@ def _transition(workspace: Workspace, actor: Any, action: str) -> WorkspaceBuild
             raise TransitionNotAllowed(f"The workspace is {ws.status}; it cannot {action} now.")
         transition = {"update": Transition.START}.get(action, action)
         build = _new_build(ws, transition, actor, during)
-        audit.record(actor=actor, verb=f"workspace.{action}", target=ws, payload={"build": build.pk})
+        audit.record(actor=actor, verb=f"workspace.{action}_requested", target=ws, payload={"build": build.pk})
         kind = {"start": "workspace_started", "stop": "workspace_stopped", "delete": "workspace_deleted"}.get(action)
         if kind:
             record_usage(
@@ -326,16 +326,21 @@ def workspace_delete(*, workspace: Workspace, actor: Any) -> WorkspaceBuild:
     return _transition(workspace, actor, "delete")
 
 
-def workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = None) -> WorkspaceBuild:
-    """Move to the template's active version and/or new parameters, then rebuild (start)."""
+def workspace_update(
+    *, workspace: Workspace, actor: Any, parameters: Any = None, replace: bool = False
+) -> WorkspaceBuild:
+    """Move to the template's active version and/or new parameters, then rebuild (start). This is also how a
+    failed workspace is fixed: new parameters, validated like at creation (400 with field errors), and a new
+    build. `parameters` are merged into the current ones; with `replace` they are the whole new set (the page's
+    form sends every field, and an emptied optional field goes back to its default)."""
     try:
-        return _workspace_update(workspace=workspace, actor=actor, parameters=parameters)
+        return _workspace_update(workspace=workspace, actor=actor, parameters=parameters, replace=replace)
     except InvalidInput as exc:
         audit_refused_repository(exc, actor, parameters)
         raise
 
 
-def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = None) -> WorkspaceBuild:
+def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any, replace: bool) -> WorkspaceBuild:
     sources, during = TRANSITIONS["update"]
     with transaction.atomic():
         ws = _lock(workspace)
@@ -343,7 +348,12 @@ def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = Non
         if ws.status not in sources:
             raise TransitionNotAllowed(f"The workspace is {ws.status}; it cannot update now.")
         version = ws.template.active_version or ws.template_version
-        merged = {**ws.parameters, **(parameters or {})} if isinstance(parameters, dict | None) else parameters
+        if replace and isinstance(parameters, dict):
+            merged: Any = dict(parameters)
+        elif isinstance(parameters, dict | None):
+            merged = {**ws.parameters, **(parameters or {})}
+        else:
+            merged = parameters  # not an object: validate_parameters answers 400
         if isinstance(merged, dict):
             declared = {p["name"] for p in version.form_parameters}
             merged = {k: v for k, v in merged.items() if k in declared or k in (parameters or {})}
@@ -360,13 +370,14 @@ def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any = Non
         build = _new_build(ws, Transition.START, actor, during)
         audit.record(
             actor=actor,
-            verb="workspace.update",
+            verb="workspace.update_requested",
             target=ws,
             payload={
                 "build": build.pk,
                 "from_version": previous,
                 "to_version": version.number,
                 "classification": classification,
+                "parameters": _audit_params(version, clean),
             },
         )
     return build
@@ -392,5 +403,5 @@ def build_cancel(*, build: WorkspaceBuild, actor: Any) -> WorkspaceBuild:
             build.save(update_fields=["cancel_requested"])
         else:
             raise TransitionNotAllowed(f"The build is {build.status}; only a pending or running build can be canceled.")
-        audit.record(actor=actor, verb="build.cancel", target=build, payload={"workspace": str(ws.pk)})
+        audit.record(actor=actor, verb="build.cancel_requested", target=build, payload={"workspace": str(ws.pk)})
     return build

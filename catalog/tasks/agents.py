@@ -15,7 +15,7 @@ from ..services import agents as agent_services
 from ..services.errors import QuotaExceeded
 
 
-@shared_task(bind=True, name="catalog.tasks.agents.run_agent", max_retries=None, acks_late=True)
+@shared_task(bind=True, name="catalog.tasks.agents.run_agent", queue="agents", max_retries=None, acks_late=True)
 def run_agent(self, run_id: int) -> dict:
     from ..agents.execution import execute_run
 
@@ -31,7 +31,7 @@ def run_agent(self, run_id: int) -> dict:
     return {"run": run_id, "claimed": True, "status": status}
 
 
-@shared_task(name="catalog.tasks.agents.dispatch_group")
+@shared_task(name="catalog.tasks.agents.dispatch_group", queue="agents")
 def dispatch_group(group_id: int) -> dict:
     """Send one run_agent message per pending run of the group (idempotent: run_agent claims or skips)."""
     from ..models import AgentRun, AgentRunStatus
@@ -45,7 +45,7 @@ def dispatch_group(group_id: int) -> dict:
     return {"group": group_id, "sent": len(ids)}
 
 
-@shared_task(name="catalog.tasks.agents.accept_run")
+@shared_task(name="catalog.tasks.agents.accept_run", queue="agents")
 def accept_run(group_id: int, actor_id: int | None = None) -> dict:
     """Commit an accepted run for a remote repository (push the new branch) and sign its provenance."""
     from django.contrib.auth import get_user_model
@@ -61,7 +61,7 @@ def accept_run(group_id: int, actor_id: int | None = None) -> dict:
     return {"group": group_id, "done": record is not None}
 
 
-@shared_task(name="catalog.tasks.agents.reap")
+@shared_task(name="catalog.tasks.agents.reap", queue="default")
 def reap() -> dict:
     """Periodic: fail runs whose worker died (no heartbeat within the bound); re-send lost pending runs."""
     return agent_services.agent_runs_reap()

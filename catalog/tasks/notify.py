@@ -27,7 +27,7 @@ def _post_webhook(url: str, note: Notification) -> None:
             raise RuntimeError(f"webhook answered {resp.status}")
 
 
-@shared_task(name="catalog.tasks.notify.deliver_notification")
+@shared_task(name="catalog.tasks.notify.deliver_notification", queue="default")
 def deliver_notification(notification_id: int) -> str:
     """Send what is still pending for one notification; a sent channel is never sent again.
 
@@ -73,7 +73,7 @@ def deliver_notification(notification_id: int) -> str:
     return "retry" if errors else "sent"
 
 
-@shared_task(name="catalog.tasks.notify.retry_pending")
+@shared_task(name="catalog.tasks.notify.retry_pending", queue="default")
 def retry_pending() -> int:
     """Periodic: retry notifications whose delivery failed (a down webhook loses nothing)."""
     pending = Notification.objects.filter(attempts__lt=MAX_ATTEMPTS).filter(

@@ -11,13 +11,13 @@ from ..services.access import grants_expire as _grants_expire
 from ..services.access import tool_use_record
 
 
-@shared_task(name="catalog.tasks.policy.grants_expire")
+@shared_task(name="catalog.tasks.policy.grants_expire", queue="default")
 def grants_expire() -> dict:
     """Remove expired grants and warn 7 days before (idempotent)."""
     return _grants_expire()
 
 
-@shared_task(name="catalog.tasks.policy.check_use")
+@shared_task(name="catalog.tasks.policy.check_use", queue="default")
 def check_use(user_id: int, tool_id: int, classification: str = "internal", action: str = "use") -> dict:
     """Take the decision again in the worker and record this use (allowed or denied).
 

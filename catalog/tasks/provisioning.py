@@ -1,4 +1,5 @@
-"""Provisioning tasks (queue `provisioning`): publish template versions, run workspace builds, reap, autostop.
+"""Provisioning tasks (queue `provisioning`): validate and publish template versions, run workspace builds,
+reap, autostop.
 
 `run_build(build_id)` claims the pending build under a row lock (a redelivered message finds it no
 longer pending and does nothing), takes the policy decision again for each tool at the moment of use,
@@ -23,7 +24,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from .. import permissions
-from ..conf import goldpath_settings
+from ..conf import goldpath_home, goldpath_settings
 from ..models import (
     AITool,
     BuildStatus,
@@ -61,18 +62,25 @@ class RepositoryRefused(Exception):
     """The workspace's repository may not be used by this build; the message is fixed and safe to show."""
 
 
-@shared_task(name="catalog.tasks.provisioning.publish_version")
+@shared_task(name="catalog.tasks.provisioning.publish_version", queue="provisioning")
 def publish_version(version_id: int, actor_id: int | None = None) -> str:
     version = template_services.validate_and_publish(version_id, actor_id=actor_id)
     return version.status if version else "missing"
 
 
-@shared_task(name="catalog.tasks.provisioning.reap_stale_builds")
+@shared_task(name="catalog.tasks.provisioning.validate_version", queue="provisioning")
+def validate_version(version_id: int, actor_id: int | None = None) -> str:
+    """Validate a draft without publishing it (the template page's and the API's `validate`)."""
+    version = template_services.check_version(version_id, actor_id=actor_id, publish=False)
+    return version.status if version else "missing"
+
+
+@shared_task(name="catalog.tasks.provisioning.reap_stale_builds", queue="provisioning")
 def reap_stale_builds() -> list[int]:
     return build_services.builds_reap()
 
 
-@shared_task(name="catalog.tasks.provisioning.autostop_workspaces")
+@shared_task(name="catalog.tasks.provisioning.autostop_workspaces", queue="provisioning")
 def autostop_workspaces() -> list[str]:
     """Stop running workspaces idle past their TTL (idempotent: a stop already queued is a 409, skipped)."""
     from ..services.errors import DomainError
@@ -90,7 +98,7 @@ def autostop_workspaces() -> list[str]:
 
 
 def workspace_dir(ws: Workspace) -> Path:
-    return Path(settings.GOLDPATH_HOME) / "terraform" / ws.state_key
+    return goldpath_home() / "terraform" / ws.state_key
 
 
 def pg_conn_str() -> str | None:
@@ -274,14 +282,14 @@ def variable_values(build: WorkspaceBuild, ws: Workspace, repository_url: str | 
     param = workspace_parameters.REPOSITORY_PARAMETER
     if values.get(param) not in (None, ""):
         values[param] = repository_url or ""
-    home = str(Path(settings.GOLDPATH_HOME))
+    home = str(goldpath_home())
     for name, value in workspace_parameters.builtin_values(ws, build, home).items():
         if name in declared:
             values[name] = value
     return values
 
 
-@shared_task(name="catalog.tasks.provisioning.run_build", bind=True)
+@shared_task(name="catalog.tasks.provisioning.run_build", queue="provisioning", bind=True)
 def run_build(self, build_id: int) -> str:
     build = build_services.build_claim(build_id, task_id=getattr(self.request, "id", "") or "")
     if build is None:
@@ -297,7 +305,18 @@ def run_build(self, build_id: int) -> str:
         close_old_connections()
 
 
+def _refuse(build: WorkspaceBuild, sink: _Sink, stage: str, message: str, error: str | None = None) -> str:
+    """End the build before Terraform changed anything: the workspace keeps its status (what ran still runs)."""
+    sink.on_event(stage, "error", message)
+    sink.flush()
+    build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=error or message, unchanged=True)
+    return "failed"
+
+
 def _execute(build: WorkspaceBuild) -> str:
+    """Status rule: a build refused before Terraform changes anything (repository, policy, no terraform, `init`)
+    leaves the workspace as it was, so a running session is never called failed; once apply/destroy has started,
+    a failure means `failed` (the local sandbox's failed step has then already taken its session down)."""
     build = WorkspaceBuild.objects.select_related("template_version__template", "workspace__owner").get(pk=build.pk)
     ws = Workspace.objects.select_related("owner", "team", "template").get(pk=build.workspace_id)
     sink = _Sink(build.pk)
@@ -305,30 +324,23 @@ def _execute(build: WorkspaceBuild) -> str:
         repository = resolve_repository(build, ws)
     except RepositoryRefused as exc:
         if build.transition != Transition.DELETE:
-            sink.on_event("portal", "error", str(exc))
-            sink.flush()
-            build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=str(exc))
-            return "failed"
+            return _refuse(build, sink, "portal", str(exc))
         repository = None  # destroying clones nothing: a workspace whose repository is gone can still be deleted
         sink.on_event("portal", "info", f"{exc} Deleting the workspace without it.")
     if build.transition == Transition.START and build.tools:
         denied = _policy_recheck(build, ws, build_classification(ws, repository))
         if denied:
             text = "; ".join(f"{d['tool']}: " + ", ".join(r["message"] for r in d["reasons"]) for d in denied)
-            sink.on_event("policy", "error", f"The policy denies tools at build time: {text}")
-            sink.flush()
-            build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=f"Policy denied: {text}")
-            return "failed"
+            return _refuse(
+                build, sink, "policy", f"The policy denies tools at build time: {text}", f"Policy denied: {text}"
+            )
     sink.on_event("portal", "info", f"Build {build.number}: {build.transition} on {build_services.hostname()}")
     from ..runners import terraform as tf
 
     try:
         binary = tf.find_terraform()
     except tf.TerraformNotFound as exc:
-        sink.on_event("portal", "error", str(exc))
-        sink.flush()
-        build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=str(exc))
-        return "failed"
+        return _refuse(build, sink, "portal", str(exc))
     workdir = materialise(build, ws)
     tf.write_var_file(workdir, variable_values(build, ws, repository.url if repository else None))
     conn = pg_conn_str()
@@ -342,9 +354,11 @@ def _execute(build: WorkspaceBuild) -> str:
     )
     beat = _Beat(sink, runner)
     beat.start()
+    changing = False  # becomes True once apply/destroy may have changed something
     try:
         result = runner.init()
         if result.ok:
+            changing = True
             if build.transition == Transition.DELETE:
                 result = runner.destroy()
             else:
@@ -356,10 +370,14 @@ def _execute(build: WorkspaceBuild) -> str:
         beat.stop()
     sink.flush()
     if sink.cancel and not result.ok:
-        build_services.build_finish(build.pk, status=BuildStatus.CANCELED, error="Canceled while running.")
+        build_services.build_finish(
+            build.pk, status=BuildStatus.CANCELED, error="Canceled while running.", unchanged=not changing
+        )
         return "canceled"
     if not result.ok:
-        build_services.build_finish(build.pk, status=BuildStatus.FAILED, error=result.error or "terraform failed")
+        build_services.build_finish(
+            build.pk, status=BuildStatus.FAILED, error=result.error or "terraform failed", unchanged=not changing
+        )
         return "failed"
     if build.transition == Transition.DELETE:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Tool access pages: the "why can't I use this?" panel, request access, the team page, the
-access-request queue, the policy simulator and the out-of-policy list. Thin: selectors, `decide`, services."""
+access-request queue (the simulator and the out-of-policy list: views.policy). Thin: selectors, `decide`, services."""
 
 from __future__ import annotations
 
@@ -8,22 +8,33 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_POST
 
 from .. import permissions as perms
 from .. import selectors
-from ..models import AccessRequestStatus, AITool, DataClassification, GrantState, Team
+from ..forms import GrantForm, add_domain_errors, page_expiry
+from ..models import (
+    AccessGrant,
+    AccessRequest,
+    AccessRequestStatus,
+    AITool,
+    DataClassification,
+    GrantState,
+    Team,
+    ToolStatus,
+)
 from ..numbers import small_int
 from ..policy import PolicyContext, decide, decide_many
-from ..policy_hooks import out_of_policy_providers, resolve_template
 from ..services import access as access_services
-from ..services.errors import DomainError, InvalidInput
+from ..services.errors import DomainError, NotPermitted
+from ..templatetags.goldpath_format import grant_can_help
 from . import safe_next
+from .rendering import render
 
 User = get_user_model()
+GRANT_FORM_ATTR = "_goldpath_grant_form"  # a refused grant form, shown again by the team page
 
 
 def _classification(request) -> str:
@@ -32,20 +43,46 @@ def _classification(request) -> str:
 
 
 def access_panel_context(request, tool: AITool) -> dict:
-    """Context for templates/catalog/_tool_access_panel.html (include it on any tool page)."""
+    """Context for templates/catalog/_tool_access_panel.html (include it on any tool page). "Request access" is
+    offered only where a grant would lift the denial and for teams that hold none and have none pending."""
     classification = _classification(request)
     user = request.user
-    my_teams = Team.objects.filter(group__user=user).order_by("slug")
+    decision = decide(user, tool, PolicyContext(classification=classification))
     pending = selectors.visible_access_requests(user).filter(tool=tool, status=AccessRequestStatus.PENDING)
+    busy = set(AccessGrant.objects.in_force().filter(tool=tool).values_list("team_id", flat=True))
+    busy |= set(
+        AccessRequest.objects.filter(tool=tool, status=AccessRequestStatus.PENDING).values_list("team_id", flat=True)
+    )
+    mine = [t for t in Team.objects.filter(group__user=user).order_by("name") if perms.can_request_access(user, t)]
+    request_teams = [t for t in mine if t.pk not in busy]
+    may_request = bool(
+        not decision.allowed and tool.status == ToolStatus.APPROVED and grant_can_help(decision) and request_teams
+    )
     return {
         "tool": tool,
-        "decision": decide(user, tool, PolicyContext(classification=classification)),
+        "decision": decision,
         "classification": classification,
+        "classification_label": DataClassification(classification).label,
         "classifications": DataClassification.choices,
-        "request_teams": [t for t in my_teams if perms.can_request_access(user, t)],
-        "pending_requests": list(pending.filter(requester=user)),
+        "request_teams": request_teams,
+        "may_request": may_request,
+        "request_blocked": _request_blocked(tool, decision, mine, request_teams) if not may_request else "",
+        "pending_requests": list(pending.filter(team__in=mine).select_related("team", "requester")),
         "team_grants": list(selectors.visible_grants(user).filter(tool=tool, state=GrantState.ACTIVE)),
     }
+
+
+def _request_blocked(tool: AITool, decision, mine: list[Team], free: list[Team]) -> str:
+    """Why the panel offers no "Request access" for a denied tool (blank when allowed)."""
+    if decision.allowed:
+        return ""
+    if tool.status != ToolStatus.APPROVED or not grant_can_help(decision):
+        return "A grant would not change this, so access cannot be requested."
+    if not mine:
+        return "You are in no team that may request access."
+    if not free:
+        return "Each of your teams already holds a grant or has a request pending."
+    return ""
 
 
 @login_required
@@ -58,28 +95,30 @@ def tool_access_panel(request, slug: str):
 @login_required
 @require_POST
 def tool_request_access(request, slug: str):
+    """Ask for a team to use the tool. From htmx the panel comes back either way: 200 with "request sent", or
+    the refusal's status (400 bad input, 403, 409 not possible now) with its message in the panel."""
     tool = get_object_or_404(AITool, slug=slug)
     team = Team.objects.filter(slug=request.POST.get("team", "")).first()
-    error = None
+    error, status = None, 200
     if team is None:
-        error = "Choose one of your teams."
+        error, status = "Choose one of your teams.", 400
     else:
         try:
             access_services.access_request_create(
                 actor=request.user, tool=tool, team=team, justification=request.POST.get("justification", "")
             )
         except DomainError as exc:
-            error = " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]])
+            error, status = " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]]), exc.status_code
     if request.headers.get("HX-Request"):
         context = access_panel_context(request, tool)
         context["request_error"] = error
         context["request_sent"] = error is None
-        return render(request, "catalog/_tool_access_panel.html", context, status=200 if error is None else 400)
+        return render(request, "catalog/_tool_access_panel.html", context, status=status)
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, f"Access to {tool.name} requested for {team.slug}.")
-    return redirect("catalog:tool-detail", slug=tool.slug)
+        messages.success(request, f"Access to {tool.name} requested for {team.name}.")
+    return redirect("goldpath:tool-detail", slug=tool.slug)
 
 
 def team_access_context(request, team: Team) -> dict:
@@ -95,7 +134,7 @@ def team_access_context(request, team: Team) -> dict:
         "past_grants": [g for g in grants if g.state != GrantState.ACTIVE][:50],
         "requests": selectors.visible_access_requests(request.user).filter(team=team)[:50],
         "can_manage": perms.can_manage_grants(request.user),
-        "tools": AITool.objects.filter(status="approved").order_by("name"),
+        "grant_form": getattr(request, GRANT_FORM_ATTR, None) or GrantForm(),
         "classifications": DataClassification.choices,
     }
 
@@ -103,28 +142,28 @@ def team_access_context(request, team: Team) -> dict:
 @login_required
 @require_POST
 def team_grant(request, slug: str):
+    """Grant a team a tool from the team page. A refusal shows the team page again (400, or 409 when the tool or
+    an existing grant is in the way) with the errors on the grant form's fields."""
     team = get_object_or_404(Team, slug=slug)
-    tool = AITool.objects.filter(slug=request.POST.get("tool", "")).first()
     if not perms.can_manage_grants(request.user):
         raise PermissionDenied("Only platform engineers grant tool access.")
-    try:
-        if tool is None:
-            raise InvalidInput("Choose a tool.")
-        expires = parse_datetime(request.POST.get("expires_at") or "") if request.POST.get("expires_at") else None
-        seats = small_int(request.POST.get("seats", ""))
-        access_services.grant_create(
-            actor=request.user,
-            team=team,
-            tool=tool,
-            expires_at=expires,
-            max_data_classification=request.POST.get("max_data_classification", ""),
-            seats=seats,
-            budget_usd=request.POST.get("budget_usd", ""),
-        )
-        messages.success(request, f"{team.slug} may now use {tool.name}.")
-    except DomainError as exc:
-        messages.error(request, " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]]))
-    return redirect("catalog:team-detail", slug=team.slug)
+    form = GrantForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            access_services.grant_create(actor=request.user, team=team, **form.service_data())
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+            status = exc.status_code
+        else:
+            messages.success(request, f"{team.name} may now use {form.cleaned_data['tool'].name}.")
+            return redirect("goldpath:team-detail", slug=team.slug)
+    from .teams import team_detail
+
+    setattr(request, GRANT_FORM_ATTR, form)
+    return team_detail(request, team.slug, status=status)
 
 
 @login_required
@@ -142,7 +181,7 @@ def grant_budget(request, pk: int):
         messages.success(request, f"{grant.team.slug}'s model budget for {grant.tool.name}: {budget}.")
     except DomainError as exc:
         messages.error(request, " ".join([exc.message, *[m for msgs in exc.errors.values() for m in msgs]]))
-    return redirect(safe_next(request, reverse("catalog:team-detail", kwargs={"slug": grant.team.slug})))
+    return redirect(safe_next(request, reverse("goldpath:team-detail", kwargs={"slug": grant.team.slug})))
 
 
 @login_required
@@ -156,7 +195,7 @@ def grant_revoke(request, pk: int):
         messages.success(request, f"Revoked {grant.team.slug}'s access to {grant.tool.name}.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect(safe_next(request, reverse("catalog:team-detail", kwargs={"slug": grant.team.slug})))
+    return redirect(safe_next(request, reverse("goldpath:team-detail", kwargs={"slug": grant.team.slug})))
 
 
 @login_required
@@ -186,7 +225,7 @@ def access_request_decide(request, pk: int, verdict: str):
         raise Http404
     try:
         if verdict == "approve":
-            expires = parse_datetime(request.POST.get("expires_at") or "") if request.POST.get("expires_at") else None
+            expires = page_expiry(request.POST.get("expires_at"))
             seats = small_int(request.POST.get("seats", ""))
             access_services.access_request_approve(
                 access_request=req,
@@ -215,74 +254,4 @@ def access_request_decide(request, pk: int, verdict: str):
         )
     if error:
         messages.error(request, error)
-    return redirect("catalog:access-requests")
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def simulator(request):
-    """The policy simulator form: what would the decision be for this user, tool and context?"""
-    context: dict = {
-        "tools": AITool.objects.order_by("name"),
-        "classifications": DataClassification.choices,
-        "may_ask_anyone": perms.can_read_everything(request.user),
-        "form": {"user": request.user.username, "classification": DataClassification.INTERNAL},
-    }
-    if request.method == "POST":
-        form = {k: request.POST.get(k, "").strip() for k in ("user", "tool", "classification", "template")}
-        context["form"] = form
-        subject = User.objects.filter(username=form["user"] or request.user.username).first()
-        tool = AITool.objects.filter(slug=form["tool"]).first()
-        template = resolve_template(form["template"]) if form["template"] else None
-        status = 200
-        if subject is None or not perms.can_simulate_for(request.user, subject):
-            context["error"] = "You may ask about yourself only." if not context["may_ask_anyone"] else "No such user."
-            status = 403 if not context["may_ask_anyone"] else 400
-        elif tool is None:
-            context["error"], status = "Choose a tool.", 400
-        elif form["template"] and template is None:
-            context["error"], status = f"No template {form['template']}.", 400
-        else:
-            classification = (
-                form["classification"]
-                if form["classification"] in DataClassification.values
-                else DataClassification.INTERNAL
-            )
-            context["result"] = decide(subject, tool, PolicyContext(classification=classification, template=template))
-            context["subject"], context["tool"] = subject, tool
-        if request.headers.get("HX-Request"):
-            return render(request, "catalog/_simulator_result.html", context, status=status)
-        return render(request, "catalog/simulator.html", context, status=status)
-    return render(request, "catalog/simulator.html", context)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def out_of_policy(request):
-    providers = out_of_policy_providers()
-    if request.method == "POST":
-        if not perms.can_act_out_of_policy(request.user):
-            raise PermissionDenied("Only platform engineers act on out-of-policy objects.")
-        action = request.POST.get("action", "")
-        by_kind: dict[str, list[str]] = {}
-        for value in request.POST.getlist("item"):
-            kind, _, item_id = value.partition(":")
-            if kind in providers and action in providers[kind].actions:
-                by_kind.setdefault(kind, []).append(item_id)
-        done = 0
-        for kind, ids in by_kind.items():
-            result = providers[kind].act(
-                actor=request.user, action=action, ids=ids, reason=request.POST.get("reason", "")
-            )
-            done += len(result["done"])
-            for item_id, message in result["failed"].items():
-                messages.error(request, f"{kind} {item_id}: {message}")
-        messages.success(request, f"{action}: {done} done.")
-        return redirect("catalog:out-of-policy")
-    items = [item for _, p in sorted(providers.items()) for item in p.items(request.user)]
-    actions = sorted({a for p in providers.values() for a in p.actions})
-    return render(
-        request,
-        "catalog/out_of_policy.html",
-        {"items": items, "actions": actions, "can_act": perms.can_act_out_of_policy(request.user)},
-    )
+    return redirect("goldpath:access-requests")

@@ -10,10 +10,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from .. import permissions as perms
+from .. import provenance_lookup as provenance_lookup_selector
 from .. import selectors
 from ..agents import provenance as prov
 from ..agents.usage_view import DEMO_LABEL, group_total, runs_usage
@@ -21,6 +22,7 @@ from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataCl
 from ..numbers import small_int
 from ..services import agents as agent_services
 from ..services.errors import DomainError
+from .rendering import render
 
 LOG_TAIL = 6
 
@@ -69,7 +71,7 @@ def agent_groups(request):
                 time_limit_s=small_int(form["time_limit_s"]),
                 network_policy=request.POST.get("network_policy") or NetworkPolicy.NONE,
             )
-            return redirect("catalog:agent-group", pk=group.pk)
+            return redirect("goldpath:agent-group", pk=group.pk)
         except ValueError as exc:
             errors = {"test_command": [str(exc)]}
         except DomainError as exc:
@@ -202,7 +204,7 @@ def agent_group_cancel(request, pk: int):
         messages.success(request, "Canceled: running agents are being stopped.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("catalog:agent-group", pk=group.pk)
+    return redirect("goldpath:agent-group", pk=group.pk)
 
 
 @login_required
@@ -217,32 +219,29 @@ def agent_group_accept(request, pk: int):
         messages.success(request, "Accepted: a worker is committing and pushing the branch.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("catalog:agent-group", pk=group.pk)
+    return redirect("goldpath:agent-group", pk=group.pk)
 
 
 @login_required
 def provenance_lookup(request):
-    """Who prompted what through which agent: by commit, or by repository + path + line."""
+    """Who prompted what through which agent: by commit, or by repository + path + line (the same lookup as
+    `GET /api/v1/provenance/`: catalog.provenance_lookup)."""
     q = request.GET
     record, error, blame = None, "", None
-    visible = selectors.visible_provenance(request.user)
-    commit = q.get("commit", "").strip()
-    if not commit and q.get("repository") and q.get("path") and q.get("line"):
-        path, line, ref = q["path"], q["line"], q.get("ref") or "HEAD"
+    if provenance_lookup_selector.asked(q):
         try:
-            commit = prov.blame_lookup(visible, q["repository"], path, line, ref) or ""
-            if commit:
-                blame = {"path": path, "line": line, "ref": ref, "commit": commit}
-            else:
-                error = "No provenance you may read for that repository."
+            match = provenance_lookup_selector.lookup(request.user, q)
         except DomainError as exc:
-            error = " ".join(m for msgs in exc.errors.values() for m in msgs) or exc.message
-    if commit and not error:
-        if all(c in "0123456789abcdefABCDEF" for c in commit) and 4 <= len(commit) <= 64:
-            matches = list(visible.filter(commit_sha__startswith=commit.lower())[:2])
-            record = matches[0] if len(matches) == 1 else None
-        if record is None:
-            error = f"No provenance record you may read for commit {commit[:40]}: it was not made by an agent run here."
+            match, error = None, " ".join(m for msgs in exc.errors.values() for m in msgs) or exc.message
+        if match is not None:
+            record, blame = match.record, match.blame
+        elif not error:
+            commit = (q.get("commit") or "").strip()[:40]
+            error = (
+                f"No provenance record you may read for commit {commit}: it was not made by an agent run here."
+                if commit
+                else "No provenance you may read for that repository."
+            )
     verification = prov.verify_record(record) if record else None
     return render(
         request,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
 from .. import permissions as perms
 from ..models import AITool, Team
 from ..reports.adoption import adoption_report, parse_params
 from ..services.errors import InvalidInput, NotPermitted
+from .rendering import render
 
 
 @login_required
@@ -43,8 +46,10 @@ def adoption(request):
         **({"team": params.team} if params.team else {}),
         **({"tool": params.tool} if params.tool else {}),
     }
+    partial = [p for p in report["periods"] if p["partial"]]
     chart = {
         "periods": [p["period_start"] for p in report["periods"]],
+        "partial": [p["partial"] for p in report["periods"]],
         "tool_series": report["tool_series"],
         "team_series": report["team_series"],
         "funnel": report["funnel"],
@@ -59,8 +64,11 @@ def adoption(request):
             "teams": teams,
             "tools": list(AITool.objects.order_by("slug").values_list("slug", flat=True)),
             "granularities": ["day", "week", "month"],
-            "csv_url": "/api/v1/reports/adoption/?" + urlencode({**query, "format": "csv"}),
-            "json_url": "/api/v1/reports/adoption/?" + urlencode(query),
+            "csv_url": reverse("goldpath:api:report-adoption") + "?" + urlencode({**query, "format": "csv"}),
+            "json_url": reverse("goldpath:api:report-adoption") + "?" + urlencode(query),
             "chart": chart,
+            "partial_periods": partial,
+            "partial_starts": [p["period_start"] for p in partial],
+            "today": timezone.now().astimezone(dt.UTC).date().isoformat(),  # the report's "today" (UTC)
         },
     )

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ..forms import add_domain_errors
@@ -19,6 +19,7 @@ from ..models import DataClassification, Repository, Team
 from ..selectors import repositories_for
 from ..services import repositories as repo_services
 from ..services.errors import DomainError, NotPermitted, TransitionNotAllowed
+from .rendering import render
 
 DENIED = "Only platform engineers and admins register and change repositories."
 
@@ -108,7 +109,7 @@ def repository_list(request):
                 add_domain_errors(form, exc)
             else:
                 messages.success(request, f"Registered repository {repository.slug}.")
-                return redirect("catalog:repository-list")
+                return redirect("goldpath:repository-list")
     repositories = repositories_for(request.user).select_related("created_by")
     return render(
         request,
@@ -134,7 +135,7 @@ def repository_edit(request, slug: str):
                 add_domain_errors(form, exc)
             else:
                 messages.success(request, f"Saved repository {repository.slug}.")
-                return redirect("catalog:repository-list")
+                return redirect("goldpath:repository-list")
     else:
         form = RepositoryForm(
             editing=repository,
@@ -168,4 +169,4 @@ def repository_delete(request, slug: str):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Deleted repository {slug}.")
-    return redirect("catalog:repository-list")
+    return redirect("goldpath:repository-list")

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.views.decorators.http import require_POST
@@ -20,6 +20,7 @@ from ..forms import MemberAddForm, TeamCreateForm, add_domain_errors
 from ..models import Role, Team
 from ..services import teams as team_services
 from ..services.errors import DomainError, NotPermitted
+from .rendering import render
 
 User = get_user_model()
 ACCESS_SECTION = "catalog/_team_access_section.html"
@@ -29,7 +30,7 @@ ACCESS_SECTION = "catalog/_team_access_section.html"
 def team_list(request, form: TeamCreateForm | None = None, status: int = 200):
     teams = (
         selectors.visible_teams(request.user)
-        .annotate(member_count=Count("members", distinct=True), tool_count=Count("owned_tools", distinct=True))
+        .annotate(member_count=Count("group__user", distinct=True), tool_count=Count("owned_tools", distinct=True))
         .prefetch_related("managers")
         .order_by("name")
     )
@@ -58,23 +59,11 @@ def team_create(request):
         add_domain_errors(form, exc)
         return team_list(request, form=form, status=400)
     messages.success(request, f"Team {team.name} created. Add its members and managers below.")
-    return redirect("catalog:team-detail", slug=team.slug)
+    return redirect("goldpath:team-detail", slug=team.slug)
 
 
 def _members(team: Team) -> list[dict]:
-    managers = set(team.managers.values_list("pk", flat=True))
-    people = User.objects.filter(pk__in=set(team.members.values_list("pk", flat=True)) | managers)
-    rows = []
-    for user in people.select_related("profile").order_by("username"):
-        rows.append(
-            {
-                "user": user,
-                "role": Role(perms.role_of(user)).label,
-                "is_manager": user.pk in managers,
-                "is_member": team.members.filter(pk=user.pk).exists(),
-            }
-        )
-    return rows
+    return [{**row, "role": Role(row["role"]).label} for row in selectors.team_members(team)]
 
 
 def _access_section(request, team: Team) -> dict:
@@ -119,8 +108,6 @@ def team_member_add(request, slug: str):
         team_services.team_member_add(
             team=team, actor=request.user, user=user, role=role, manager=form.cleaned_data["manager"]
         )
-        if form.cleaned_data["manager"] and not team.members.filter(pk=user.pk).exists():
-            team_services.team_member_add(team=team, actor=request.user, user=user)
     except NotPermitted as exc:
         raise PermissionDenied(exc.message) from exc
     except DomainError as exc:
@@ -128,7 +115,7 @@ def team_member_add(request, slug: str):
         return team_detail(request, slug, form=form, status=400)
     what = "manager" if form.cleaned_data["manager"] else "member"
     messages.success(request, f"{user.username} is now a {what} of {team.name}.")
-    return redirect("catalog:team-detail", slug=team.slug)
+    return redirect("goldpath:team-detail", slug=team.slug)
 
 
 @login_required
@@ -151,4 +138,4 @@ def team_member_change(request, slug: str, username: str, change: str):
         raise PermissionDenied(exc.message) from exc
     except DomainError as exc:
         messages.error(request, " ".join([exc.message, *[str(m) for v in exc.errors.values() for m in v]]))
-    return redirect("catalog:team-detail", slug=team.slug)
+    return redirect("goldpath:team-detail", slug=team.slug)

@@ -10,7 +10,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
@@ -18,6 +19,7 @@ from ..forms import ReasonForm, ToolVersionEditForm, ToolVersionForm, add_domain
 from ..models import AITool, ToolStatus, ToolVersion, VersionReview
 from ..services import tool_versions
 from ..services.errors import DomainError, NotPermitted
+from .rendering import render
 
 R = VersionReview
 FIELD_LABELS = {
@@ -33,7 +35,7 @@ FIELD_LABELS = {
 
 
 def tool_detail_url(tool: AITool) -> str:
-    return f"/tools/{tool.slug}/"
+    return reverse("goldpath:tool-detail", kwargs={"slug": tool.slug})
 
 
 def version_rows(user: Any, tool: AITool, versions) -> list[dict]:

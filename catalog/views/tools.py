@@ -7,72 +7,55 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import select_template
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
+from .. import selectors
 from ..forms import ReasonForm, ToolEditForm, ToolFilterForm, ToolProposeForm, add_domain_errors
 from ..models import AITool, AuditEvent, ToolStatus, ToolVersion, ToolVersionApproval, VersionReview
+from ..services import tool_actions
 from ..services import tools as tool_services
 from ..services.errors import DomainError, NotPermitted
+from .rendering import render
 from .tool_versions import version_rows
 
 ACCESS_PANEL = "catalog/_tool_access_panel.html"
+# decisions shown on a tool's page: the lifecycle table's verbs and the other review events
 DECISION_VERBS = (
-    "tool.propose",
-    "tool.request_review",
+    "tool.proposed",
     "tool.approval_recorded",
-    "tool.approve",
-    "tool.reject",
-    "tool.deprecate",
-    "tool.retire",
-    "tool.ban",
-    "tool.reinstate",
+    *tool_actions.VERBS,
     "tool.review_expired",
-    "tool_version.propose",
-    "tool_version.change",
-    "tool_version.approve",
-    "tool_version.reject",
+    "tool_version.proposed",
+    "tool_version.changed",
+    "tool_version.approved",
+    "tool_version.rejected",
 )
-# action (URL form) -> (button label, reason required in the page, button style)
-ACTION_UI = {
-    "request-review": ("Send to review", False, "primary"),
-    "approve": ("Approve", True, "success"),
-    "reject": ("Reject", True, "danger"),
-    "deprecate": ("Deprecate", False, ""),
-    "retire": ("Retire", False, ""),
-    "ban": ("Ban", True, "danger"),
-    "reinstate": ("Reinstate", True, "primary"),
-}
-
-
-def may_act(user, tool: AITool, action: str) -> bool:
-    """Whether the user's role may try this action (the service still checks state and rules)."""
-    if action == "request-review":
-        return perms.can_request_review(user, tool)
-    if action == "reinstate":
-        return perms.can_reinstate(user)
-    return perms.can_review_tools(user)
 
 
 def available_actions(user, tool: AITool) -> list[dict]:
-    """Buttons for the actions allowed from the tool's status that the user's role may use."""
+    """Buttons for the table's actions allowed from the tool's status that the user's role may try."""
     actions = []
-    for name in tool_services.allowed_actions(tool):
-        url_action = name.replace("_", "-")
-        if not may_act(user, tool, url_action):
-            continue
-        label, reason_required, style = ACTION_UI[url_action]
+    for action in tool_actions.available(user, tool):
         note = ""
-        if url_action == "approve" and tool.proposed_by_id == user.pk:
+        if action.name == "approve" and tool.proposed_by_id == user.pk:
             note = "You proposed this tool; another platform engineer must approve it."
-        elif url_action == "approve" and tool.approvals.filter(reviewer=user).exists():
+        elif action.name == "approve" and tool.approvals.filter(reviewer=user).exists():
             note = "You already approved this tool; a second, different platform engineer must approve it."
         actions.append(
-            {"name": url_action, "label": label, "reason_required": reason_required, "style": style, "note": note}
+            {
+                "name": action.name,
+                "label": action.label,
+                "reason_required": action.reason_required,
+                "style": action.style,
+                "in_review_queue": action.in_review_queue,
+                "note": note,
+            }
         )
     return actions
 
@@ -87,11 +70,7 @@ def _filtered_tools(form: ToolFilterForm):
     if not form.is_valid():
         return qs
     data = form.cleaned_data
-    if data["q"]:
-        q = data["q"].strip()
-        qs = qs.filter(
-            Q(name__icontains=q) | Q(slug__icontains=q) | Q(vendor__icontains=q) | Q(description__icontains=q)
-        )
+    qs = selectors.search_tools(qs, data["q"])
     for field in ("status", "kind", "risk_tier", "vendor"):
         if data[field]:
             qs = qs.filter(**{field: data[field]})
@@ -157,24 +136,25 @@ def tool_detail(request, slug: str):
     return render(request, "catalog/tool_detail.html", context)
 
 
-def _run_action(request, tool: AITool, action: str) -> tuple[bool, str, ReasonForm]:
-    """Validate the reason and call the service. Returns (ok, message, form); 403 on a role denial."""
-    if action not in tool_services.ACTIONS:
+def _run_action(request, tool: AITool, name: str) -> tuple[bool, str, ReasonForm]:
+    """Call the action's service (it applies the table's rules: role 403, reason 400, state 409).
+    Returns (ok, message, form); a role denial is a 403 page."""
+    action = tool_actions.get(name)
+    if action is None:
         raise Http404
-    if not may_act(request.user, tool, action):
-        raise PermissionDenied("Your role may not do this.")
-    label, reason_required, _ = ACTION_UI[action]
-    form = ReasonForm(request.POST, reason_required=reason_required)
+    if not action.permission(request.user, tool):
+        raise PermissionDenied(action.denial)
+    form = ReasonForm(request.POST, reason_required=False)  # the service decides whether a reason is needed
     if not form.is_valid():
-        return False, f"{label}: " + " ".join(form.errors["reason"]), form
-    service = tool_services.ACTIONS[action]
+        return False, f"{action.label}: " + " ".join(form.errors["reason"]), form
     try:
-        result = service(tool=tool, actor=request.user, reason=form.cleaned_data["reason"])
+        result = tool_services.tool_act(name=name, tool=tool, actor=request.user, reason=form.cleaned_data["reason"])
     except NotPermitted as exc:
         raise PermissionDenied(exc.message) from exc
     except DomainError as exc:
+        add_domain_errors(form, exc)
         return False, _error_text(exc), form
-    if action == "approve" and not result.complete:
+    if isinstance(result, tool_services.ApprovalResult) and not result.complete:
         return (
             True,
             f"Approval recorded ({result.approvals} of {result.required}); another platform engineer "
@@ -191,11 +171,11 @@ def tool_action(request, slug: str, action: str):
     tool = get_object_or_404(AITool, slug=slug)
     ok, message, _ = _run_action(request, tool, action)
     (messages.success if ok else messages.error)(request, message)
-    return redirect(request.POST.get("next") if request.POST.get("next") == "/reviews/" else tool_detail_url(tool))
+    return redirect(reverse("goldpath:review-queue") if request.POST.get("next") == reverse("goldpath:review-queue") else tool_detail_url(tool))
 
 
 def tool_detail_url(tool: AITool) -> str:
-    return f"/tools/{tool.slug}/"
+    return reverse("goldpath:tool-detail", kwargs={"slug": tool.slug})
 
 
 @login_required
@@ -275,12 +255,15 @@ def review_queue(request):
     )
 
 
-QUEUE_ACTIONS = ("request-review", "approve", "reject")
-
-
 def _review_row(user, tool: AITool, **extra) -> dict:
-    actions = [a for a in available_actions(user, tool) if a["name"] in QUEUE_ACTIONS]
-    return {"tool": tool, "actions": actions, **extra}
+    """The queue's row: only the buttons this viewer may press now; why not, as text, for the others."""
+    actions = [a for a in available_actions(user, tool) if a["in_review_queue"]]
+    return {
+        "tool": tool,
+        "actions": [a for a in actions if not a["note"]],
+        "notes": [a["note"] for a in actions if a["note"]],
+        **extra,
+    }
 
 
 @login_required
@@ -293,7 +276,7 @@ def review_action(request, slug: str, action: str):
     ok, message, form = _run_action(request, tool, action)
     if not request.headers.get("HX-Request"):
         (messages.success if ok else messages.error)(request, message)
-        return redirect("catalog:review-queue")
+        return redirect("goldpath:review-queue")
     tool = AITool.objects.select_related("owner_team", "proposed_by").get(pk=tool.pk)
     row = _review_row(request.user, tool, ok=ok, message=message, form=form, action=action)
     # 200 even for a refusal: htmx swaps only successful responses, and the row shows the message

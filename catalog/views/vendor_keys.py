@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
@@ -14,6 +14,7 @@ from ..forms import VendorApiKeyForm, add_domain_errors
 from ..models import VendorApiKey
 from ..services import agents as agent_services
 from ..services.errors import DomainError, NotPermitted
+from .rendering import render
 
 DENIED = "Only platform engineers and admins manage vendor API keys."
 
@@ -51,7 +52,7 @@ def vendor_keys(request):
                 messages.success(
                     request, f"Stored {key.env_var} for {key.team.slug} × {key.tool.slug} ({masked(key)})."
                 )
-                return redirect("catalog:vendor-keys")
+                return redirect("goldpath:vendor-keys")
     else:
         # "Rotate" links prefill team, tool and variable; the key is always typed again
         initial = {k: request.GET[k] for k in ("team", "tool", "env_var") if request.GET.get(k)}
@@ -81,4 +82,4 @@ def vendor_key_delete(request, pk: int):
     except NotPermitted as exc:
         raise PermissionDenied(exc.message) from exc
     messages.success(request, f"Deleted {label}; runs of that tool for the team get no key until a new one is stored.")
-    return redirect("catalog:vendor-keys")
+    return redirect("goldpath:vendor-keys")

@@ -1,76 +1,95 @@
-"""Golden paths and workspaces pages: gallery, template page, create form generated from the parameter
-schema (tools filtered by the policy, with reasons), workspace page with live log, my workspaces."""
+"""Golden paths and workspaces pages: gallery, template page (platform engineers validate, publish and activate
+versions there), create form generated from the parameter schema (tools filtered by the policy, with reasons),
+workspace page that follows its build live (status, builds, buttons, log), edit parameters, my workspaces."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
-from .. import safejson
-from ..models import AITool, ToolStatus, WorkspaceTemplate
+from ..models import AITool, TemplateVersion, ToolStatus, Workspace, WorkspaceBuild, WorkspaceStatus, WorkspaceTemplate
 from ..numbers import small_int
 from ..policy import decide_many
 from ..selectors import repositories_for, visible_workspaces
+from ..services import templates as template_services
 from ..services import workspaces as ws_services
-from ..services.errors import DomainError
-from ..services.workspace_parameters import REPOSITORY_PARAMETER
+from ..services.errors import DomainError, NotPermitted
+from .rendering import render
+from .workspace_forms import domain_errors, fields, read_parameters
 
-NUMERIC_ERROR = "Must be a number."
+LOG_BATCH = 500
 
 
+# --- golden paths -------------------------------------------------------------------------------
 @login_required
 def template_gallery(request):
     templates = WorkspaceTemplate.objects.select_related("active_version", "owner_team").order_by("name")
     return render(request, "workspaces/template_gallery.html", {"templates": templates})
 
 
+def _versions_context(request: HttpRequest, template: WorkspaceTemplate) -> dict[str, Any]:
+    versions = list(template.versions.select_related("template").all())
+    checks = template_services.last_checks(versions)
+    rows = [{"v": v, "pending": template_services.check_pending(v), "check": checks.get(v.pk)} for v in versions]
+    return {
+        "template": template,
+        "rows": rows,
+        "polling": any(r["pending"] for r in rows),
+        "can_manage": perms.can_manage_templates(request.user),
+    }
+
+
 @login_required
 def template_detail(request, slug: str):
     template = get_object_or_404(WorkspaceTemplate.objects.select_related("active_version"), slug=slug)
-    return render(
-        request,
-        "workspaces/template_detail.html",
-        {
-            "template": template,
-            "versions": template.versions.all(),
-            "can_manage": perms.can_manage_templates(request.user),
-        },
-    )
+    return render(request, "workspaces/template_detail.html", _versions_context(request, template))
 
 
+@login_required
+def template_versions(request, slug: str):
+    """htmx partial: the versions table, polling while a validation or publication is queued."""
+    template = get_object_or_404(WorkspaceTemplate, slug=slug)
+    return render(request, "workspaces/_template_versions.html", _versions_context(request, template))
+
+
+VERSION_ACTIONS = {
+    "validate": (template_services.template_version_validate, "Validation of v{n} requested: a worker checks it."),
+    "publish": (template_services.template_version_publish, "Publication of v{n} requested: a worker validates it."),
+    "activate": (template_services.template_version_activate, "v{n} is now the active version."),
+}
+
+
+@login_required
+@require_POST
+def template_version_action(request, slug: str, number: int, action: str):
+    """Validate, publish or activate a version: the services the API calls; refusals become page messages."""
+    version = get_object_or_404(TemplateVersion.objects.select_related("template"), template__slug=slug, number=number)
+    service, done = VERSION_ACTIONS[action]
+    try:
+        service(version=version, actor=request.user)
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done.format(n=version.number))
+    return redirect(reverse("goldpath:template-detail", args=[slug]) + "#versions")
+
+
+# --- create and edit ----------------------------------------------------------------------------
 def tool_choices(user, template: WorkspaceTemplate) -> list[dict]:
     """Every approved tool with the policy's answer for this template: allowed ones are pickable."""
     tools = list(AITool.objects.filter(status=ToolStatus.APPROVED).order_by("name"))
     decisions = decide_many(user, tools, ws_services.policy_context(template))
     return [{"tool": t, "allowed": decisions[t.pk].allowed, "reasons": decisions[t.pk].reasons} for t in tools]
-
-
-def _field_value(param: dict, post) -> tuple[bool, object, str | None]:
-    """(present, value, error) for one parameter from the form."""
-    name, tf_type = param["name"], (param.get("type") or "string").replace(" ", "")
-    if tf_type == "bool":
-        return True, post.get(name) == "on", None
-    raw = post.get(name, "")
-    if raw == "" and not param.get("required"):
-        return False, None, None
-    if tf_type == "number":
-        try:
-            return True, (int(raw) if raw.lstrip("-").isdigit() else float(raw)), None
-        except ValueError:
-            return True, raw, NUMERIC_ERROR
-    if tf_type == "string":
-        return True, raw, None
-    try:
-        return True, safejson.loads(raw), None
-    except safejson.JSONTooDeep as exc:
-        return True, raw, f"Must be JSON {exc.max_depth} levels deep at most."
-    except ValueError:
-        return True, raw, "Must be JSON."
 
 
 @login_required
@@ -88,47 +107,29 @@ def workspace_new(request, slug: str):
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
         chosen = request.POST.getlist("tools")
-        params = {}
-        for p in version.form_parameters:
-            present, value, err = _field_value(p, request.POST)
-            values[p["name"]] = value
-            if err:
-                errors[p["name"]] = [err]
-            elif present:
-                params[p["name"]] = value
-        if not errors:
+        params, shown, errors = read_parameters(version, request.POST)
+        values.update(shown)
+        if errors:
+            status = 400
+        else:
             try:
                 ws = ws_services.workspace_create(
                     actor=request.user, name=name, template=template, parameters=params, tools=chosen
                 )
             except DomainError as exc:
-                status = exc.status_code
-                errors = {
-                    **exc.errors.get("parameters", {}),
-                    **{k: v for k, v in exc.errors.items() if k != "parameters"},
-                }
-                if exc.reasons:
-                    errors["tools"] = [
-                        f"{d['tool']}: " + "; ".join(r["message"] for r in d["reasons"]) for d in exc.reasons
-                    ]
+                status, errors = exc.status_code, domain_errors(exc)
                 messages.error(request, exc.message)
             else:
                 messages.success(request, f"Workspace {ws.name} is being created.")
-                return redirect("catalog:workspace-detail", pk=ws.pk)
-        else:
-            status = 400
-    fields = [
-        {**p, "value": values.get(p["name"]), "errors": errors.get(p["name"], []), "widget": _widget(p)}
-        for p in version.form_parameters
-    ]
+                return redirect("goldpath:workspace-detail", pk=ws.pk)
     context = {
         "template": template,
         "version": version,
-        "fields": fields,
+        "fields": fields(version, values, errors),
         "name": name,
         "name_errors": errors.get("name", []),
         "tool_errors": errors.get("tools", []),
-        "other_errors": [m for k, v in errors.items() if k in ("team", "template") for m in v],
+        "other_errors": [m for k, v in errors.items() if k in ("team", "template", "parameters") for m in v],
         "tools": tool_choices(request.user, template),
         "chosen": chosen,
         "repositories": list(repositories_for(request.user)),
@@ -136,15 +137,60 @@ def workspace_new(request, slug: str):
     return render(request, "workspaces/workspace_new.html", context, status=status)
 
 
-def _widget(param: dict) -> str:
-    t = (param.get("type") or "string").replace(" ", "")
-    if param["name"] == REPOSITORY_PARAMETER and t in ("string", "any"):
-        return "repository"  # a picker of registered repositories: never a free path or URL
-    if t in ("string", "number", "bool"):
-        return t
-    return "json"
+def _visible(request, pk) -> Workspace:
+    try:
+        return visible_workspaces(request.user).get(pk=pk)
+    except Exception as exc:  # DoesNotExist or a malformed id
+        raise Http404("No such workspace.") from exc
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def workspace_edit(request, pk):
+    """Edit a workspace's parameters and rebuild with them (the API's `update` with parameters): how a failed
+    workspace is fixed. The form is the active version's, since an update moves to it."""
+    ws = _visible(request, pk)
+    if not perms.can_operate_workspace(request.user, ws):
+        raise PermissionDenied("Only the workspace's owner, platform engineers and admins may change it.")
+    detail = reverse("goldpath:workspace-detail", args=[ws.pk])
+    version = ws.template.active_version or ws.template_version
+    if "update" not in ws_services.allowed_actions(ws):
+        messages.error(
+            request, f"The workspace is {ws.get_status_display().lower()}; its parameters cannot change now."
+        )
+        return redirect(detail)
+    defaults = {p["name"]: p.get("default") for p in version.form_parameters}
+    current = {k: v for k, v in ws.parameters.items() if not _is_sensitive(version, k)}
+    values, errors, status = {**defaults, **current}, {}, 200
+    if request.method == "POST":
+        params, shown, errors = read_parameters(version, request.POST, keep=ws.parameters)
+        values.update(shown)
+        if errors:
+            status = 400
+        else:
+            try:
+                build = ws_services.workspace_update(workspace=ws, actor=request.user, parameters=params, replace=True)
+            except DomainError as exc:
+                status, errors = exc.status_code, domain_errors(exc)
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Parameters saved; build {build.number} rebuilds the workspace with them.")
+                return redirect(detail)
+    context = {
+        "ws": ws,
+        "version": version,
+        "fields": fields(version, values, errors),
+        "other_errors": [m for k, v in errors.items() if k in ("team", "template", "parameters", "tools") for m in v],
+        "repositories": list(repositories_for(ws.owner)),
+    }
+    return render(request, "workspaces/workspace_edit.html", context, status=status)
+
+
+def _is_sensitive(version: TemplateVersion, name: str) -> bool:
+    return any(p["name"] == name and p.get("sensitive") for p in version.parameters)
+
+
+# --- workspaces ---------------------------------------------------------------------------------
 @login_required
 def workspace_list(request):
     workspaces = visible_workspaces(request.user).exclude(status="deleted")
@@ -153,31 +199,52 @@ def workspace_list(request):
     return render(request, "workspaces/workspace_list.html", {"workspaces": workspaces[:200]})
 
 
-def _visible(request, pk):
-    try:
-        return visible_workspaces(request.user).get(pk=pk)
-    except Exception as exc:  # DoesNotExist or a malformed id
-        raise Http404("No such workspace.") from exc
+def _live_context(request: HttpRequest, ws: Workspace, build: WorkspaceBuild | None) -> dict[str, Any]:
+    """What the parts of the workspace page that follow a build show: status, buttons, builds, outputs, error.
+    Called after `build` was read: the workspace is read again, so it is never older than the build (a build that
+    ended between the two reads would otherwise stop the poller on a stale status)."""
+    ws.refresh_from_db()
+    builds = list(ws.builds.select_related("template_version").order_by("-number")[:10])
+    busy = any(b.is_active for b in builds)
+    may_operate = perms.can_operate_workspace(request.user, ws)
+    latest = builds[0] if builds else None
+    return {
+        "ws": ws,
+        "build": build,
+        "builds": builds,
+        "actions": ws_services.allowed_actions(ws, busy=busy) if may_operate else [],
+        # the last build failed before Terraform changed anything: the workspace is as it was
+        "unchanged_failure": bool(
+            latest and latest.status in ("failed", "canceled") and ws.status != WorkspaceStatus.FAILED
+        ),
+        "latest": latest,
+    }
 
 
 @login_required
 def workspace_detail(request, pk):
     ws = _visible(request, pk)
     build = ws.builds.select_related("template_version").order_by("-number").first()
+    # the log's cursor is the last line rendered here, never the build's log_count read before the lines
+    # (a worker writing in between made the first line appear twice)
+    lines = list(build.log_lines.order_by("seq")) if build else []
     context = {
-        "ws": ws,
-        "build": build,
-        "builds": ws.builds.select_related("template_version").order_by("-number")[:10],
-        "actions": ws_services.allowed_actions(ws) if perms.can_operate_workspace(request.user, ws) else [],
-        "lines": list(build.log_lines.order_by("seq")) if build else [],
+        **_live_context(request, ws, build),
+        "lines": lines,
+        "next": lines[-1].seq if lines else 0,
+        "done": build is None or not build.is_active,
         "tools": list(ws.tools.all()),
+        "parameters": {
+            k: ("********" if _is_sensitive(ws.template_version, k) else v) for k, v in ws.parameters.items()
+        },
     }
     return render(request, "workspaces/workspace_detail.html", context)
 
 
 @login_required
 def workspace_log(request, pk):
-    """htmx partial: log lines after N of the latest build (or ?build=), plus the progress and the next poller."""
+    """htmx partial: log lines after N of one build (?build=, else the latest), its progress, the page's live parts
+    (status, buttons, builds, outputs) swapped out of band, and the next poller until the build has ended."""
     ws = _visible(request, pk)
     builds = ws.builds.order_by("-number")
     build_id = small_int(request.GET.get("build", ""))
@@ -185,12 +252,11 @@ def workspace_log(request, pk):
         builds = builds.filter(pk=build_id)
     build = builds.first()
     after = small_int(request.GET.get("after", "0")) or 0
-    lines = list(build.log_lines.filter(seq__gt=after).order_by("seq")[:500]) if build else []
+    lines = list(build.log_lines.filter(seq__gt=after).order_by("seq")[:LOG_BATCH]) if build else []
     nxt = lines[-1].seq if lines else after
     done = build is None or (not build.is_active and nxt >= build.log_count)
-    return render(
-        request, "workspaces/_log.html", {"ws": ws, "build": build, "lines": lines, "next": nxt, "done": done}
-    )
+    context = {**_live_context(request, ws, build), "lines": lines, "next": nxt, "done": done, "oob": True}
+    return render(request, "workspaces/_log.html", context)
 
 
 @login_required
@@ -210,6 +276,4 @@ def workspace_action(request, pk, action: str):
         messages.success(request, f"{action.title()} requested.")
     except DomainError as exc:
         messages.error(request, exc.message)
-        if exc.status_code == 403:
-            return redirect(reverse("catalog:workspace-detail", args=[ws.pk]))
-    return redirect(reverse("catalog:workspace-detail", args=[ws.pk]))
+    return redirect(reverse("goldpath:workspace-detail", args=[ws.pk]))

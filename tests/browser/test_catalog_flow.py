@@ -55,6 +55,7 @@ def test_propose_review_approve_audit(transactional_db, live_server, people, pag
 
     # bob opens the review queue and approves it inline, with a reason
     sign_in(page, base, "bob")
+    page.locator("nav details[data-nav-menu] summary").click()  # the Governance menu
     page.get_by_role("link", name="Review queue").click()
     row = page.locator("#review-zed-ai")
     expect(row).to_contain_text("alice")
@@ -77,12 +78,13 @@ def test_propose_review_approve_audit(transactional_db, live_server, people, pag
 
     # erin, the auditor, finds bob's approval in the audit log
     sign_in(page, base, "erin")
+    page.locator("nav details[data-nav-menu] summary").click()
     page.get_by_role("link", name="Audit log").click()
-    page.get_by_label("Verb").fill("tool.approve")
+    page.get_by_label("Verb").fill("tool.approved")
     page.get_by_role("button", name="Filter").click()
     first = page.locator("table.table tbody tr").first
     expect(first).to_contain_text("bob")
     expect(first).to_contain_text("zed-ai")
     expect(first).to_contain_text("Local-first editor; DPA signed.")
-    event = AuditEvent.objects.get(verb="tool.approve", target_repr="zed-ai")
+    event = AuditEvent.objects.get(verb="tool.approved", target_repr="zed-ai")
     assert event.actor_repr == "bob" and event.payload["to"] == "approved"

@@ -57,10 +57,14 @@ resource "terraform_data" "checkout" {
 }
 
 # Configuration and the workspace session: re-run on every transition (start brings the session
-# process up, stop takes it down), keeping the checkout.
+# process up, stop takes it down), keeping the checkout; and whenever the checkout is made again (its
+# destroy step stops the session, so a new checkout needs a new session or "running" would run nothing).
 resource "terraform_data" "session" {
-  depends_on       = [terraform_data.checkout]
-  triggers_replace = [var.goldpath_transition, var.display_name, var.goldpath_tools, var.memory_mb, var.allow_network]
+  depends_on = [terraform_data.checkout]
+  triggers_replace = [
+    var.goldpath_transition, var.display_name, var.goldpath_tools, var.memory_mb, var.allow_network,
+    terraform_data.checkout.id,
+  ]
 
   provisioner "local-exec" {
     command = <<-EOT

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from ...conf import goldpath_settings
+from ...conf import demo_password, goldpath_home
 
 
 class Command(BaseCommand):
@@ -46,9 +46,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        env = {**os.environ, "GOLDPATH_HOME": str(settings.GOLDPATH_HOME)}
+        env = {**os.environ, "GOLDPATH_HOME": str(goldpath_home())}
         # prometheus_client multiprocess mode: every web/worker process writes its HTTP metrics here, /metrics sums
-        metrics_dir = settings.GOLDPATH_HOME / "prometheus"
+        metrics_dir = goldpath_home() / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)  # counters of a previous run's dead processes
         metrics_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                     sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat",
                     "-Q", "default,provisioning,agents,reports",
                     "--concurrency", os.environ.get("GOLDPATH_WORKER_CONCURRENCY", "2"),
-                    "--schedule", str(settings.GOLDPATH_HOME / "celerybeat-schedule"),
+                    "--schedule", str(goldpath_home() / "celerybeat-schedule"),
                     "--loglevel", "INFO", "--hostname", f"goldpath-local-{os.getpid()}@%h",
                 ]  # fmt: skip
                 children.append(subprocess.Popen(worker, env=env, start_new_session=True, umask=0o077))
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
             self.stdout.write(
                 self.style.SUCCESS(f"\nGoldpath is running at {url}")
-                + f"\n  database: {db}   broker: {settings.CELERY_BROKER_URL.split('://')[0]}   home: {settings.GOLDPATH_HOME}"
+                + f"\n  database: {db}   broker: {settings.CELERY_BROKER_URL.split('://')[0]}   home: {goldpath_home()}"
                 + f"\n  API docs: {url}api/docs/   health: {url}healthz"
                 + (
                     f"\n  model gateway: {', '.join(v.lower() for v in demo_vendors)} answered by the offline demo "
@@ -91,7 +91,7 @@ class Command(BaseCommand):
             )
             if settings.DEBUG and not options["no_seed"]:
                 self.stdout.write(
-                    f"  demo logins (password '{goldpath_settings.DEMO_PASSWORD}'): alice, dave (developers), "
+                    f"  demo logins (password '{demo_password()}'): alice, dave (developers), "
                     "bob, frank (platform engineers), carol (manager), erin (auditor), admin"
                 )
             self.stdout.write("  Press Ctrl-C to stop.\n")

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from ... import demo, demo_usage
-from ...conf import goldpath_settings
+from ...conf import demo_password, goldpath_home
 from ...models import AccessGrant, AITool, GrantState, Repository, Team
 from ...reports.rollup import rollup_usage
 from ...services import access as access_services
@@ -38,7 +38,7 @@ class Command(BaseCommand):
     @transaction.atomic
     def seed(self) -> int:
         User = get_user_model()
-        password = goldpath_settings.DEMO_PASSWORD
+        password = demo_password()
         created = 0
         admin, made = User.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com", "first_name": "Portal", "last_name": "Admin"}
@@ -108,7 +108,7 @@ class Command(BaseCommand):
     def seed_repository(self, users: dict) -> int:
         """The demo git repository on disk (if missing) and its registration (if missing)."""
         spec = demo.REPOSITORY
-        path = demo.ensure_demo_repository(settings.GOLDPATH_HOME)
+        path = demo.ensure_demo_repository(goldpath_home())
         if Repository.objects.filter(slug=spec["slug"]).exists():
             return 0
         repository_services.repository_create(

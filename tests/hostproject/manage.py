@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""The second host of Goldpath: a `django-admin startproject` site that mounts Goldpath under /goldpath/."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hostsite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
