@@ -236,6 +236,7 @@ MATRIX: dict[str, Row] = {
     ),
     "teams/{slug}/members/{username}/": row({"slug": "payments", "username": "alice"}, DELETE=only(("admin",), 204)),
     "users/": row(GET=read_all(), POST=only(("admin",), 201, body={"username": "newbie"})),
+    "users/me/": row(GET=read_all()),
     "users/{username}/": row(
         {"username": "dave"}, GET=read_all(), PATCH=only(("admin",), 200, body={"role": "manager"})
     ),
