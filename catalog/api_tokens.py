@@ -103,6 +103,15 @@ def token_revoke(*, token: Token, actor) -> None:
         )
 
 
+def token_rotate(*, user) -> Token:
+    """A fresh token for the signed-in user (the page's "new token"): the old one stops working at once.
+    This is how people who sign in with SSO, and have no password, get a token for the API and the CLI."""
+    with transaction.atomic():
+        for token in Token.objects.select_for_update().filter(user=user):
+            token_revoke(token=token, actor=user)
+        return token_issue(user=user)
+
+
 def token_of(user, ident: str) -> Token | None:
     """The caller's own token with this id, or None (another user's token is never found)."""
     return next((t for t in tokens_of(user) if token_id(t) == ident), None)

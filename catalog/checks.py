@@ -69,6 +69,17 @@ def host_contract(app_configs: Any = None, **kwargs: Any) -> list:
                     id="goldpath.E004",
                 )
             )
+    if all(backend in backends for backend in conf.AUTHENTICATION_BACKENDS):
+        order = [backends.index(backend) for backend in conf.AUTHENTICATION_BACKENDS]
+        if order != sorted(order):
+            errors.append(
+                Error(
+                    "Goldpath's authentication backends are out of order: the sign-in lockout must come first and "
+                    "the SSO backend before ModelBackend (it refuses passwords when local passwords are off).",
+                    hint=f"Use this order: {', '.join(conf.AUTHENTICATION_BACKENDS)}.",
+                    id="goldpath.E008",
+                )
+            )
     errors += _goldpath_dict()
     errors += _templates()
     return errors

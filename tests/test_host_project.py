@@ -302,10 +302,11 @@ def test_workspace_build_through_the_hosts_worker(host):
         ("middleware", ["goldpath.E002", "axes.middleware.AxesMiddleware"]),
         ("apps", ["goldpath.E001", "drf_spectacular_sidecar"]),
         ("setting", ["goldpath.W001", "REVIEW_PERIOD"]),
+        ("backends", ["goldpath.E008", "lockout must come first"]),
     ],
 )
 def test_a_host_missing_part_of_the_contract_is_told_which(host, broken, names):
     answer = host.manage("check", check=False, extra_env={"HOST_BREAK": broken})
     output = answer.stdout + answer.stderr
     assert all(name in output for name in names), output[-2000:]
-    assert "README" in output or "Known settings" in output
+    assert "README" in output or "Known settings" in output or "this order" in output

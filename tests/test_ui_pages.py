@@ -139,6 +139,17 @@ def test_every_input_has_a_label(world, people, username):
     assert not problems, f"inputs without a label as {username}: {problems}"
 
 
+def test_every_page_title_is_plain_text(world, people):
+    """The browser tab shows `<page> · Goldpath`: a title block never swallows the page's markup."""
+    client = signed_in(people["admin"])
+    for path in catalog_pages(world):
+        r = client.get(path)
+        if r.status_code != 200 or "html" not in r["Content-Type"]:
+            continue
+        title = re.search(r"<title>(.*?)</title>", r.content.decode(), re.S).group(1)
+        assert "<" not in title and len(title) < 120, (path, title[:200])
+
+
 GOVERNANCE = {
     "alice": {"/access-requests/", "/out-of-policy/", "/authz/simulator/"},
     "carol": {"/access-requests/", "/out-of-policy/", "/authz/simulator/", "/reports/adoption/"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -35,6 +36,13 @@ def _token_info(client: Client) -> dict[str, Any] | None:
     return items[0] if items else None
 
 
+def _warn_plain_http(base: str) -> None:
+    """Password and token would cross the network unencrypted: say so (loopback is this machine)."""
+    parts = urlsplit(base)
+    if parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1"):
+        note(f"Warning: {base} is plain http: your password and token travel unencrypted. Use https://.")
+
+
 def login(
     url: Annotated[
         str | None, typer.Option("--url", help="The portal's address (default: GOLDPATH_URL or the last one).")
@@ -52,6 +60,7 @@ def login(
     if not raw:
         raise CliError("Give the portal's address: goldpath login --url https://goldpath.example.com")
     base = config.normalize_url(raw)
+    _warn_plain_http(base)
     if not username:
         if password_stdin:
             raise CliError("--password-stdin needs --username.")

@@ -46,6 +46,7 @@ class Client:
         self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        _refuse_dot_segments(path)
         try:
             response = self.http.request(method, path.lstrip("/"), **kwargs)
         except httpx.TimeoutException as exc:
@@ -119,6 +120,14 @@ class Client:
             if not next_url:
                 return
             query = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+
+
+def _refuse_dot_segments(path: str) -> None:
+    """A name or id typed by the user becomes a path segment: `..` would make httpx resolve the request to
+    another endpoint of the portal (with the user's token), so it is refused rather than sent."""
+    bare = path.split("?", 1)[0].split("#", 1)[0]
+    if any(segment in (".", "..") for segment in bare.split("/")) or "\\" in bare:
+        raise CliError(f"Not a valid name or id (it would change the address asked for): {path!r}")
 
 
 def _clean(params: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -71,6 +71,12 @@ def check(record: dict[str, Any], public: Ed25519PublicKey, sha: str) -> tuple[l
     signed_commit = str((subject.get("digest") or {}).get("gitCommit") or "")
     if not signed_commit.startswith(sha.lower()):
         problems.append(f"the signed statement is about commit {signed_commit[:12] or 'none'}, not {sha}")
+    elif sha.lower() != signed_commit:
+        # a prefix names no commit: anyone can make a commit that shares a short one with an agent's commit
+        problems.append(
+            f"{sha} is only a prefix of the signed commit {signed_commit}, which another commit can share: "
+            f"verify the full hash (git rev-parse {sha})"
+        )
     elif record.get("commit") != signed_commit:
         problems.append(f"the portal's record names commit {record.get('commit')}, the signature {signed_commit}")
     else:
@@ -127,7 +133,7 @@ def attested(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 @app.command("verify")
 def verify(
-    sha: Annotated[str, typer.Argument(help="The commit (full hash or its start).")],
+    sha: Annotated[str, typer.Argument(help="The commit's full hash (a prefix finds the record, never verifies).")],
     key: Annotated[
         Path | None, typer.Option("--key", help="A PEM Ed25519 public key you trust (default: fetch the portal's).")
     ] = None,

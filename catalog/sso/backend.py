@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from rest_framework.exceptions import AuthenticationFailed
 
 from .. import audit
 from . import discovery as disco
@@ -25,6 +26,18 @@ from .config import SIGN_ALGORITHM, local_passwords_enabled, oidc_setting, sso_e
 from .sync import sso_sign_in
 
 LOCAL_PASSWORDS_OFF = "Password sign-in is turned off here. Sign in with single sign-on instead."
+
+
+class LocalPasswordsOff(AuthenticationFailed, ValidationError):
+    """A password refused because local passwords are off. Django's forms and DRF serializers show a
+    ValidationError as a readable message; DRF's BasicAuthentication (a host's own API may keep it as its
+    default) would let a bare ValidationError escape as a 500, and answers 401 for an AuthenticationFailed."""
+
+    def __init__(self) -> None:
+        AuthenticationFailed.__init__(self, LOCAL_PASSWORDS_OFF, code="local_passwords_off")
+        ValidationError.__init__(self, LOCAL_PASSWORDS_OFF, code="local_passwords_off")
+
+
 CLOCK_LEEWAY_S = 60
 
 
@@ -70,7 +83,7 @@ class GoldpathOIDCBackend(OIDCAuthenticationBackend):
                     target_repr=str(kwargs.get("username") or "")[:150],
                     payload={"username": kwargs.get("username") or "", "reason": "local_passwords_off"},
                 )
-                raise ValidationError(LOCAL_PASSWORDS_OFF, code="local_passwords_off")
+                raise LocalPasswordsOff()
             return None
         # only the callback view passes a nonce; any other caller is not an OIDC sign-in
         if request is None or "nonce" not in kwargs or not sso_enabled():
@@ -150,7 +163,8 @@ class GoldpathOIDCBackend(OIDCAuthenticationBackend):
         except jwt.InvalidTokenError as exc:
             raise SuspiciousOperation(f"The ID token was refused: {exc}.") from exc
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if len(audiences) > 1 and claims.get("azp") != client_id:
+        # OIDC Core 3.1.3.7: with several audiences azp must name us; an azp naming another party never passes
+        if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != client_id:
             raise SuspiciousOperation("The ID token was issued to another party.")
         return claims
 

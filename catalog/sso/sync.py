@@ -3,7 +3,8 @@ the mapping rules. Runs at every SSO sign-in, in one transaction.
 
 - A returning user is found by issuer + subject only (never by username or email, which a provider may let
   people choose or reuse). A new one gets a username from `preferred_username` (else the email's local part,
-  else the subject), made safe and unique (`alice`, `alice-2`, ...); email and name follow the provider.
+  else the subject), made safe and unique (`alice`, `alice-2`, ...); email (unless unverified) and name follow
+  the provider.
 - Team and role changes go through the team services (catalog.services.teams), exactly as an admin's clicks do,
   so they are audited the same way; the actor is the `sso` principal.
 - The sync takes back only what it granted (SsoMembership, SsoRoleGrant). A membership or role given by hand is
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
@@ -80,7 +83,9 @@ def _text(value: Any, limit: int) -> str:
 
 def claim_values(claims: dict[str, Any], path: str) -> list[str]:
     """The values of the mapped claim: a list of strings (or numbers), or one string; a dotted path reaches a
-    nested claim (`realm_access.roles`). Anything else counts as no values."""
+    nested claim (`realm_access.roles`). Anything else counts as no values. Values are kept exactly as the
+    provider sent them (never stripped or case-folded): ` platform-admins` is another group at the provider,
+    perhaps one its users may create, and must not match the rule for `platform-admins`."""
     value: Any = claims
     for part in (path or "groups").split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -91,17 +96,31 @@ def claim_values(claims: dict[str, Any], path: str) -> list[str]:
     seen: dict[str, None] = {}
     for item in value[:MAX_CLAIM_VALUES]:
         if isinstance(item, str | int) and not isinstance(item, bool):
-            text = str(item).strip()
-            if text and len(text) <= MAX_VALUE_LENGTH:
+            text = str(item)
+            if text.strip() and len(text) <= MAX_VALUE_LENGTH:
                 seen[text] = None
     return list(seen)
+
+
+def verified_email(claims: dict[str, Any]) -> str:
+    """The email, unless the provider says it did not verify it (`email_verified` false) or it is no address: an
+    address anyone may type must not become the git author of accepted agent commits, nor match imported usage
+    events to another person; a malformed one would fail the user's validation (a 500, not a sign-in)."""
+    email = _text(claims.get("email"), 254)
+    if claims.get("email_verified") in (False, "false"):
+        return ""
+    try:
+        validate_email(email)
+    except ValidationError:
+        return ""
+    return email
 
 
 def parse_claims(claims: dict[str, Any]) -> Claims:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > 255:
         raise SignInRefused("The sign-in provider did not say who you are.", "no_subject")
-    email = _text(claims.get("email"), 254)
+    email = verified_email(claims)
     given, family = _text(claims.get("given_name"), 150), _text(claims.get("family_name"), 150)
     if not given and not family:
         given, _, family = _text(claims.get("name"), 301).partition(" ")

@@ -100,6 +100,8 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             self.failure = (f"{name} refused to complete this sign-in. Start again.", "provider_refused", 400)
         except IntegrityError:
             self.failure = ("Another sign-in of this account was under way. Try again.", "conflict", 409)
+        except DomainError as exc:  # what the provider said about you is not valid here (a page, never a 500)
+            self.failure = (f"{name} sent details Goldpath cannot use: {exc.message}", "invalid_claims", 400)
         return self.login_failure()
 
     def login_failure(self) -> HttpResponse:

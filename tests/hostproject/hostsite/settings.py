@@ -100,5 +100,7 @@ if _break == "middleware":
     MIDDLEWARE.remove("axes.middleware.AxesMiddleware")
 elif _break == "apps":
     INSTALLED_APPS.remove("drf_spectacular_sidecar")
+elif _break == "backends":
+    AUTHENTICATION_BACKENDS = list(reversed(goldpath.AUTHENTICATION_BACKENDS))
 elif _break == "setting":
     GOLDPATH["REVIEW_PERIOD"] = 90

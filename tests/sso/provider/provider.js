@@ -113,7 +113,7 @@ const configuration = {
           given_name: fresh.given_name,
           family_name: fresh.family_name,
           email: fresh.email,
-          email_verified: true,
+          email_verified: fresh.email_verified ?? true,
           groups: fresh.groups || [],
         };
       },
