@@ -67,6 +67,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "portal.urls"
+CSRF_FAILURE_VIEW = "catalog.views.errors.csrf_failure"  # Goldpath's branded "form expired" page
 WSGI_APPLICATION = "portal.wsgi.application"
 
 TEMPLATES = [

@@ -69,3 +69,16 @@ def test_the_way_back_follows_the_host_prefix():
     """Under a host's prefix the link goes to the catalog there, not to the site root."""
     r = Client().get("/portal/goldpath/no-such-page/")
     assert r.status_code == 404 and 'href="/portal/goldpath/">Back to the catalog</a>' in r.content.decode()
+
+
+def test_a_form_from_an_out_of_date_page_gets_the_branded_expired_page(db):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(UserFactory(username="bob", role="platform_engineer"))
+    answer = client.post("/teams/new/", {"slug": "x", "name": "X"})  # no CSRF token: an old tab's form
+    assert answer.status_code == 403
+    body = answer.content.decode()
+    assert "This form has expired" in body and "nothing was changed" in body and "Goldpath" in body

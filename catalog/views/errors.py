@@ -76,3 +76,14 @@ def server_error(request: HttpRequest) -> HttpResponse:
         "Goldpath could not finish this request. The error has been logged; try again in a moment.",
         hint="If it keeps happening, give a platform engineer the reference below.",
     )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a form posted from a page that is out of date (signed in or out elsewhere, or an old tab)."""
+    return _page(
+        request,
+        403,
+        "This form has expired",
+        "The page you sent it from is out of date, so nothing was changed.",
+        hint="Reload the page and try again.",
+    )
