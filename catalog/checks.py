@@ -25,29 +25,28 @@ NEEDED_BEFORE = [
 HINT = 'See README "Add Goldpath to your Django portal".'
 
 
+def _missing(setting: str, needed: list[str], hint: str, check_id: str) -> list:
+    present = list(getattr(settings, setting))
+    return [
+        Error(f"Goldpath needs {name!r} in {setting}.", hint=hint, id=check_id) for name in needed if name not in present
+    ]
+
+
 @register(Tags.compatibility)
 def host_contract(app_configs: Any = None, **kwargs: Any) -> list:
-    errors: list = []
-    installed = list(settings.INSTALLED_APPS)
-    for app in [*DJANGO_APPS, *conf.INSTALLED_APPS]:
-        if app not in installed:
-            errors.append(
-                Error(
-                    f"Goldpath needs {app!r} in INSTALLED_APPS.",
-                    hint=f"Add *catalog.conf.INSTALLED_APPS (and Django's {', '.join(DJANGO_APPS)}). {HINT}",
-                    id="goldpath.E001",
-                )
-            )
+    errors = _missing(
+        "INSTALLED_APPS",
+        [*DJANGO_APPS, *conf.INSTALLED_APPS],
+        f"Add *catalog.conf.INSTALLED_APPS (and Django's {', '.join(DJANGO_APPS)}). {HINT}",
+        "goldpath.E001",
+    )
+    errors += _missing(
+        "MIDDLEWARE",
+        [*NEEDED_BEFORE, *conf.MIDDLEWARE],
+        f"Append *catalog.conf.MIDDLEWARE after Django's session, auth and message middleware. {HINT}",
+        "goldpath.E002",
+    )
     middleware = list(settings.MIDDLEWARE)
-    for name in [*NEEDED_BEFORE, *conf.MIDDLEWARE]:
-        if name not in middleware:
-            errors.append(
-                Error(
-                    f"Goldpath needs {name!r} in MIDDLEWARE.",
-                    hint=f"Append *catalog.conf.MIDDLEWARE after Django's session, auth and message middleware. {HINT}",
-                    id="goldpath.E002",
-                )
-            )
     if all(name in middleware for name in [*NEEDED_BEFORE, *conf.MIDDLEWARE]):
         last_needed = max(middleware.index(name) for name in NEEDED_BEFORE)
         if middleware.index(conf.MIDDLEWARE[-1]) < last_needed:
@@ -58,17 +57,14 @@ def host_contract(app_configs: Any = None, **kwargs: Any) -> list:
                     id="goldpath.E003",
                 )
             )
+    errors += _missing(
+        "AUTHENTICATION_BACKENDS",
+        conf.AUTHENTICATION_BACKENDS,
+        "Leave AUTHENTICATION_BACKENDS unset, or include *catalog.conf.AUTHENTICATION_BACKENDS (the lockout backend "
+        "first).",
+        "goldpath.E004",
+    )
     backends = list(settings.AUTHENTICATION_BACKENDS)
-    for backend in conf.AUTHENTICATION_BACKENDS:
-        if backend not in backends:
-            errors.append(
-                Error(
-                    f"Goldpath needs {backend!r} in AUTHENTICATION_BACKENDS.",
-                    hint="Leave AUTHENTICATION_BACKENDS unset, or include *catalog.conf.AUTHENTICATION_BACKENDS "
-                    "(the lockout backend first).",
-                    id="goldpath.E004",
-                )
-            )
     if all(backend in backends for backend in conf.AUTHENTICATION_BACKENDS):
         order = [backends.index(backend) for backend in conf.AUTHENTICATION_BACKENDS]
         if order != sorted(order):

@@ -17,7 +17,6 @@ def only_goldpath(endpoints: list, **kwargs) -> list:
     return [endpoint for endpoint in endpoints if endpoint[0].startswith(prefix)]
 
 
-SCHEMA_SETTINGS = SPECTACULAR_SETTINGS
 
 
 @extend_schema(exclude=True)
@@ -26,7 +25,7 @@ class SchemaView(SpectacularAPIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    custom_settings = SCHEMA_SETTINGS
+    custom_settings = SPECTACULAR_SETTINGS
 
 
 # served from our own static files: the docs work offline
