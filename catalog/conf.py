@@ -75,6 +75,8 @@ HOST_DEFAULTS: dict[str, Any] = {
     "AXES_RESET_ON_SUCCESS": False,  # a success must not wipe the counters of other names tried from that address
     "AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT": False,  # a lockout lasts its period, retries do not extend it
     "AXES_HTTP_RESPONSE_CODE": 429,
+    # terminals relay through Django Channels: one web process relays in memory; with several, set a Redis layer
+    "CHANNEL_LAYERS": {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000}}},
     # behind a reverse proxy, set AXES_IPWARE_PROXY_COUNT / AXES_CLIENT_IP_CALLABLE so the client address is real
 }
 
@@ -147,6 +149,9 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_GIT_HOSTS": "",  # comma-separated host or host:port exempt from the private-address checks
     # model gateway (catalog.gateway): the web tier serves it; workers relay their sandboxes' calls to it
     "GATEWAY_URL": "",  # the web tier's base URL as workers reach it (default: PORTAL_URL)
+    # the web tier's base URL as workspace agents reach it (default: GATEWAY_URL, else PORTAL_URL); the agent
+    # dials ws:// or wss:// on it
+    "AGENT_URL": "",
     "UPSTREAM_ANTHROPIC": "https://api.anthropic.com",  # `demo`: the built-in offline demo model
     "UPSTREAM_OPENAI": "https://api.openai.com",
     "GATEWAY_BODY_MAX_BYTES": 8 * 1024 * 1024,  # a larger request body is refused (413, vendor format)

@@ -15,6 +15,7 @@ from .views import (
     reports,
     repositories,
     teams,
+    terminals,
     tokens,
     tool_versions,
     tools,
@@ -75,6 +76,7 @@ urlpatterns = [
     path("workspaces/<uuid:pk>/", workspaces.workspace_detail, name="workspace-detail"),
     path("workspaces/<uuid:pk>/log", workspaces.workspace_log, name="workspace-log"),
     path("workspaces/<uuid:pk>/edit/", workspaces.workspace_edit, name="workspace-edit"),
+    path("workspaces/<uuid:pk>/terminal/", terminals.workspace_terminal, name="workspace-terminal"),
     re_path(
         r"^workspaces/(?P<pk>[0-9a-f-]{36})/(?P<action>start|stop|update|delete)/$",
         workspaces.workspace_action,

@@ -69,6 +69,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "portal.urls"
 CSRF_FAILURE_VIEW = "catalog.views.errors.csrf_failure"  # Goldpath's branded "form expired" page
 WSGI_APPLICATION = "portal.wsgi.application"
+ASGI_APPLICATION = "portal.asgi.application"
 
 TEMPLATES = [
     {
@@ -160,6 +161,16 @@ else:
     # Longer than the longest build: the database, not the broker, decides whether a job runs.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_RESULT_BACKEND = None
+# Terminals (Django Channels): with Redis the web processes, workers and workspaces may sit on different hosts;
+# without it one web process relays in memory (`make run`)
+CHANNELS_REDIS_URL = os.environ.get("GOLDPATH_CHANNELS_REDIS_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+CHANNEL_LAYERS = {
+    "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [CHANNELS_REDIS_URL], "capacity": 2000}}
+    if CHANNELS_REDIS_URL
+    else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000}}
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -193,6 +204,7 @@ GOLDPATH = {
     "DEFAULT_MAX_CONCURRENT_BUILDS": int(os.environ.get("GOLDPATH_MAX_CONCURRENT_BUILDS", "5")),
     # the model gateway: where workers reach the web tier, and the vendor upstreams (`demo`: offline demo model)
     "GATEWAY_URL": os.environ.get("GOLDPATH_GATEWAY_URL", ""),
+    "AGENT_URL": os.environ.get("GOLDPATH_AGENT_URL", ""),
     "UPSTREAM_ANTHROPIC": os.environ.get("GOLDPATH_UPSTREAM_ANTHROPIC", "https://api.anthropic.com"),
     "UPSTREAM_OPENAI": os.environ.get("GOLDPATH_UPSTREAM_OPENAI", "https://api.openai.com"),
     "TOOLS_DIR": os.environ.get("GOLDPATH_TOOLS_DIR", ""),

@@ -200,3 +200,26 @@ def require_binary(name: str, package: str) -> str:
     if path is None:
         pytest.skip(f"{package} is not installed ({name} not on PATH)")
     return path
+
+
+@pytest.fixture
+def running_terminal_workspace(transactional_db, people, teams, monkeypatch):
+    """A real ASGI server and worker, and alice's running local-sandbox workspace whose agent has dialled in:
+    yields (server URL, workspace, username, password)."""
+    from tests.factories import PASSWORD
+    from tests.terminal_helpers import WebServer, agent_ready, kill_session, start_workspace
+
+    server = WebServer().start()
+    monkeypatch.setenv("GOLDPATH_AGENT_URL", server.url)
+    purge_queues()
+    worker = WorkerProcess().start()
+    ws = None
+    try:
+        ws = start_workspace(people, record_sessions=True)
+        agent_ready(ws.pk)
+        yield server.url, ws, "alice", PASSWORD
+    finally:
+        if ws is not None:
+            kill_session(ws)
+        worker.stop()
+        server.stop()

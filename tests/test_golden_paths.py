@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from catalog.runners import terraform as tf
+from tests.tf.templates import session_values
 
 GOLDEN = Path(__file__).resolve().parent.parent / "catalog" / "golden_paths"
 INJECTION = 'x"; rm -rf ~ # $(touch /tmp/goldpath-pwned) ${file("/etc/passwd")} `id`'
@@ -63,6 +64,7 @@ def test_local_sandbox_start_stop_start_delete(tmp_path):
         "goldpath_workspace_id": "ws1",
         "goldpath_home": str(home),
         "goldpath_tools": json.dumps([{"slug": "aider", "launch_command": ["aider", "--message", "{prompt}"]}]),
+        **session_values(),
     }
     runner = tf.TerraformRunner(work, on_event=lambda *e: events.append(e))
     folder = home / "workspaces" / "ws1"
@@ -82,7 +84,8 @@ def test_local_sandbox_start_stop_start_delete(tmp_path):
     assert _session_alive(folder)
     assert any(e[3] == 1.0 for e in events if len(e) > 3)
     outputs = runner.outputs()
-    assert outputs["path"]["value"] == str(folder) and "bwrap" in outputs["shell_command"]["value"]
+    assert outputs["path"]["value"] == str(folder) and "Terminal" in outputs["terminal"]["value"]
+    assert not (folder / ".goldpath" / "session.json").exists()  # the agent token is read and removed
     transition("stop")
     time.sleep(0.2)
     assert not _session_alive(folder) and (folder / ".goldpath" / "state").read_text().strip() == "stopped"
@@ -111,7 +114,13 @@ def test_missing_ref_fails_with_a_clear_message(tmp_path):
         (work / f.name).write_text(f.read_text())
     tf.write_var_file(
         work,
-        {"repository": str(repo), "ref": "nope", "goldpath_workspace_id": "w", "goldpath_home": str(tmp_path / "h")},
+        {
+            "repository": str(repo),
+            "ref": "nope",
+            "goldpath_workspace_id": "w",
+            "goldpath_home": str(tmp_path / "h"),
+            **session_values(),
+        },
     )
     runner = tf.TerraformRunner(work)
     assert runner.init().ok

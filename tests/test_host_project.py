@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from websockets.sync.client import connect
+
+from tests.terminal_helpers import Terminal
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +166,8 @@ def host(tmp_path_factory) -> Host:
     assert "Demo organisation ready" in seeded.stdout, seeded.stdout + seeded.stderr
     log = open(h.log, "w")  # noqa: SIM115
     web = subprocess.Popen(
-        [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=8", "hostsite.wsgi:application"],
+        [sys.executable, "-m", "uvicorn", "hostsite.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--ws", "websockets-sansio", "--log-level", "warning"],
         cwd=HOST,
         env=env,
         stdout=log,
@@ -294,6 +298,15 @@ def test_workspace_build_through_the_hosts_worker(host):
     assert ws["status"] == "running", (ws, host.log.read_text()[-3000:])
     page = host.session("alice").get(host.url(f"/goldpath/workspaces/{ws['id']}/"), timeout=30)
     assert page.status_code == 200 and "acme-ws" in page.text
+    # the workspace agent dialled in to the host (under its prefix) and the terminal works there
+    while time.monotonic() < deadline and ws["agent_state"] != "ready":
+        time.sleep(0.5)
+        ws = alice.get(host.url(f"/goldpath/api/v1/workspaces/{ws['id']}/"), timeout=30).json()
+    assert ws["agent_state"] == "ready", host.log.read_text()[-3000:]
+    url = host.origin.replace("http://", "ws://") + f"/goldpath/api/v1/workspaces/{ws['id']}/terminal/"
+    with connect(url, additional_headers={"Authorization": f"Token {host.token('alice')}"}) as sock:
+        term = Terminal(sock)
+        assert term.run("echo $((6*7))") == "42"
 
 
 @pytest.mark.parametrize(

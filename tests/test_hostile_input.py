@@ -32,6 +32,7 @@ from catalog.models import (
 from catalog.runners import terraform as tf
 from catalog.services import access
 from tests.factories import ToolFactory
+from tests.tf.templates import session_values
 from tests.workspace_helpers import published_template
 
 DEEP = "[" * 3000 + "]" * 3000
@@ -135,6 +136,7 @@ def _sample_url(route: str) -> str:
     values = {"pk": "1", "slug": "nope", "number": "1", "username": "nobody", "id": "1"}
     url = route.lstrip("^").rstrip("$")
     url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: values.get(m.group(1), "1"), url)
+    url = url.replace("<uuid:pk>", "00000000-0000-0000-0000-000000000000")  # path() routes (the WebSockets' 426)
     return API + url
 
 
@@ -353,7 +355,7 @@ def test_the_local_sandbox_never_hands_a_ref_to_git_as_an_option(tmp_path):
     for f in (GOLDEN / "local-sandbox").glob("*.tf"):
         (work / f.name).write_text(f.read_text())
     home = tmp_path / "h"
-    values = {"repository": str(repo), "goldpath_workspace_id": "w", "goldpath_home": str(home)}
+    values = {"repository": str(repo), "goldpath_workspace_id": "w", "goldpath_home": str(home), **session_values()}
     tf.write_var_file(work, {**values, "ref": "--orphan=pwned"})
     runner = tf.TerraformRunner(work)
     assert runner.init().ok

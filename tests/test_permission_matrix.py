@@ -149,6 +149,11 @@ def build_workspace_world(w: SimpleNamespace) -> None:
 
     w.ws_running, w.ws_stopped, w.ws_pending = made("run", "running"), made("halt", "stopped"), made("wait", "pending")
     w.build_pending = w.ws_pending.builds.get()
+    from catalog.models import TerminalSession
+
+    w.terminal_session = TerminalSession.objects.create(
+        workspace=w.ws_running, user=w.people["alice"], recorded=True, recording='{"version": 2}\n[0.1, "o", "hi"]\n'
+    )
 
 
 WORLD_BUILDERS: list[Callable[[SimpleNamespace], None]] = [
@@ -303,6 +308,13 @@ MATRIX: dict[str, Row] = {
     "workspaces/{pk}/stop/": row({"pk": lambda w: w.ws_running.pk}, POST=only(OPERATORS, 202, body={})),
     "workspaces/{pk}/update/": row({"pk": lambda w: w.ws_running.pk}, POST=only(OPERATORS, 202, body={})),
     "workspaces/{pk}/builds/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all()),
+    # WebSockets (the ASGI routes; tests/test_terminals.py): a plain request answers 426 to anyone signed in
+    "workspaces/{pk}/terminal/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all(426)),
+    "workspaces/{pk}/agent/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all(426)),
+    # a terminal session is an audit fact: its workspace's owner and the audit readers see it
+    "terminal-sessions/": row(GET=read_all()),
+    "terminal-sessions/{pk}/": row({"pk": lambda w: w.terminal_session.pk}, GET=expect(200, manager=404)),
+    "terminal-sessions/{pk}/recording/": row({"pk": lambda w: w.terminal_session.pk}, GET=expect(200, manager=404)),
     "builds/{pk}/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
     "builds/{pk}/logs/": row({"pk": lambda w: w.build_pending.pk}, GET=read_all()),
     "builds/{pk}/cancel/": row({"pk": lambda w: w.build_pending.pk}, POST=only(OPERATORS, 202, body={})),
@@ -324,6 +336,10 @@ MATRIX: dict[str, Row] = {
     "agent-groups/{pk}/accept/": row(
         {"pk": lambda w: w.agent_group.pk},
         POST=expect(403, developer=409, platform_engineer=409, admin=409, body=lambda w: {"run": w.agent_run.pk}),
+    ),
+    # the group was launched from a repository, not a workspace: its requester gets 409, others 403
+    "agent-groups/{pk}/apply/": row(
+        {"pk": lambda w: w.agent_group.pk}, POST=expect(403, developer=409, body=lambda w: {"run": w.agent_run.pk})
     ),
     "agent-runs/{pk}/": row({"pk": lambda w: w.agent_run.pk}, GET=read_all()),
     "agent-runs/{pk}/logs/": row({"pk": lambda w: w.agent_run.pk}, GET=read_all()),

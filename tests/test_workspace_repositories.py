@@ -29,6 +29,7 @@ from catalog.tasks.provisioning import REPOSITORY_MISSING, REPOSITORY_NEEDS_CRED
 from tests.agent_helpers import git, make_repo, register
 from tests.conftest import wait_for
 from tests.factories import ToolFactory
+from tests.tf.templates import session_values
 from tests.workspace_helpers import granted_tools, published_template, sample_repository
 
 URL = "/api/v1/workspaces/"
@@ -397,7 +398,9 @@ def test_the_local_sandbox_ignores_hooks_and_fsmonitor_of_a_checkout_it_finds(tm
     work.mkdir()
     for f in (GOLDEN / "local-sandbox").glob("*.tf"):
         (work / f.name).write_text(f.read_text())
-    tf.write_var_file(work, {"repository": str(repo), "goldpath_workspace_id": "w", "goldpath_home": str(home)})
+    tf.write_var_file(
+        work, {"repository": str(repo), "goldpath_workspace_id": "w", "goldpath_home": str(home), **session_values()}
+    )
     runner = tf.TerraformRunner(work)
     assert runner.init().ok
     try:

@@ -167,6 +167,7 @@ def execute_run(run_id: int) -> str:
     from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, mask_values, private_dir, sandbox_uid
     from ..runtimes import RuntimeInstallError, ensure_installed
     from . import cli_usage
+    from .workspace_tree import TreeError
 
     run = AgentRun.objects.select_related(
         "group__requester", "group__team", "group__repository", "tool", "tool_version"
@@ -212,7 +213,12 @@ def execute_run(run_id: int) -> str:
         copy = home / "repo"
         logs.add("system", f"cloning repository {repository.slug} at {group.base_commit or group.base_ref}")
         with Git(group.repository_url, repository.credential()) as git:
-            base_sha = git.prepare_copy(group.base_commit or group.base_ref, copy)
+            if group.workspace_id:  # "run agents here": the workspace's checkout, uncommitted changes included
+                from .workspace_snapshot import prepare_run_copy
+
+                base_sha, start_sha = prepare_run_copy(group, git, copy, say=lambda text: logs.add("system", text))
+            else:
+                base_sha = start_sha = git.prepare_copy(group.base_commit or group.base_ref, copy)
         token = identity.token_issue(run)
         secrets = {**gateway_secrets(identity.gateway_token_issue(run)), "GOLDPATH_AGENT_TOKEN": token}
         env = {
@@ -247,6 +253,8 @@ def execute_run(run_id: int) -> str:
             "base_commit": base_sha,
             "network_policy": group.network_policy,
         }
+        if start_sha != base_sha:
+            sandbox["snapshot_commit"] = start_sha  # the workspace snapshot the agent started from
         if not agent_services.agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
             return _finish(run.pk, AgentRunStatus.CANCELED, error="Canceled before the sandbox started.", logs=logs)
         logs.keep_agent_output = True
@@ -281,7 +289,7 @@ def execute_run(run_id: int) -> str:
             logs.add("system", f"network attempts denied by policy: {hosts}")
         if status in (AgentRunStatus.SUCCEEDED, AgentRunStatus.FAILED):
             diff = _sandboxed_diff(
-                copy, base_sha, logs=logs, beat=beat, scratch=home, uid=uid, masked=list(secrets.values())
+                copy, start_sha, logs=logs, beat=beat, scratch=home, uid=uid, masked=list(secrets.values())
             )
             stat = diff_stat(diff)
         if status == AgentRunStatus.SUCCEEDED and group.test_command:
@@ -317,7 +325,7 @@ def execute_run(run_id: int) -> str:
     except GitError as exc:
         status, error = AgentRunStatus.FAILED, f"{exc.message} (git: {exc.code})"
         logs.add("system", error)
-    except DiffFailed as exc:
+    except (DiffFailed, TreeError) as exc:
         status, error = AgentRunStatus.FAILED, str(exc)
         logs.add("system", error)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run `failed` with the reason

@@ -89,6 +89,11 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
             "base_commit": group.base_commit,
             "branch": branch,
             "diff_sha256": hashlib.sha256(run.diff.encode()).hexdigest(),
+            **(
+                {"workspace": {"id": str(group.workspace_id), "snapshot_sha256": group.workspace_snapshot_sha256}}
+                if group.workspace_id
+                else {}
+            ),
             "sandbox": {
                 "policy_hash": run.sandbox.get("policy_hash", ""),
                 "network_policy": group.network_policy,
@@ -120,10 +125,13 @@ def _commit(group: AgentGroup, run: AgentRun, branch: str) -> tuple[str, str]:
     from ..runners.gitcopy import Git
 
     requester = group.requester
+    # a group from a workspace: the commit holds the workspace's uncommitted changes the run started from too
+    # (git apply takes the two patches in turn, also where they touch the same file)
+    diff = (group.workspace_snapshot or "") + run.diff if group.workspace_id else run.diff
     with Git(group.repository_url, group.repository.credential()) as git:
         return git.commit_diff(
             run.sandbox.get("base_commit") or group.base_commit or group.base_ref,
-            run.diff,
+            diff,
             branch,
             commit_message(group, run),
             trailers_for(group, run),

@@ -23,6 +23,8 @@ from ..models import (
     Team,
     VendorApiKey,
 )
+from ..models.agents import AgentApply
+from ..services import agent_workspace
 from ..services import agents as agent_services
 from ..services.errors import InvalidInput
 from .agent_auth import AgentTokenAuthentication, IsOwnRunAgent
@@ -49,7 +51,14 @@ class AgentSpecSerializer(StrictSerializerMixin, serializers.Serializer):
 
 class AgentGroupCreateSerializer(StrictSerializerMixin, serializers.Serializer):
     prompt = serializers.CharField(max_length=20000)
-    repository = serializers.CharField(max_length=100, help_text="slug of a repository registered for your team")
+    repository = serializers.CharField(
+        max_length=100, required=False, help_text="slug of a repository registered for your team (or `workspace`)"
+    )
+    workspace = serializers.UUIDField(
+        required=False,
+        help_text="run agents here: start from this workspace's current checkout, uncommitted changes included "
+        "(yours, running or stopped, local-sandbox); instead of `repository`",
+    )
     base_ref = serializers.CharField(max_length=250, required=False, default=None, help_text="default: its branch")
     agents = AgentSpecSerializer(many=True, allow_empty=False, max_length=20)
     classification = serializers.ChoiceField(
@@ -61,6 +70,14 @@ class AgentGroupCreateSerializer(StrictSerializerMixin, serializers.Serializer):
     time_limit_s = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
     network_policy = serializers.ChoiceField(choices=NetworkPolicy.choices, required=False, default=NetworkPolicy.NONE)
     team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all(), required=False, default=None)
+
+    def validate(self, data: dict) -> dict:
+        if ("repository" in data) == ("workspace" in data):
+            text = "Give a repository or a workspace, not both." if "repository" in data else (
+                "Give a repository or a workspace."
+            )
+            raise serializers.ValidationError({"repository": [text], "workspace": [text]})
+        return data
 
 
 RunUsageSerializer = inline_serializer(
@@ -145,6 +162,31 @@ class AgentRunSerializer(AgentRunSummarySerializer):
         read_only_fields = fields
 
 
+class AgentApplySerializer(serializers.ModelSerializer):
+    """A run applied into the group's workspace: `pending`, then `applied` (files), `conflict` (paths; the
+    checkout was left exactly as it was) or `failed` (error)."""
+
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = AgentApply
+        fields = [
+            "id",
+            "group",
+            "run",
+            "workspace",
+            "requested_by",
+            "status",
+            "diff_sha256",
+            "files",
+            "conflicts",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
 class AgentGroupSerializer(serializers.ModelSerializer):
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
     repository = serializers.SlugRelatedField(slug_field="slug", read_only=True)
@@ -153,6 +195,8 @@ class AgentGroupSerializer(serializers.ModelSerializer):
     accepted_run = serializers.PrimaryKeyRelatedField(read_only=True)
     counts = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField(help_text="the runs' usage summed (`reported` left out)")
+    workspace = serializers.PrimaryKeyRelatedField(read_only=True, help_text="the workspace the runs started from")
+    applies = serializers.SerializerMethodField(help_text="runs applied into the workspace, newest first")
 
     class Meta:
         model = AgentGroup
@@ -164,6 +208,8 @@ class AgentGroupSerializer(serializers.ModelSerializer):
             "prompt",
             "prompt_sha256",
             "repository",
+            "workspace",
+            "workspace_snapshot_sha256",
             "base_ref",
             "base_commit",
             "classification",
@@ -181,9 +227,16 @@ class AgentGroupSerializer(serializers.ModelSerializer):
             "accept_error",
             "counts",
             "usage",
+            "applies",
             "runs",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(AgentApplySerializer(many=True))
+    def get_applies(self, group) -> list[dict]:
+        if group.workspace_id is None:
+            return []
+        return AgentApplySerializer(group.applies.select_related("requested_by")[:50], many=True).data
 
     def _runs(self, group):
         cache = getattr(group, "_runs_cache", None)
@@ -216,7 +269,7 @@ class AgentGroupSerializer(serializers.ModelSerializer):
 
 class AgentGroupListSerializer(AgentGroupSerializer):
     class Meta(AgentGroupSerializer.Meta):
-        fields = [f for f in AgentGroupSerializer.Meta.fields if f not in ("runs", "decisions", "usage")]
+        fields = [f for f in AgentGroupSerializer.Meta.fields if f not in ("runs", "decisions", "usage", "applies")]
 
 
 class AcceptSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -264,6 +317,21 @@ class AgentGroupViewSet(GoldpathAPI,
             raise InvalidInput("No such run in this group.", errors={"run": ["Choose a run of this group."]})
         group = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
         return Response(AgentGroupSerializer(group).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=AcceptSerializer, responses={202: AgentApplySerializer})
+    @action(detail=True, methods=["post"])
+    def apply(self, request: Request, pk: str) -> Response:
+        """Apply a succeeded run's diff into the workspace the group started from (its owner only). A worker does
+        it: poll the group's `applies` (status `applied` with files, or `conflict` with paths: then the checkout
+        was left exactly as it was)."""
+        group = self.get_object()
+        serializer = AcceptSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = AgentRun.objects.filter(pk=serializer.validated_data["run"], group=group).first()
+        if run is None:
+            raise InvalidInput("No such run in this group.", errors={"run": ["Choose a run of this group."]})
+        row = agent_workspace.agent_group_apply(group=group, actor=request.user, run=run)
+        return Response(AgentApplySerializer(row).data, status=status.HTTP_202_ACCEPTED)
 
 
 class LogLineSerializer(serializers.ModelSerializer):

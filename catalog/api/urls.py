@@ -11,6 +11,7 @@ from .backstage import BackstageEntitiesView
 from .policy import AuthzCheckView, OutOfPolicyBulkView, OutOfPolicyView
 from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
+from .terminals import TerminalSessionViewSet, WebSocketOnlyView
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
 from .workspaces import BuildViewSet, TemplateViewSet, WorkspaceViewSet
@@ -30,6 +31,7 @@ router.register("usage-events", UsageEventViewSet, basename="usageevent")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("workspaces", WorkspaceViewSet, basename="workspace")
 router.register("builds", BuildViewSet, basename="build")
+router.register("terminal-sessions", TerminalSessionViewSet, basename="terminalsession")
 router.register("repositories", RepositoryViewSet, basename="repository")
 
 urlpatterns = [
@@ -43,5 +45,8 @@ urlpatterns = [
     path("reports/adoption/", AdoptionReportView.as_view(), name="report-adoption"),
     path("provenance/", ProvenanceView.as_view(), name="provenance"),
     path("provenance/key/", ProvenanceKeyView.as_view(), name="provenance-key"),
+    # WebSockets (catalog.terminals.routing, served by the ASGI application): a plain GET answers 426
+    path("workspaces/<uuid:pk>/terminal/", WebSocketOnlyView.as_view(), name="workspace-terminal"),
+    path("workspaces/<uuid:pk>/agent/", WebSocketOnlyView.as_view(), name="workspace-agent"),
     *router.urls,
 ]

@@ -201,6 +201,8 @@ class WorkspaceSerializer(serializers.ModelSerializer):
             "outputs",
             "ttl_hours",
             "last_activity_at",
+            "agent_state",
+            "agent_connected_at",
             "update_available",
             "latest_build",
             "created_at",

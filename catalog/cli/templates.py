@@ -17,7 +17,7 @@ from .output import JsonOption, err, note, print_json, say
 app = typer.Typer(help="Golden-path templates (platform engineers).", no_args_is_help=True)
 
 # what the portal leaves out of a template folder anyway (catalog.services.templates.read_folder)
-SKIP_PARTS = (".terraform", ".git")
+SKIP_PARTS = (".terraform", ".git", "__pycache__")  # an installed copy of a golden path has compiled .py files
 SKIP_NAMES = (".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup")
 POLL_S = 0.5
 

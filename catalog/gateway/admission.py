@@ -1,14 +1,17 @@
 """Admission of one model call, in this order (the first failing rule answers, in the vendor's error format):
 
-1. credential: a live gateway credential (`x-api-key` or `Authorization: Bearer`) -> else 401;
-2. its run is in flight (starting/running) -> else 401;
+1. credential: a live gateway credential (`x-api-key` or `Authorization: Bearer`): a run's (`gpg_`) or a
+   workspace's (`gpw_`, the current start's, not revoked) -> else 401;
+2. its run is in flight (starting/running), or its workspace is starting or running -> else 401;
 3. body within GATEWAY_BODY_MAX_BYTES -> else 413;
 4. a UTF-8 JSON object, no key twice in any object (a vendor's parser may keep the first where ours keeps the
    last), naming a model of the model-name grammar (`[A-Za-z0-9._:/-]{1,200}`) -> else 400;
 5. the model is one of the run's tool version's `model_names` (exact, a dated snapshot of a listed alias, or a
-   `*` pattern) -> else 403;
+   `*` pattern) -> else 403; for a workspace, one of its tools' versions allows it: the call is that tool's
+   (catalog.gateway.workspaces);
 6. nothing in it makes the vendor reach the network for the run (catalog.gateway.screening) -> else 403;
-7. the policy decision for the run's requester, tool and classification allows -> else 403 with its reasons;
+7. the policy decision for the run's requester (the workspace's owner), tool and classification (and the
+   workspace's template) allows -> else 403 with its reasons;
 8. the tool version is approved -> else 403;
 9. a vendor API key is set for the team x tool (unless the upstream is `demo`) -> else 403;
 10. when the grant has a budget: the team x tool's spend this UTC month is under it -> else 429; the call's row
@@ -16,7 +19,9 @@
 
 Refusals from step 3 on are recorded (a ModelCall with `refused`, tokens 0), set the run's `gateway_refusal`
 (the first reason is kept: the worker ends the run `failed` with it) and are audited (`gateway.refused`).
-Steps 1-2 have no live run to charge: they are answered only. An unexpected failure once the run is known
+Steps 1-2 have no live run to charge: they are answered only. A workspace's refusal is charged to the call's
+tool (to its first tool before the model is read; a workspace without tools: answered only) and does not end
+anything. An unexpected failure once the run is known
 sets its `gateway_refusal` too (`gateway_failed`) and is answered 500 in the vendor's format.
 
 Cost: one statement for the credential and everything of its run that may change (catalog.gateway.context:
@@ -43,8 +48,8 @@ from ..models import AgentRun, ModelCall, VersionReview
 from ..models.agents import RUN_IN_FLIGHT
 from ..policy import PolicyContext, decide
 from ..services.tool_version_rules import MODEL_RE
-from . import budget, screening
-from .context import RunState, run_state
+from . import budget, screening, workspaces
+from .context import CallerState, run_state
 from .errors import GatewayError, error_body
 from .pricing import SNAPSHOT
 from .protocols import FLAVOR, METERED, UPSTREAM_SETTING
@@ -60,7 +65,7 @@ FORWARDED_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-b
 class Call:
     """One admitted model call: what the upstream relay needs."""
 
-    run: AgentRun
+    state: CallerState  # who the call is charged to (a run or a workspace) and its tool
     protocol: str
     body: bytes  # exactly as the client sent it
     payload: dict
@@ -73,6 +78,10 @@ class Call:
     query: str = ""
     forward_body: bytes | None = None  # the body to send when screening removed something, else `body`
     reservation: ModelCall | None = None  # the call's row, written at admission when the grant has a budget
+
+    @property
+    def run(self) -> AgentRun | None:
+        return self.state.run
 
     @property
     def flavor(self) -> str:
@@ -91,9 +100,13 @@ def credential(request: HttpRequest) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def authenticate(request: HttpRequest) -> RunState:
-    """The current state of the run of the request's live gateway credential (401 otherwise)."""
-    digest = identity.gateway_token_hash(credential(request))
+def authenticate(request: HttpRequest) -> CallerState | workspaces.WorkspaceCredential:
+    """The current state of the run (or workspace) of the request's live gateway credential (401 otherwise)."""
+    raw = credential(request)
+    workspace_digest = workspaces.key_hash(raw)
+    if workspace_digest is not None:
+        return _authenticate_workspace(workspace_digest)
+    digest = identity.gateway_token_hash(raw)
     state = run_state(digest) if digest else None
     if state is None:
         raise GatewayError(
@@ -110,6 +123,25 @@ def authenticate(request: HttpRequest) -> RunState:
             "it runs.",
         )
     return state
+
+
+def _authenticate_workspace(digest: str) -> workspaces.WorkspaceCredential:
+    found = workspaces.workspace_credential(digest)
+    if found is None:
+        raise GatewayError(
+            401,
+            "invalid_credential",
+            "Goldpath model gateway: this workspace credential is unknown or revoked (each start of a workspace "
+            "issues a new one; stopping it revokes it).",
+        )
+    if found.status not in workspaces.LIVE:
+        raise GatewayError(
+            401,
+            "workspace_not_running",
+            f"Goldpath model gateway: workspace {found.workspace.name} is {found.status}; its credential works "
+            "only while it runs.",
+        )
+    return found
 
 
 def upstream_for(protocol: str) -> str:
@@ -135,32 +167,37 @@ def _decrypt(ciphertext: str) -> str:
 def admit(request: HttpRequest, protocol: str, started: float) -> Call:
     """The admitted call, or GatewayError (recorded and audited when a live run is known; an unexpected failure
     once the run is known fails the run and is a 500)."""
-    state = authenticate(request)
+    found = authenticate(request)
+    holder: list[CallerState | None] = [found.fallback]
     try:
-        return _admit(request, protocol, started, state)
+        return _admit(request, protocol, started, found, holder)
     except GatewayError:
         raise
     except Exception as exc:
-        raise gateway_failed(state.run, protocol, exc) from exc
+        raise gateway_failed(holder[0], protocol, exc) from exc
 
 
-def _admit(request: HttpRequest, protocol: str, started: float, state: RunState) -> Call:
-    run = state.run
+def _admit(
+    request: HttpRequest,
+    protocol: str,
+    started: float,
+    found: CallerState | workspaces.WorkspaceCredential,
+    holder: list[CallerState | None],
+) -> Call:
+    state = holder[0]
     body, payload, model = b"", {}, ""
     reservation = None
     try:
         body = _read_body(request)
         payload, model, url_blocks = _parse(body)
-        if not model_allowed(model, state.model_names):
-            allowed = ", ".join(str(n) for n in state.model_names) or "none"
-            raise GatewayError(
-                403, "model_not_allowed", f"model {model} is not allowed for {state.version_label}; allowed: {allowed}"
-            )
+        state = holder[0] = found.resolve(model, protocol)
         screened = screening.screen(protocol, payload, request.headers.get("anthropic-beta"), url_blocks)
-        decision = decide(state.requester, state.tool, PolicyContext(classification=run.group.classification))
+        context = PolicyContext(classification=state.classification, template=state.template)
+        decision = decide(state.requester, state.tool, context)
         if not decision.allowed:
             reasons = "; ".join(r.message for r in decision.reasons)
-            raise GatewayError(403, "policy_denied", f"the policy denies {run.tool.slug} for this run: {reasons}")
+            where = "this run" if state.run is not None else "this workspace"
+            raise GatewayError(403, "policy_denied", f"the policy denies {state.tool.slug} for {where}: {reasons}")
         if state.review_state != VersionReview.APPROVED:
             raise GatewayError(
                 403,
@@ -171,10 +208,16 @@ def _admit(request: HttpRequest, protocol: str, started: float, state: RunState)
         vendor_key = "" if upstream == DEMO else _vendor_key(state)
         if protocol in METERED and state.budget_usd is not None:
             reservation = budget.reserve(
-                run, protocol=protocol, model=model, streamed=payload.get("stream") is True, body=body, payload=payload
+                state,
+                protocol=protocol,
+                model=model,
+                streamed=payload.get("stream") is True,
+                body=body,
+                payload=payload,
             )
     except GatewayError as err:
-        refuse(run, protocol, err, model=model, streamed=payload.get("stream") is True, request_body=body)
+        if state is not None:
+            refuse(state, protocol, err, model=model, streamed=payload.get("stream") is True, request_body=body)
         raise
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
     if screened.beta:
@@ -182,7 +225,7 @@ def _admit(request: HttpRequest, protocol: str, started: float, state: RunState)
     else:
         headers.pop("anthropic-beta", None)
     return Call(
-        run=run,
+        state=state,
         protocol=protocol,
         body=body,
         payload=screened.payload,
@@ -255,8 +298,8 @@ def _parse(body: bytes) -> tuple[dict, str, list[dict]]:
     return payload, model, url_blocks
 
 
-def _vendor_key(state: RunState) -> str:
-    where = f"{state.run.group.team.slug}/{state.run.tool.slug}"
+def _vendor_key(state: CallerState) -> str:
+    where = f"{state.team.slug}/{state.tool.slug}"
     if not state.vendor_ciphertext:
         raise GatewayError(403, "no_vendor_key", f"no vendor API key set for {where}")
     try:
@@ -270,7 +313,7 @@ def _vendor_key(state: RunState) -> str:
 
 
 def refuse(
-    run: AgentRun,
+    state: CallerState,
     protocol: str,
     err: GatewayError,
     *,
@@ -281,11 +324,13 @@ def refuse(
     """Record a refusal: the call's row (tokens 0), the run's first refusal reason, and an audit event. The
     answer's exact bytes are kept on `err.body` so the response sent is the one recorded."""
     err.body = error_body(FLAVOR[protocol], err.status, err.code, err.message)
+    run = state.run
     with transaction.atomic():
         ModelCall.objects.create(
             run=run,
-            team_id=run.group.team_id,
-            tool_id=run.tool_id,
+            workspace=state.workspace,
+            team_id=state.team.pk,
+            tool_id=state.tool.pk,
             protocol=protocol,
             model=model[:200],
             streamed=streamed,
@@ -294,29 +339,36 @@ def refuse(
             request_body=request_body,
             response_body=err.body,
         )
-        AgentRun.objects.filter(pk=run.pk, gateway_refusal="").update(gateway_refusal=err.message)
+        if run is not None:
+            AgentRun.objects.filter(pk=run.pk, gateway_refusal="").update(gateway_refusal=err.message)
         audit.record(
-            actor=run.principal,
+            actor=state.actor,
             verb="gateway.refused",
-            target=run,
+            target=state.target,
             payload={
                 "reason": err.message,
                 "code": err.code,
                 "status": err.status,
                 "protocol": protocol,
                 "model": model,
+                "tool": state.tool.slug,
             },
         )
 
 
-def gateway_failed(run: AgentRun, protocol: str, exc: BaseException) -> GatewayError:
-    """An unexpected failure while handling a call of a known run: logged, the run's `gateway_refusal` set (one
-    minimal UPDATE, the first reason kept) so the run cannot succeed, and a 500 for the vendor-format answer."""
-    logger.error("gateway: run %s: %s call failed", run.pk, protocol, exc_info=exc)
+def gateway_failed(state: CallerState | None, protocol: str, exc: BaseException) -> GatewayError:
+    """An unexpected failure while handling a call of a known run (or workspace): logged, the run's
+    `gateway_refusal` set (one minimal UPDATE, the first reason kept) so the run cannot succeed, and a 500 for the
+    vendor-format answer."""
+    ref = state.ref if state is not None else "a workspace"
+    logger.error("gateway: %s: %s call failed", ref, protocol, exc_info=exc)
     message = (
-        f"the Goldpath gateway failed on a model call of this run ({type(exc).__name__}); a platform engineer can "
-        "find it in the server log"
+        f"the Goldpath gateway failed on a model call of this {ref.split()[0]} ({type(exc).__name__}); a platform "
+        "engineer can find it in the server log"
     )
+    run = state.run if state is not None else None
+    if run is None:
+        return GatewayError(500, "gateway_error", message)
     try:
         AgentRun.objects.filter(pk=run.pk, gateway_refusal="").update(gateway_refusal=message)
     except Exception:  # noqa: BLE001 - the database itself may be what failed; the 500 still goes out

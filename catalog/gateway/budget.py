@@ -20,7 +20,8 @@ from functools import lru_cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import AccessGrant, AgentRun, GrantState, ModelCall
+from ..models import AccessGrant, GrantState, ModelCall
+from .context import CallerState
 from .errors import GatewayError
 from .metering import month_start
 from .pricing import cost_usd
@@ -66,11 +67,11 @@ def _sql(vendor: str) -> tuple[str, str]:
 
 
 def reserve(
-    run: AgentRun, *, protocol: str, model: str, streamed: bool, body: bytes, payload: dict
+    state: CallerState, *, protocol: str, model: str, streamed: bool, body: bytes, payload: dict
 ) -> ModelCall | None:
     """The call's row with its reserved cost, or GatewayError (429) when the budget is spent; None when the
     grant no longer has a budget (changed since the call was read)."""
-    team_id, tool_id = run.group.team_id, run.tool_id
+    team_id, tool_id = state.team.pk, state.tool.pk
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     lock, spend = _sql(connection.vendor)
@@ -87,12 +88,13 @@ def reserve(
             raise GatewayError(
                 429,
                 "budget_spent",
-                f"monthly budget of ${budget} for {run.tool.slug} spent (team {run.group.team.slug}: "
+                f"monthly budget of ${budget} for {state.tool.slug} spent (team {state.team.slug}: "
                 f"${spent:.2f} this UTC month)",
             )
         return insert_row(
             ModelCall(
-                run=run,
+                run=state.run,
+                workspace=state.workspace,
                 team_id=team_id,
                 tool_id=tool_id,
                 protocol=protocol,

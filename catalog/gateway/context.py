@@ -11,6 +11,9 @@ on PostgreSQL).
 What cannot change for a credential (its run, the run's group, requester, team, tool and version rows) is
 loaded with select_related once per process and credential and kept (LRU); the fresh values above are laid
 over copies of the tool and requester for each call, so every decision is made on the current state.
+
+A workspace's credential (catalog.gateway.workspaces) yields the same `CallerState`, with `workspace` set and
+`run` None: admission, metering, budgets and refusals read only what both share.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ from ..models import (
 
 
 @dataclass
-class RunState:
-    run: AgentRun  # the cached graph: run, group, requester, team, tool, version
+class CallerState:
+    """Who a call is charged to (a run, or a workspace) and the current state of everything admission decides on."""
+
+    run: AgentRun | None  # the cached graph: run, group, requester, team, tool, version
     status: str
     tool: AITool  # a copy with the current status, review date and clearance
     requester: Any  # a copy with the current is_active
@@ -51,6 +56,44 @@ class RunState:
     model_names: list
     budget_usd: Decimal | None
     vendor_ciphertext: str
+    team: Any = None  # the team charged (the run's group's, or the workspace's)
+    classification: str = ""
+    template: Any = None  # the workspace's template (the policy's template hook); None for a run
+    workspace: Any = None  # the workspace, for a workspace's call
+
+    @property
+    def ref(self) -> str:
+        """For logs and messages: `run 12` / `workspace <uuid>`."""
+        return f"run {self.run.pk}" if self.run is not None else f"workspace {self.workspace.pk}"
+
+    @property
+    def actor(self) -> Any:
+        """Who the audit names: the run's agent principal, or the workspace's owner (the one working in it)."""
+        return self.run.principal if self.run is not None else self.workspace.owner
+
+    @property
+    def target(self) -> Any:
+        return self.run if self.run is not None else self.workspace
+
+    @property
+    def fallback(self) -> CallerState:
+        """What a refusal is charged to before the model is read (a run's state is known from its credential)."""
+        return self
+
+    def resolve(self, model: str, protocol: str) -> CallerState:
+        """This state, when the model is one of the tool version's (else 403)."""
+        from .admission import model_allowed
+        from .errors import GatewayError
+
+        if not model_allowed(model, self.model_names):
+            allowed = ", ".join(str(n) for n in self.model_names) or "none"
+            raise GatewayError(
+                403, "model_not_allowed", f"model {model} is not allowed for {self.version_label}; allowed: {allowed}"
+            )
+        return self
+
+
+RunState = CallerState  # the name the run path has always used
 
 
 def _t(model) -> str:
@@ -126,7 +169,7 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def run_state(token_sha256: str) -> RunState | None:
+def run_state(token_sha256: str) -> CallerState | None:
     """The current state of the run of a live gateway credential (by its hash), or None. One statement."""
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
@@ -144,7 +187,7 @@ def run_state(token_sha256: str) -> RunState | None:
     requester.is_active = bool(active)
     if isinstance(names, str | bytes):
         names = json.loads(names)
-    return RunState(
+    return CallerState(
         run=run,
         status=status,
         tool=tool,
@@ -154,4 +197,6 @@ def run_state(token_sha256: str) -> RunState | None:
         model_names=list(names or []),
         budget_usd=_decimal(budget),
         vendor_ciphertext=cipher or "",
+        team=run.group.team,
+        classification=run.group.classification,
     )

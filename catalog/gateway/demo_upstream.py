@@ -40,7 +40,7 @@ def answer(call: Call) -> HttpResponse | StreamingHttpResponse:
                 yield from metered(answer.chunks, meter, sent)
             finally:
                 relayed = b"".join(sent)
-                settled = meter.settle(usage, relayed, call.run.pk)
+                settled = meter.settle(usage, relayed, call.state.ref)
                 recorder.submit(lambda: record(call, DEMO, answer.status, settled, relayed, streamed=True))
 
         body = Started(chunks(), on_unstarted=lambda: record(call, DEMO, answer.status, usage, b"", streamed=True))

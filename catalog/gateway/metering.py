@@ -27,6 +27,7 @@ from django.db.models import Count, Sum
 from ..models import AgentRun, ModelCall, UsageEvent, UsageKind
 from ..models.agents import RUN_IN_FLIGHT
 from ..services.tool_version_rules import MODEL_RE
+from .context import CallerState
 from .pricing import SIX_PLACES, cost_usd
 from .protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from .rows import insert_row, update_row
@@ -160,7 +161,7 @@ class Meter:
             self._chat(payload["usage"])
 
     # -- streams that ended early ---------------------------------------------------------------------------
-    def settle(self, usage: Usage, relayed: bytes, run_id: int) -> Usage:
+    def settle(self, usage: Usage, relayed: bytes, ref: object) -> Usage:
         """`usage` of a stream whose relayed bytes were `relayed`: unchanged when the closing usage was read,
         else with output tokens of at least the relayed text's characters / 4 (1 for any text)."""
         if self.final or not relayed:
@@ -169,9 +170,9 @@ class Meter:
         estimate = chars // 4 or (1 if chars else 0)
         if estimate > usage.output_tokens:
             logger.info(
-                "gateway: run %s: a %s stream ended before its usage; %d output tokens estimated from %d "
+                "gateway: %s: a %s stream ended before its usage; %d output tokens estimated from %d "
                 "relayed characters (reported: %d)",
-                run_id,
+                ref,
                 self.protocol,
                 estimate,
                 chars,
@@ -252,7 +253,7 @@ def _delta_chars(protocol: str, obj: dict) -> int:
 
 
 def record_call(
-    run: AgentRun,
+    state: CallerState,
     *,
     protocol: str,
     model: str,
@@ -275,7 +276,9 @@ def record_call(
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
-    call = reservation or ModelCall(run=run, team_id=run.group.team_id, tool_id=run.tool_id, protocol=protocol)
+    call = reservation or ModelCall(
+        run=state.run, workspace=state.workspace, team_id=state.team.pk, tool_id=state.tool.pk, protocol=protocol
+    )
     call.model = model_name(model or usage.model)[:200]
     call.streamed = streamed
     call.upstream = upstream[:200]
@@ -293,8 +296,9 @@ def record_call(
             update_row(call)
         else:
             insert_row(call)
-        record_model_call_usage(run, call)
-    _refinalize_if_ended(run.pk)
+        record_model_call_usage(state, call)
+    if state.run is not None:
+        _refinalize_if_ended(state.run.pk)
     return call
 
 
@@ -310,14 +314,16 @@ def _refinalize_if_ended(run_id: int) -> None:
         finalize_run_usage(run_id)
 
 
-def record_model_call_usage(run: AgentRun, call: ModelCall) -> None:
-    """The `model_call` usage event of one call (one insert, keyed `model_call:<id>`). Switch-over point: once
+def record_model_call_usage(state: CallerState, call: ModelCall) -> None:
+    """The `model_call` usage event of one call (one insert, keyed `model_call:<id>`), a run's or a workspace's
+    alike (a workspace's names its template), so reports count both the same way. Switch-over point: once
     `catalog.usage.record_usage` takes `input_tokens=`, `output_tokens=`, `model_cost=`, this may become
     `record_usage("model_call", user=requester, team=..., tool=..., key=f"model_call:{call.pk}", ...)` (which
     costs three queries instead of this one insert)."""
-    requester = run.group.requester
+    requester = state.requester
     at = call.created_at
-    team, tool = run.group.team, run.tool
+    team, tool = state.team, state.tool
+    template = state.template.slug[:50] if state.template is not None else ""
     insert_row(
         UsageEvent(
             at=at,
@@ -329,6 +335,7 @@ def record_model_call_usage(run: AgentRun, call: ModelCall) -> None:
             team_slug=team.slug[:50],
             tool=tool,
             tool_slug=tool.slug[:50],
+            template_slug=template,
             input_tokens=call.input_tokens + call.cache_read_tokens + call.cache_write_tokens,
             output_tokens=call.output_tokens,
             model_cost=call.cost_usd,

@@ -155,7 +155,7 @@ def record(call: Call, upstream: str, status: int, usage: Usage, response_body: 
         return
     try:
         record_call(
-            call.run,
+            call.state,
             protocol=call.protocol,
             model=call.model,
             streamed=streamed,
@@ -168,7 +168,7 @@ def record(call: Call, upstream: str, status: int, usage: Usage, response_body: 
             reservation=call.reservation,
         )
     except Exception:  # noqa: BLE001 - the answer was sent; a lost row is logged, never a broken stream
-        logger.exception("gateway: could not record a model call of run %s", call.run.pk)
+        logger.exception("gateway: could not record a model call of %s", call.state.ref)
 
 
 class RecordedResponse(HttpResponse):
@@ -189,7 +189,7 @@ class RecordedResponse(HttpResponse):
 
 
 def _failure(call: Call, upstream: str, message: str) -> HttpResponse:
-    logger.warning("gateway: run %s: %s", call.run.pk, message)
+    logger.warning("gateway: %s: %s", call.state.ref, message)
     body = error_body(call.flavor, 502, "upstream_error", message)
     record(call, upstream, 502, Usage(), body, streamed=False)
     return error_response(call.flavor, 502, "upstream_error", message, body=body)
@@ -201,10 +201,10 @@ def _key_refused(call: Call, t: Target, conn, resp) -> HttpResponse:
     conn.close()  # the body is not read: not worth keeping the connection for
     status = resp.status
     message = (
-        f"the vendor refused the team's API key for {call.run.tool.slug} (HTTP {status}); ask a platform engineer "
+        f"the vendor refused the team's API key for {call.state.tool.slug} (HTTP {status}); ask a platform engineer "
         "to check it on /vendor-keys/"
     )
-    logger.warning("gateway: run %s: %s", call.run.pk, message)
+    logger.warning("gateway: %s: %s", call.state.ref, message)
     body = error_body(call.flavor, status, "vendor_key_refused", message)
     record(call, t.label, status, Usage(), body, streamed=False)
     response = error_response(call.flavor, status, "vendor_key_refused", message, body=body)
@@ -343,13 +343,13 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
     except (OSError, http.client.HTTPException) as exc:
         status = 502
         message = f"the upstream {t.label} broke off the stream ({type(exc).__name__})"
-        logger.warning("gateway: run %s: %s", call.run.pk, message)
+        logger.warning("gateway: %s: %s", call.state.ref, message)
         tail = _stream_error(call.flavor, call.protocol, message)
         sent.append(tail)
         yield tail
     except Exception as exc:  # noqa: BLE001 - a gateway bug mid-stream: the run must not succeed
         status = 500
-        tail = _stream_error(call.flavor, call.protocol, gateway_failed(call.run, call.protocol, exc).message)
+        tail = _stream_error(call.flavor, call.protocol, gateway_failed(call.state, call.protocol, exc).message)
         sent.append(tail)
         yield tail
     finally:
@@ -358,5 +358,5 @@ def _relay(call: Call, t: Target, conn, resp, meter: Meter):
         else:
             conn.close()
         relayed = b"".join(sent)
-        usage = meter.settle(meter.usage, relayed, call.run.pk)
+        usage = meter.settle(meter.usage, relayed, call.state.ref)
         recorder.submit(lambda: record(call, t.label, status, usage, relayed, streamed=True))

@@ -1,6 +1,6 @@
 """The model gateway's endpoints (mounted at /gateway/): the vendors' own API paths, so a CLI whose base URL
 points here (through its run's egress proxy) works unchanged. Plain Django views: no session, CSRF or DRF
-authentication; the run's gateway credential is the API key. The rules live in `admission`, the relay in
+authentication; the run's (or workspace's) gateway credential is the API key. The rules live in `admission`, the relay in
 `upstream`. An unexpected failure once the run is known fails the run (`admission.gateway_failed`) and is
 answered 500 in the vendor's format."""
 
@@ -33,7 +33,7 @@ def _relay(request: HttpRequest, protocol: str) -> HttpResponse:
     try:
         return upstream.forward(call)
     except Exception as exc:  # noqa: BLE001 - a gateway bug must still fail the run, and answer as the vendor would
-        err = admission.gateway_failed(call.run, protocol, exc)
+        err = admission.gateway_failed(call.state, protocol, exc)
         return error_response(flavor, err.status, err.code, err.message)
 
 
@@ -69,7 +69,7 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 def models(request: HttpRequest) -> HttpResponse:
-    """The models the run's tool version may use, served by the gateway itself in the asking vendor's shape."""
+    """The models the run's tool version (the workspace's tools) may use, served by the gateway itself in the asking vendor's shape."""
     from . import scripted
 
     flavor = _flavor_of(request)

@@ -30,6 +30,7 @@ from .notifications import Notification
 from .repositories import Repository
 from .sso import SsoIdentity, SsoMappingRule, SsoMembership, SsoRoleGrant, TeamLevel
 from .teams import Profile, Role, Team
+from .terminals import TerminalSession
 from .tools import (
     AITool,
     DataClassification,
@@ -61,6 +62,7 @@ from .usage import (
 from .workspaces import (
     ACTIVE_BUILD_STATUSES,
     BUILTIN_VARIABLES,
+    AgentState,
     BuildLogLine,
     BuildStatus,
     TeamQuota,
@@ -95,6 +97,8 @@ __all__ = [
     "RuntimeKind",
     "ACTIVE_BUILD_STATUSES",
     "BUILTIN_VARIABLES",
+    "TerminalSession",
+    "AgentState",
     "BuildLogLine",
     "BuildStatus",
     "TeamQuota",

@@ -75,6 +75,13 @@ class AgentGroup(models.Model):
     accepted_commit = models.CharField(max_length=64, blank=True)
     accepted_branch = models.CharField(max_length=250, blank=True)
     accept_error = models.TextField(blank=True)
+    # "Run agents here": the workspace whose current checkout (uncommitted changes included) the runs start from;
+    # the snapshot is its changes against base_commit, taken once by the first run's worker
+    workspace = models.ForeignKey(
+        "catalog.Workspace", on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_groups"
+    )
+    workspace_snapshot = models.TextField(blank=True, help_text="the checkout's uncommitted changes (binary diff)")
+    workspace_snapshot_sha256 = models.CharField(max_length=64, blank=True, help_text="set once the snapshot is taken")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -146,6 +153,36 @@ class AgentRun(models.Model):
 
         end = self.finished_at or timezone.now()
         return round((end - self.started_at).total_seconds(), 2)
+
+
+class ApplyStatus(models.TextChoices):
+    PENDING = "pending", "Applying"
+    APPLIED = "applied", "Applied"
+    CONFLICT = "conflict", "Conflicts (nothing changed)"
+    FAILED = "failed", "Failed"
+
+
+class AgentApply(models.Model):
+    """A run's diff applied into the workspace its group started from (catalog.agents.workspace_apply): who asked,
+    what landed (files), or which paths conflicted (then the checkout was left exactly as it was)."""
+
+    group = models.ForeignKey(AgentGroup, on_delete=models.CASCADE, related_name="applies")
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="applies")
+    workspace = models.ForeignKey("catalog.Workspace", on_delete=models.CASCADE, related_name="agent_applies")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, choices=ApplyStatus.choices, default=ApplyStatus.PENDING)
+    diff_sha256 = models.CharField(max_length=64)
+    files = models.JSONField(default=list, blank=True, help_text="paths written into the checkout")
+    conflicts = models.JSONField(default=list, blank=True, help_text="paths that did not merge cleanly")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"apply {self.pk} of run {self.run_id}"
 
 
 class AgentRunLogLine(models.Model):

@@ -26,6 +26,8 @@ BUILTIN_VARIABLES = (
     "goldpath_transition",
     "goldpath_tools",
     "goldpath_home",
+    "goldpath_session",
+    "goldpath_agent_launch",
 )
 
 
@@ -48,6 +50,9 @@ class WorkspaceTemplate(models.Model):
     tools = models.ManyToManyField(AITool, blank=True, related_name="templates")
     active_version = models.ForeignKey(
         "TemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    record_sessions = models.BooleanField(
+        default=False, help_text="keep every terminal session of its workspaces as an asciicast recording"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -142,6 +147,16 @@ class BuildStatus(models.TextChoices):
 ACTIVE_BUILD_STATUSES = (BuildStatus.PENDING, BuildStatus.RUNNING)
 
 
+class AgentState(models.TextChoices):
+    """The workspace agent's link to the portal (catalog.terminals): `connecting` from the start build until the
+    agent says hello, `ready` while its WebSocket is open, `disconnected` once it closed."""
+
+    NONE = "", "No agent"
+    CONNECTING = "connecting", "Connecting"
+    READY = "ready", "Ready"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
 class Workspace(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=63)
@@ -156,6 +171,9 @@ class Workspace(models.Model):
     outputs = models.JSONField(default=dict, blank=True, help_text="last outputs, sensitive values masked")
     ttl_hours = models.PositiveIntegerField(null=True, blank=True, help_text="autostop after this many idle hours")
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    agent_state = models.CharField(max_length=20, choices=AgentState.choices, default="", blank=True)
+    agent_token_sha256 = models.CharField(max_length=64, blank=True, help_text="hash of the agent token of this start")
+    agent_connected_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

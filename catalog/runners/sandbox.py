@@ -7,12 +7,14 @@ environment, execute() streams output and enforces the time limit, collect() ret
 The profile (bwrap argv, environment, recorded description: what the sandbox may see and do) is built in
 catalog.runners.sandbox_profile; secrets reach the agent through its environment, never an argv.
 
-A tool runtime (catalog.runtimes, under GOLDPATH_HOME which stays 0700) is seen read-only at /opt/goldpath/tool.
-An unprivileged worker's bwrap binds it directly (it is the worker's own folder). A root worker's bwrap runs as the
-run's uid, which cannot traverse the home, and bwrap resolves every source by path (`--ro-bind-fd` too: it
-realpath()s /proc/self/fd/N), so the process that becomes bwrap first binds the runtime, still as root and in a
-mount namespace of its own, onto the empty `tool` folder of the run's scratch dir; bwrap binds that folder
-(catalog.runners.spawn.ro_binds). No permission on the home changes and the host's mounts stay as they were.
+A tool runtime (catalog.runtimes, under GOLDPATH_HOME which stays 0700) is seen read-only at /opt/goldpath/tool
+(`runtime`: an agent run's one tool); a workspace's several tools (`runtimes`: slug -> folder) each at
+/opt/goldpath/tools/<slug>. An unprivileged worker's bwrap binds them directly (the worker's own folders). A root
+worker's bwrap runs as the run's uid, which cannot traverse the home, and bwrap resolves every source by path
+(`--ro-bind-fd` too: it realpath()s /proc/self/fd/N), so the process that becomes bwrap first binds each runtime,
+still as root and in a mount namespace of its own, onto an empty folder of the run's scratch dir (`tool`,
+`tools/<slug>`); bwrap binds those folders (catalog.runners.spawn.ro_binds). No permission on the home changes
+and the host's mounts stay as they were.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import stat
@@ -50,6 +53,7 @@ from catalog.runners.sandbox_limits import Limits
 from catalog.runners.spawn import Zygote, own_netns_supported, take_zygote
 
 MASK = "********"
+RUNTIME_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?")  # catalog.runtimes' tool slugs: one path component
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
 UNSANDBOXED_HINT = (
     "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
@@ -137,6 +141,7 @@ class SandboxRunner:
         masked: list[str] | tuple[str, ...] = (),
         runtime: str | os.PathLike[str] | None = None,
         gateway: GatewayRoute | None = None,
+        runtimes: dict[str, str | os.PathLike[str]] | None = None,
     ) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self.argv = list(argv)
@@ -161,6 +166,12 @@ class SandboxRunner:
         self.uid = (uid if uid is not None else sandbox_uid()) if is_root() and self.bwrap else None
         self.python = python
         self.runtime = Path(runtime).resolve() if runtime else None  # a tool runtime's folder (catalog.runtimes)
+        self.runtimes: dict[str, Path] = {}  # a workspace's tools: slug -> runtime folder, each its own mount
+        for slug, path in (runtimes or {}).items():
+            if not isinstance(slug, str) or not RUNTIME_SLUG.fullmatch(slug):
+                raise ValueError(f"a runtime's name must be a tool slug, not {str(slug)[:60]!r}")
+            self.runtimes[slug] = Path(path).resolve()
+        self.bound: dict[str, str] = {}  # a root worker's runtime mounts: inside path -> scratch folder bwrap binds
         self.gateway = gateway  # the egress proxy relays the sandbox's model calls there (catalog.runners.egress)
         # a root worker makes the sandbox's network namespace itself and listens on its loopback proxy port:
         # no forwarder process inside (others: a forwarder relays to the proxy's Unix socket)
@@ -218,8 +229,9 @@ class SandboxRunner:
             raise SandboxUnavailable(UNSANDBOXED_HINT)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
-        if self.runtime is not None and not self.runtime.is_dir():
-            raise FileNotFoundError(f"tool runtime does not exist: {self.runtime}")
+        for folder in [*([self.runtime] if self.runtime is not None else []), *self.runtimes.values()]:
+            if not folder.is_dir():
+                raise FileNotFoundError(f"tool runtime does not exist: {folder}")
         root = sandbox_root(self.root)
         scratch = self.scratch_root or root
         scratch.mkdir(parents=True, exist_ok=True)
@@ -236,10 +248,7 @@ class SandboxRunner:
             if os.stat(self.workdir).st_uid != self.uid:
                 chown_tree(self.workdir, self.uid)
             self._check_reachable()
-            if self.runtime is not None:  # bound here as root, in the sandbox's own mount namespace (see above)
-                (self._tmp / "tool").mkdir(mode=0o755)
-                os.chmod(self._tmp / "tool", 0o755)
-                self.limits.binds = [(str(self.runtime), str(self._tmp / "tool"))]
+            self._stage_runtime_binds()
         if isinstance(self.network, list) and self.own_netns:
             # started on the sandbox's port
             self._proxy = EgressProxy("", self.network, self._on_connection, gateway=self.gateway)
@@ -255,6 +264,21 @@ class SandboxRunner:
             self._agent_socket = self.agent_socket_factory(self._sockets / "agent" / "agent.sock")
             self._agent_socket.start()
             self._give_socket(self._sockets / "agent")
+
+    def _stage_runtime_binds(self) -> None:
+        """A root worker: an empty scratch folder per runtime, which the process that becomes bwrap binds the
+        runtime onto as root, in the sandbox's own mount namespace (see the module docstring)."""
+        assert self._tmp is not None
+        self.limits.binds, self.bound = [], {}
+        for host, inside, scratch_name in sandbox_profile.runtime_items(self):
+            folder = self._tmp / scratch_name
+            folder.mkdir(mode=0o755, parents=True)
+            for made in [folder, *folder.parents]:
+                if made == self._tmp:
+                    break
+                os.chmod(made, 0o755)
+            self.limits.binds.append((str(host), str(folder)))
+            self.bound[inside] = str(folder)
 
     def _give_socket(self, folder: Path) -> None:
         """Let the sandbox uid (and only it) connect to the socket in `folder`."""

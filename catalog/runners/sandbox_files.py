@@ -19,6 +19,7 @@ class SandboxUnavailable(RuntimeError):
 
 INSIDE_UID = 1000  # the agent's uid and gid inside the sandbox ("agent" in its /etc/passwd)
 RUNTIME_MARKER = ".goldpath-runtime.json"  # written last into an installed tool runtime (catalog.runtimes)
+WORKSPACE_AGENT = Path(__file__).resolve().parent.parent / "workspace_agent" / "agent.py"
 UID_BASE, UID_SPAN = 2_000_000_000, 1_000_000  # host uids a root worker gives its sandboxes (one per run)
 # Host files a sandbox sees under /etc, read-only: what dynamic linking, TLS and `/usr/bin` alternatives need.
 ETC_SHARED = (
@@ -97,7 +98,7 @@ def _image_key() -> str:
     """What the shared read-only image is made of: our files' content, the generated /etc, the host's /etc."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256(json.dumps(ETC_GENERATED, sort_keys=True).encode())
-    for path in sorted((here.parent / "demo_agent").glob("*.py")) + [here / "forwarder.py"]:
+    for path in sorted((here.parent / "demo_agent").glob("*.py")) + [here / "forwarder.py", WORKSPACE_AGENT]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for name in ETC_SHARED:
         try:
@@ -125,6 +126,7 @@ def sandbox_image(root: Path) -> Path:
         )
         (lib / "catalog" / "__init__.py").write_text("")
         shutil.copyfile(here / "forwarder.py", lib / "goldpath_forwarder.py")
+        shutil.copyfile(WORKSPACE_AGENT, lib / "goldpath_workspace_agent.py")
         etc = stage / "etc"
         etc.mkdir()
         for name in ETC_SHARED:

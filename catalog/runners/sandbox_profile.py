@@ -11,7 +11,8 @@ The profile (recorded in the result's `sandbox`), whatever uid the worker has:
   CA certificates, ld.so cache and alternatives) read-only, /workspace and a private /tmp writable;
 - no network but a private loopback; the egress proxy's Unix socket is the only way out;
 - a tool runtime, when the run has one, read-only at /opt/goldpath/tool, first on PATH (node_modules/.bin,
-  venv/bin); how a root worker reaches it behind the 0700 GOLDPATH_HOME is in catalog.runners.sandbox.
+  venv/bin); a workspace's tools each at /opt/goldpath/tools/<slug>, next on PATH in the order given; how a root
+  worker reaches them behind the 0700 GOLDPATH_HOME is in catalog.runners.sandbox.
 
 Secrets never appear in an argv (anyone on the host can read /proc/<pid>/cmdline): bwrap is started with
 the agent's whole environment (no --setenv), which it hands to the agent.
@@ -33,6 +34,7 @@ SANDBOX_LIB = "/opt/goldpath/lib"  # demo agent copy (PYTHONPATH) and the egress
 EGRESS_DIR = "/opt/goldpath/egress"  # holds the proxy's Unix socket
 AGENT_DIR = "/opt/goldpath/agent"  # holds the run's own agent socket
 TOOL_DIR = "/opt/goldpath/tool"  # the tool version's runtime (catalog.runtimes), read-only
+TOOLS_DIR = "/opt/goldpath/tools"  # a workspace's tools' runtimes, one folder per tool slug, read-only
 TOOL_PATH = ("node_modules/.bin", "venv/bin")  # where npm and PyPI runtimes keep their commands
 
 
@@ -42,6 +44,20 @@ def inside_paths(runner: SandboxRunner) -> tuple[str, str, str]:
     if runner.sandboxed:
         return SANDBOX_LIB, f"{EGRESS_DIR}/egress.sock", "/workspace"
     return str(runner._image / "lib"), str(runner._sockets / "egress" / "egress.sock"), str(runner.workdir)
+
+
+def runtime_items(runner: SandboxRunner) -> list[tuple[Path, str, str]]:
+    """(host runtime folder, its path inside, its scratch folder's name) of every runtime the sandbox sees."""
+    items = [(runner.runtime, TOOL_DIR, "tool")] if runner.runtime is not None else []
+    return items + [(path, f"{TOOLS_DIR}/{slug}", f"tools/{slug}") for slug, path in runner.runtimes.items()]
+
+
+def runtime_mounts(runner: SandboxRunner) -> list[tuple[str, str]]:
+    """(what bwrap binds, where) per runtime: a root worker's scratch folder (bound as root first) or the runtime;
+    unsandboxed, the host folder itself is both."""
+    if not runner.sandboxed:
+        return [(str(host), str(host)) for host, _, _ in runtime_items(runner)]
+    return [(runner.bound.get(inside, str(host)), inside) for host, inside, _ in runtime_items(runner)]
 
 
 def agent_socket_path(runner: SandboxRunner) -> str:
@@ -63,8 +79,7 @@ def build_command(runner: SandboxRunner) -> list[str]:
 def build_env(runner: SandboxRunner) -> dict[str, str]:
     """A fresh environment: PATH, HOME=/tmp, PYTHONPATH, proxy vars, agent socket, extras, secrets."""
     lib, _, _ = inside_paths(runner)
-    tool = TOOL_DIR if runner.sandboxed else str(runner.runtime)
-    first = [f"{tool}/{part}" for part in TOOL_PATH] if runner.runtime is not None else []
+    first = [f"{inside}/{part}" for _, inside in runtime_mounts(runner) for part in TOOL_PATH]
     env = {
         "PATH": ":".join([*first, "/usr/local/bin:/usr/bin:/bin"]),
         "HOME": "/tmp" if runner.sandboxed else str(runner._tmp),
@@ -123,8 +138,8 @@ def build_args(runner: SandboxRunner) -> list[str]:
         args += ["--ro-bind", str(runner._sockets / "egress"), EGRESS_DIR]
     if runner._agent_socket is not None:
         args += ["--ro-bind", str(runner._sockets / "agent"), AGENT_DIR]
-    if runner.runtime is not None:  # a root worker's is bound onto <scratch>/tool first (runner.limits.binds)
-        args += ["--ro-bind", runner.limits.binds[0][1] if runner.limits.binds else str(runner.runtime), TOOL_DIR]
+    for source, inside in runtime_mounts(runner):  # a root worker's are bound onto <scratch>/... first (bound)
+        args += ["--ro-bind", source, inside]
     args += ["--bind", str(runner.workdir), "/workspace", "--remount-ro", "/", "--chdir", "/workspace"]
     return [*args, "--", *cmd]
 
@@ -134,8 +149,12 @@ def description(runner: SandboxRunner) -> dict[str, object]:
     forwarded = isinstance(runner.network, list) and not runner.own_netns
     ro = ["/usr", "/etc (minimal)", SANDBOX_LIB] + ([EGRESS_DIR] if forwarded else [])
     ro += [AGENT_DIR] if runner.agent_socket_factory is not None else []
-    ro += [TOOL_DIR] if runner.runtime is not None else []
+    ro += [inside for _, inside, _ in runtime_items(runner)]
     runtime = {"runtime": runtime_description(runner)} if runner.runtime is not None else {}
+    if runner.runtimes:
+        runtime["runtimes"] = {
+            slug: runtime_description(runner, path, f"{TOOLS_DIR}/{slug}") for slug, path in runner.runtimes.items()
+        }
     return {
         "engine": "bubblewrap" if runner.sandboxed else "none",
         "network": runner.network if isinstance(runner.network, list) else "none",
@@ -161,14 +180,16 @@ def description(runner: SandboxRunner) -> dict[str, object]:
     }
 
 
-def runtime_description(runner: SandboxRunner) -> dict[str, object]:
-    """Where the runtime is mounted and the package it was installed from (its marker, catalog.runtimes)."""
-    assert runner.runtime is not None
+def runtime_description(runner: SandboxRunner, path: Path | None = None, inside: str = TOOL_DIR) -> dict[str, object]:
+    """Where a runtime (the run's, by default) is mounted and the package it was installed from (its marker,
+    catalog.runtimes)."""
+    path = path if path is not None else runner.runtime
+    assert path is not None
     try:
-        spec = json.loads((runner.runtime / RUNTIME_MARKER).read_text())
+        spec = json.loads((path / RUNTIME_MARKER).read_text())
     except (OSError, ValueError):
         spec = {}
     found = {
         k: spec[k] for k in ("kind", "package", "version") if isinstance(spec, dict) and isinstance(spec.get(k), str)
     }
-    return {"mount": TOOL_DIR if runner.sandboxed else str(runner.runtime), "read_only": runner.sandboxed, **found}
+    return {"mount": inside if runner.sandboxed else str(path), "read_only": runner.sandboxed, **found}

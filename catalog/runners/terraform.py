@@ -35,6 +35,8 @@ BUILTIN_VARIABLES = (
     "goldpath_transition",
     "goldpath_tools",
     "goldpath_home",
+    "goldpath_session",
+    "goldpath_agent_launch",
 )
 
 

@@ -71,7 +71,14 @@ def _team_for(actor: Any, team: Team | None) -> Team:
 
 
 def agent_group_create(**kwargs: Any) -> AgentGroup:
-    """Fan a prompt out to agents (see _agent_group_create); a refused repository is audited, as every decision."""
+    """Fan a prompt out to agents (see _agent_group_create); a refused repository is audited, as every decision.
+
+    The runs start from a registered `repository`, or from a `workspace`'s current checkout (exactly one)."""
+    has_repo = bool(str(kwargs.get("repository") or "").strip())
+    has_ws = bool(str(kwargs.get("workspace") or "").strip())
+    if has_repo == has_ws:
+        text = "Give a repository or a workspace, not both." if has_repo else "Give a repository or a workspace."
+        raise InvalidInput(text, errors={"repository": [text], "workspace": [text]})
     try:
         return _agent_group_create(**kwargs)
     except InvalidInput as exc:
@@ -85,8 +92,9 @@ def _agent_group_create(
     *,
     actor: Any,
     prompt: str,
-    repository: str,
     agents: list[dict[str, Any]],
+    repository: str | None = None,
+    workspace: Any = None,
     base_ref: str | None = None,
     classification: str | None = None,
     test_command: list[str] | None = None,
@@ -98,6 +106,16 @@ def _agent_group_create(
     any deny -> 403, nothing launched. The group's data classification is the repository's."""
     if not permissions.can_launch_agents(actor):
         raise NotPermitted("Your role may not launch agent runs.")
+    ws = None
+    if workspace:
+        from .agent_workspace import check_workspace_usable, owned_workspace
+
+        ws = owned_workspace(actor=actor, workspace_id=workspace)
+        check_workspace_usable(ws)
+        # the workspace's registered repository: provenance and accept work as for any group
+        repository = str((ws.parameters or {}).get("repository") or "")
+        base_ref = base_ref or str((ws.parameters or {}).get("ref") or "") or None
+        team = ws.team
     team = _team_for(actor, team)
     errors: dict[str, list[str]] = {}
     prompt = (prompt or "").strip()
@@ -113,6 +131,8 @@ def _agent_group_create(
         errors["base_ref"] = ["Give a branch, tag or commit."]
     if repo is not None:
         floor = repo.data_classification
+        if ws is not None and DataClassification.rank(ws.classification) > DataClassification.rank(floor):
+            floor = ws.classification
         classification = classification or floor
         if classification in DataClassification.values and DataClassification.rank(
             classification
@@ -194,8 +214,10 @@ def _agent_group_create(
             reasons=[{"tool": slug, **r.as_dict()} for slug, d in sorted(denied.items()) for r in d.reasons],
         )
     assert repo is not None
-    base_commit = _local_base_commit(repo, base_ref)
+    # a workspace's base is its checkout's HEAD, read by the worker when it takes the snapshot
+    base_commit = _local_base_commit(repo, base_ref) if ws is None else ""
     group = AgentGroup.objects.create(
+        workspace=ws,
         requester=actor,
         team=team,
         prompt=prompt,
@@ -242,6 +264,7 @@ def _agent_group_create(
             "classification": classification,
             "network_policy": network_policy,
             "decisions": group.decisions,
+            **({"workspace": str(ws.pk)} if ws is not None else {}),
         },
     )
     group_id = group.pk
@@ -668,3 +691,4 @@ def vendor_api_key_delete(*, key, actor: Any) -> None:
         payload={"team": key.team.slug, "tool": key.tool.slug, "env_var": key.env_var, "last4": key.last4},
     )
     key.delete()
+

@@ -23,7 +23,7 @@ from ..models.workspaces import files_hash
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
 
 TEXT_SUFFIXES = (".tf", ".tf.json", ".tfvars", ".md", ".sh", ".txt", ".json", ".tpl", ".hcl", ".yaml", ".yml")
-SKIP_PARTS = (".terraform", ".git")
+SKIP_PARTS = (".terraform", ".git", "__pycache__")  # an installed copy of a golden path has compiled .py files
 SKIP_NAMES = (".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup")
 
 

@@ -10,6 +10,7 @@ Terraform with heartbeats, streams its events to the build log, and records outp
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from .. import permissions
+from .. import permissions, workspace_session
 from ..conf import goldpath_home, goldpath_settings
 from ..models import (
     AITool,
@@ -286,6 +287,10 @@ def variable_values(build: WorkspaceBuild, ws: Workspace, repository_url: str | 
     for name, value in workspace_parameters.builtin_values(ws, build, home).items():
         if name in declared:
             values[name] = value
+    if "goldpath_session" in declared:  # rotates the agent token: only for the build that runs
+        values["goldpath_session"] = json.dumps(workspace_session.session_spec(ws, build))
+    if "goldpath_agent_launch" in declared:
+        values["goldpath_agent_launch"] = workspace_session.agent_launch(build)
     return values
 
 
@@ -342,7 +347,13 @@ def _execute(build: WorkspaceBuild) -> str:
     except tf.TerraformNotFound as exc:
         return _refuse(build, sink, "portal", str(exc))
     workdir = materialise(build, ws)
-    tf.write_var_file(workdir, variable_values(build, ws, repository.url if repository else None))
+    if build.transition != Transition.DELETE and build.tools:
+        sink.on_event("portal", "info", "Preparing the workspace's tools (a first use installs their runtimes).")
+        sink.flush()
+    values = variable_values(build, ws, repository.url if repository else None)
+    # the session spec (agent token, gateway key) reaches Terraform through its environment, never a file
+    session = values.pop("goldpath_session", None)
+    tf.write_var_file(workdir, values)
     conn = pg_conn_str()
     runner = tf.TerraformRunner(
         workdir,
@@ -352,6 +363,8 @@ def _execute(build: WorkspaceBuild) -> str:
         heartbeat=sink.heartbeat,
         lock_timeout_s=goldpath_settings.TERRAFORM_LOCK_TIMEOUT_S,
     )
+    if session is not None:
+        runner.env["TF_VAR_goldpath_session"] = session
     beat = _Beat(sink, runner)
     beat.start()
     changing = False  # becomes True once apply/destroy may have changed something

@@ -45,7 +45,8 @@ def _launchable_tools(user):
 @login_required
 def agent_groups(request):
     """My team's agent groups and the new-run form."""
-    form = {"prompt": "", "repository": "", "base_ref": "", "test_command": "", "time_limit_s": 600}
+    form = {"prompt": "", "repository": "", "workspace": "", "base_ref": "", "test_command": "", "time_limit_s": 600}
+    form["workspace"] = (request.GET.get("workspace") or "").strip()[:40]  # "Run agents here" on a workspace
     errors: dict = {}
     reasons: list = []
     tools = _launchable_tools(request.user)
@@ -63,7 +64,8 @@ def agent_groups(request):
             group = agent_services.agent_group_create(
                 actor=request.user,
                 prompt=form["prompt"],
-                repository=form["repository"],
+                repository=form["repository"] if not form["workspace"] else None,
+                workspace=form["workspace"] or None,
                 base_ref=form["base_ref"] or None,
                 agents=agents,
                 classification=request.POST.get("classification") or None,
@@ -90,10 +92,20 @@ def agent_groups(request):
             "may_launch": perms.can_launch_agents(request.user),
             "classifications": DataClassification.choices,
             "repositories": selectors.repositories_for(request.user),
+            "my_workspaces": _my_workspaces(request.user),
             "network_policies": NetworkPolicy.choices,
         },
         status=400 if errors else (403 if reasons else 200),
     )
+
+
+def _my_workspaces(user):
+    """The user's own workspaces agents could start from (the service checks the rest at launch)."""
+    from ..models import Workspace, WorkspaceStatus
+
+    return Workspace.objects.filter(owner=user, status__in=(WorkspaceStatus.RUNNING, WorkspaceStatus.STOPPED)).order_by(
+        "name"
+    )[:50]
 
 
 def _group_or_404(request, pk: int):
@@ -124,6 +136,7 @@ def _results_key(group, runs, live: bool) -> str:
         str(group.accepted_run_id or ""),
         group.accepted_commit,
         group.accept_error[:50],
+        *(f"a{a.pk}:{a.status}" for a in context_applies(group)),
         *(f"{r.pk}:{r.status}:{r.test_exit_code}:{int(r.has_diff)}" for r in runs),
         # the results show each diff's usage (stored once its run ended: refreshed when that changes)
         *(f"{r.pk}:{r.usage.model_calls}:{r.usage.cost}" for r in runs if r.has_diff),
@@ -145,8 +158,9 @@ def _grid_context(request, group) -> dict:
         run.tail = tails[run.pk]
         run.usage = usage[run.pk]
     active = any(r.status in RUN_ACTIVE for r in runs)
-    # a remote accept is committed by a worker: keep refreshing until it is done
-    live = active or group.accept_status == AcceptStatus.PENDING
+    # a remote accept is committed (an apply made) by a worker: keep refreshing until it is done
+    applying = any(a.status == "pending" for a in context_applies(group))
+    live = active or group.accept_status == AcceptStatus.PENDING or applying
     return {
         "group": group,
         "runs": runs,
@@ -156,7 +170,17 @@ def _grid_context(request, group) -> dict:
         "total_usage": group_total(usage.values()),
         "demo_label": DEMO_LABEL,
         "may_act": perms.is_platform(request.user) or group.requester_id == request.user.pk,
+        # only the workspace's owner applies into it
+        "may_apply": bool(group.workspace_id) and group.workspace.owner_id == request.user.pk,
     }
+
+
+def context_applies(group) -> list:
+    """The group's applies into its workspace, newest first (read once per request)."""
+    cache = getattr(group, "_applies", None)
+    if cache is None:
+        cache = group._applies = list(group.applies.all()[:50]) if group.workspace_id else []
+    return cache
 
 
 def _results_context(group, context: dict) -> dict:
@@ -165,6 +189,7 @@ def _results_context(group, context: dict) -> dict:
     diff_runs = list(group.runs.filter(pk__in=shown).select_related("tool").order_by("index")) if shown else []
     for run in diff_runs:
         run.usage = shown[run.pk].usage
+        run.applied = [a for a in context_applies(group) if a.run_id == run.pk][:3]
     return {**context, "diff_runs": diff_runs}
 
 
@@ -215,8 +240,14 @@ def agent_group_accept(request, pk: int):
     if run is None:
         raise Http404
     try:
-        group = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
-        messages.success(request, "Accepted: a worker is committing and pushing the branch.")
+        if request.POST.get("action") == "apply":  # "Apply into workspace", beside Accept
+            from ..services.agent_workspace import agent_group_apply
+
+            agent_group_apply(group=group, actor=request.user, run=run)
+            messages.success(request, "Applying: a worker is bringing the result into your workspace's checkout.")
+        else:
+            group = agent_services.agent_group_accept(group=group, actor=request.user, run=run)
+            messages.success(request, "Accepted: a worker is committing and pushing the branch.")
     except DomainError as exc:
         messages.error(request, exc.message)
     return redirect("goldpath:agent-group", pk=group.pk)

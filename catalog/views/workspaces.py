@@ -19,10 +19,13 @@ from ..models import AITool, TemplateVersion, ToolStatus, Workspace, WorkspaceBu
 from ..numbers import small_int
 from ..policy import decide_many
 from ..selectors import repositories_for, visible_workspaces
+from ..services import agent_workspace
 from ..services import templates as template_services
 from ..services import workspaces as ws_services
 from ..services.errors import DomainError, NotPermitted
+from ..terminals.selectors import can_open_terminal, terminal_sessions_for
 from .rendering import render
+from .terminals import recording_url
 from .workspace_forms import domain_errors, fields, read_parameters
 
 LOG_BATCH = 500
@@ -218,6 +221,8 @@ def _live_context(request: HttpRequest, ws: Workspace, build: WorkspaceBuild | N
             latest and latest.status in ("failed", "canceled") and ws.status != WorkspaceStatus.FAILED
         ),
         "latest": latest,
+        "can_terminal": ws.status == WorkspaceStatus.RUNNING and can_open_terminal(request.user, ws),
+        "can_run_agents": agent_workspace.can_run_agents_here(request.user, ws),
     }
 
 
@@ -237,8 +242,19 @@ def workspace_detail(request, pk):
         "parameters": {
             k: ("********" if _is_sensitive(ws.template_version, k) else v) for k, v in ws.parameters.items()
         },
+        **_terminal_sessions_context(request, ws),
     }
     return render(request, "workspaces/workspace_detail.html", context)
+
+
+def _terminal_sessions_context(request: HttpRequest, ws: Workspace) -> dict[str, Any]:
+    """Recent terminal sessions (None hides the section: the viewer may not see them), each with its replay URL."""
+    sessions = list(terminal_sessions_for(request.user, ws)[:20])
+    if not sessions and ws.owner_id != request.user.pk:
+        return {"terminal_sessions": None}
+    for s in sessions:
+        s.replay_url = recording_url(s.pk)
+    return {"terminal_sessions": sessions, "any_recorded": any(s.recorded and s.closed_at for s in sessions)}
 
 
 @login_required

@@ -68,3 +68,16 @@ output "secret" {
 
 ECHO = {"variables.tf": VARIABLES, "main.tf": MAIN}
 BROKEN = {"main.tf": 'resource "terraform_data" "x" {\n  input = var.missing\n}\n'}
+
+
+def session_values(agent_url: str = "ws://127.0.0.1:9/api/v1/workspaces/00000000-0000-0000-0000-000000000000/agent/"):
+    """The built-ins the portal gives the local-sandbox template for its session (catalog.workspace_session),
+    for tests that run the template directly: an agent link to nowhere (the agent keeps retrying)."""
+    import json
+    import sys
+
+    spec = {"workspace_id": "test", "agent_url": agent_url, "agent_token": "gpa_test", "gateway_url": ""}
+    return {
+        "goldpath_session": json.dumps(spec),
+        "goldpath_agent_launch": json.dumps([sys.executable, "-m", "catalog.workspace_host"]),
+    }

@@ -49,21 +49,28 @@ resource "terraform_data" "checkout" {
 
   provisioner "local-exec" {
     when    = destroy
-    command = "if [ -f \"$DIR/.goldpath/session.pid\" ]; then kill \"$(cat \"$DIR/.goldpath/session.pid\")\" 2>/dev/null || true; fi; rm -rf \"$DIR\""
+    command = <<-EOT
+      if [ -f "$DIR/.goldpath/session.pid" ]; then
+        pid="$(cat "$DIR/.goldpath/session.pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      fi
+      rm -rf "$DIR"
+    EOT
     environment = {
       DIR = self.input
     }
   }
 }
 
-# Configuration and the workspace session: re-run on every transition (start brings the session
-# process up, stop takes it down), keeping the checkout; and whenever the checkout is made again (its
-# destroy step stops the session, so a new checkout needs a new session or "running" would run nothing).
+# Configuration and the workspace session: re-run on every build (start brings the session up, stop takes it
+# down), keeping the checkout; and whenever the checkout is made again. The session is Goldpath's workspace
+# agent in a bubblewrap sandbox (catalog.workspace_host): it dials out to the portal and serves terminals.
 resource "terraform_data" "session" {
   depends_on = [terraform_data.checkout]
   triggers_replace = [
     var.goldpath_transition, var.display_name, var.goldpath_tools, var.memory_mb, var.allow_network,
-    terraform_data.checkout.id,
+    var.goldpath_agent_launch, terraform_data.checkout.id,
   ]
 
   provisioner "local-exec" {
@@ -73,14 +80,6 @@ resource "terraform_data" "session" {
       printf '# %s\n\nWorkspace %s of %s, repository %s at %s.\n' "$NAME" "$WS_NAME" "$OWNER" "$REPOSITORY" "$REF" > "$DIR/WORKSPACE.md"
       printf '%s\n' "$TOOLS" > "$DIR/.goldpath/tools.json"
       printf '{"memory_mb": %s, "allow_network": %s}\n' "$MEMORY" "$NETWORK" > "$DIR/.goldpath/limits.json"
-      if [ -f "$DIR/.goldpath/session.pid" ]; then kill "$(cat "$DIR/.goldpath/session.pid")" 2>/dev/null || true; rm -f "$DIR/.goldpath/session.pid"; fi
-      if [ "$TRANSITION" = "start" ]; then
-        nohup setsid sh -c 'exec sleep 2147483647' >/dev/null 2>&1 &
-        echo $! > "$DIR/.goldpath/session.pid"
-        echo running > "$DIR/.goldpath/state"
-      else
-        echo stopped > "$DIR/.goldpath/state"
-      fi
     EOT
     environment = {
       DIR        = local.dir
@@ -92,7 +91,25 @@ resource "terraform_data" "session" {
       TOOLS      = var.goldpath_tools
       MEMORY     = tostring(var.memory_mb)
       NETWORK    = tostring(var.allow_network)
-      TRANSITION = var.goldpath_transition
+    }
+  }
+
+  # the session spec (agent token, gateway key): 0600, read and removed by the session supervisor
+  provisioner "local-exec" {
+    command     = "umask 077; printf '%s' \"$SESSION\" > \"$DIR/.goldpath/session.json\""
+    environment = {
+      DIR     = local.dir
+      SESSION = var.goldpath_session
+    }
+  }
+
+  # start | stop, run without a shell: the supervisor's argv, then the workspace folder and the transition
+  provisioner "local-exec" {
+    interpreter = concat(jsondecode(var.goldpath_agent_launch), [local.dir])
+    command     = var.goldpath_transition
+    environment = {
+      GOLDPATH_WS_MEMORY_MB     = tostring(var.memory_mb)
+      GOLDPATH_WS_ALLOW_NETWORK = tostring(var.allow_network)
     }
   }
 }
@@ -101,6 +118,6 @@ output "path" {
   value = local.dir
 }
 
-output "shell_command" {
-  value = "bwrap --unshare-all${var.allow_network ? " --share-net" : ""} --die-with-parent --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --bind ${local.dir}/src /workspace --chdir /workspace /bin/bash"
+output "terminal" {
+  value = "Open the Terminal on the workspace page, or: goldpath shell ${var.goldpath_workspace_id}"
 }

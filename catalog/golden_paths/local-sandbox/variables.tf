@@ -55,3 +55,14 @@ variable "goldpath_tools" {
 variable "goldpath_home" {
   type = string
 }
+
+variable "goldpath_session" {
+  type      = string
+  sensitive = true
+  description = "The session spec: the workspace agent's link and token, the tools' gateway credential (JSON)."
+}
+
+variable "goldpath_agent_launch" {
+  type        = string
+  description = "The session supervisor's argv (JSON list), run without a shell."
+}

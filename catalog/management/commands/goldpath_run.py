@@ -71,11 +71,13 @@ class Command(BaseCommand):
                     "--loglevel", "INFO", "--hostname", f"goldpath-local-{os.getpid()}@%h",
                 ]  # fmt: skip
                 children.append(subprocess.Popen(worker, env=env, start_new_session=True, umask=0o077))
+            # uvicorn: pages and API (the WSGI application on a thread pool, portal.asgi) and the terminals' WebSockets
             web = [
-                sys.executable, "-m", "waitress", f"--listen={host}:{port}", f"--threads={options['threads']}",
-                "--ident=goldpath", "portal.wsgi:application",
+                sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", host, "--port", str(port),
+                "--ws", "websockets-sansio", "--no-server-header", "--log-level", "warning",
             ]  # fmt: skip
-            children.append(subprocess.Popen(web, env=env, start_new_session=True, umask=0o077))
+            web_env = {**env, "GOLDPATH_WEB_THREADS": str(options["threads"])}
+            children.append(subprocess.Popen(web, env=web_env, start_new_session=True, umask=0o077))
             url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
             db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
             self.stdout.write(
@@ -107,7 +109,7 @@ class Command(BaseCommand):
                 if child.poll() is None:
                     # the worker's main process does a warm shutdown and stops its pool itself; the web server
                     # stops on SIGINT as on Ctrl-C, so its exit writes the model calls still being recorded
-                    os.kill(child.pid, signal.SIGINT if "waitress" in child.args else signal.SIGTERM)
+                    os.kill(child.pid, signal.SIGINT if "uvicorn" in child.args else signal.SIGTERM)
             deadline = time.monotonic() + 15
             for child in children:
                 try:
