@@ -89,7 +89,9 @@ def main() -> None:
         env["GOLDPATH_HOME"] = home
         if layer == "redis":
             env["GOLDPATH_CHANNELS_REDIS_URL"] = redis_url
-        cmd = [sys.executable, __file__, "--child", layer] + [a for a in sys.argv[1:] if a not in ("--redis", "--only-redis")]
+        cmd = [sys.executable, __file__, "--child", layer] + [
+            a for a in sys.argv[1:] if a not in ("--redis", "--only-redis")
+        ]
         print(f"{layer}: running ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=1800)
         if proc.returncode != 0 or not proc.stdout.strip():
@@ -117,7 +119,7 @@ def report(results: dict, args: argparse.Namespace, redis_url: str) -> None:
         ("added p50 / p99", "added"),
         ("ratio portal / direct (p50)", "ratio"),
         (f"{n} terminals on {w} workspaces: opened in", "open_s"),
-        (f"  echoed every keystroke", "echoed"),
+        ("  echoed every keystroke", "echoed"),
         (f"  round trip p50 / p99 ({args.per_terminal} keys each)", "load"),
         ("  keystrokes per second, all terminals", "kps"),
         ("  uvicorn CPU during the load", "cpu"),
@@ -128,7 +130,8 @@ def report(results: dict, args: argparse.Namespace, redis_url: str) -> None:
     for label, key in rows:
         print(f"{label:48}" + "".join(f"{fmt(key, r):>34}" for r in results.values()))
     pace = f"one keystroke every {args.interval_ms:.0f} ms per terminal" if args.interval_ms else "flat out"
-    print(f"\nLoad: {pace}, closed loop; MAX_SESSIONS per agent link: {first['max_sessions']}.")
+    print(f"\nLoad: {pace}, closed loop. A keystroke is 'x' (timed) then DEL (untimed): the portal relays")
+    print(f"twice the keystrokes per second shown. MAX_SESSIONS per agent link: {first['max_sessions']}.")
     print(f"Target: p50 under {TARGET_ADDED_P50_MS:.0f} ms added; all {n} terminals echo.")
     for layer, r in results.items():
         ok = r["added_p50"] < TARGET_ADDED_P50_MS
@@ -198,7 +201,13 @@ def child(args: argparse.Namespace) -> dict:
         term.wait_prompt()
         portal = [term.keystroke() for _ in range(args.warmup + args.keystrokes)][args.warmup :]
         term.close()
-        load = load_test(url, [ws.pk for ws in workspaces], token, args, web.pid, agents, args.sandbox)
+        if args.sandbox:  # the supervisors: their process trees hold the sandboxes, agents and shells
+            pids = [
+                int((home / "workspaces" / str(ws.pk) / ".goldpath" / "session.pid").read_text()) for ws in workspaces
+            ]
+        else:
+            pids = [proc.pid for proc in agents if proc is not None]
+        load = load_test(url, [ws.pk for ws in workspaces], token, args, web.pid, pids)
     except Exception:
         print(f"web log:\n{(home / 'web.log').read_text()[-3000:]}", file=sys.stderr)
         raise
@@ -232,9 +241,11 @@ def make_workspaces(owner, team, count: int) -> list:
                                              status="published")  # fmt: skip
     template.active_version = version
     template.save(update_fields=["active_version"])
+    fields = {"owner": owner, "team": team, "template": template, "template_version": version}
     return [
-        Workspace.objects.create(name=f"term-{i}", owner=owner, team=team, template=template, template_version=version,
-                                 classification=DataClassification.INTERNAL, status="running")  # fmt: skip
+        Workspace.objects.create(
+            name=f"term-{i}", classification=DataClassification.INTERNAL, status="running", **fields
+        )
         for i in range(count)
     ]
 
@@ -259,8 +270,8 @@ def start_agent(ws, port: int, shell_env: dict, sandbox: bool) -> subprocess.Pop
         return None
     env = {**shell_env, "GOLDPATH_AGENT_URL": agent_url, "GOLDPATH_AGENT_TOKEN": token}
     log = open(goldpath_home() / f"agent-{ws.pk}.log", "a+")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, str(AGENT)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    argv = [shutil.which("python3") or sys.executable, str(AGENT)]  # stdlib only, like /usr/bin/python3 in a sandbox
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_agent(proc: subprocess.Popen | None) -> None:
@@ -284,6 +295,24 @@ def wait_agents(ids: list, home: Path, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def read_until(recv, marker: bytes, quiet: float = 0.0, timeout: float = 15.0) -> bytes:
+    """Output until `marker` shows; with `quiet`, until some output came and then none for `quiet` seconds."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{marker!r} not seen in {seen[-300:]!r}")
+        settled = quiet and seen and marker in seen
+        data = recv(min(left, quiet) if settled else left)
+        if data is None:
+            if settled:
+                return seen
+            continue
+        seen += data
+        if not quiet and marker in seen:
+            return seen
+
+
 # --- the baseline: the same shell on a PTY of our own -----------------------------------------------------------
 def direct_pty(env: dict, warmup: int, count: int) -> list[float]:
     pid, fd = pty.fork()
@@ -291,31 +320,19 @@ def direct_pty(env: dict, warmup: int, count: int) -> list[float]:
         os.chdir(env["GOLDPATH_WORKDIR"])
         os.execve(env["SHELL"], [env["SHELL"]], env)
     try:
-        buf = b""
 
-        def read_until(marker: bytes, quiet: float = 0.0) -> None:
-            nonlocal buf
-            while True:
-                ready, _, _ = select.select([fd], [], [], quiet or 15.0)
-                if not ready:
-                    if quiet and buf and marker in buf:
-                        return
-                    raise RuntimeError(f"direct PTY: {marker!r} not seen in {buf[-300:]!r}")
-                buf += os.read(fd, 65536)
-                if not quiet and marker in buf:
-                    return
+        def recv(timeout: float) -> bytes | None:
+            return os.read(fd, 65536) if select.select([fd], [], [], timeout)[0] else None
 
-        read_until(b"", quiet=0.3)  # the prompt: output, then quiet
+        read_until(recv, b"", quiet=0.3)  # the prompt: output, then quiet
         samples = []
         for _ in range(warmup + count):
-            buf = b""
             t0 = time.perf_counter()
             os.write(fd, KEY.encode())
-            read_until(KEY.encode())
+            read_until(recv, KEY.encode())
             samples.append((time.perf_counter() - t0) * 1000)
-            buf = b""
             os.write(fd, DEL.encode())
-            read_until(b"\x08")
+            read_until(recv, b"\x08")
         return samples[warmup:]
     finally:
         os.kill(pid, signal.SIGHUP)
@@ -334,35 +351,26 @@ class Term:
         headers = {"Authorization": f"Token {token}"}
         self.sock = self.stack.enter_context(connect(url, additional_headers=headers, open_timeout=30))
 
-    def read_until(self, marker: bytes, quiet: float = 0.0, timeout: float = 15.0) -> bytes:
-        seen, deadline = b"", time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{marker!r} not seen in {seen[-300:]!r}")
-            try:
-                frame = self.sock.recv(timeout=min(left, quiet) if quiet and seen and marker in seen else left)
-            except TimeoutError:
-                if quiet and seen and marker in seen:
-                    return seen
-                continue
-            if not isinstance(frame, bytes):
-                raise RuntimeError(f"text frame from the portal: {frame!r}")
-            seen += frame
-            if not quiet and marker in seen:
-                return seen
+    def recv(self, timeout: float) -> bytes | None:
+        try:
+            frame = self.sock.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        if not isinstance(frame, bytes):
+            raise RuntimeError(f"text frame from the portal: {frame!r}")
+        return frame
 
     def wait_prompt(self) -> None:
-        self.read_until(b"", quiet=0.3, timeout=30)  # output, then quiet
+        read_until(self.recv, b"", quiet=0.3, timeout=30)  # output, then quiet
 
     def keystroke(self) -> float:
         """ms from sending one key to its echo; then a DEL, waited for but not timed."""
         t0 = time.perf_counter()
         self.sock.send(json.dumps({"data": KEY}))
-        self.read_until(KEY.encode())
+        read_until(self.recv, KEY.encode())
         ms = (time.perf_counter() - t0) * 1000
         self.sock.send(json.dumps({"data": DEL}))
-        self.read_until(b"\x08")
+        read_until(self.recv, b"\x08")
         return ms
 
     def close(self) -> None:
@@ -405,8 +413,7 @@ def machine_busy() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def load_test(url: str, ids: list, token: str, args: argparse.Namespace, web_pid: int, agents: list,
-              sandbox: bool) -> dict:  # fmt: skip
+def load_test(url: str, ids: list, token: str, args: argparse.Namespace, web_pid: int, agent_pids: list[int]) -> dict:
     """All terminals open at once (one thread each), then all type together."""
     n = args.terminals
     terms: list[Term | None] = [None] * n
@@ -443,8 +450,7 @@ def load_test(url: str, ids: list, token: str, args: argparse.Namespace, web_pid
         t.start()
     opened.wait()
     open_s = time.monotonic() - t0
-    pids = [p.pid for p in agents if p is not None]
-    cpu0, agent0, own0, busy0 = cpu_seconds(web_pid), tree_cpu(pids), own_cpu(), machine_busy()
+    cpu0, agent0, own0, busy0 = cpu_seconds(web_pid), tree_cpu(agent_pids), own_cpu(), machine_busy()
     t1 = time.monotonic()
     go.set()
     for t in threads:
@@ -452,8 +458,8 @@ def load_test(url: str, ids: list, token: str, args: argparse.Namespace, web_pid
     wall = time.monotonic() - t1
     cpu = (cpu_seconds(web_pid) - cpu0) / wall * 100
     client_cpu = (own_cpu() - own0) / wall * 100
-    busy = [b - a for a, b in zip(busy0, machine_busy())]
-    agent_cpu = None if sandbox else (tree_cpu(pids) - agent0) / wall * 100
+    busy = [b - a for a, b in zip(busy0, machine_busy(), strict=True)]
+    agent_cpu = (tree_cpu(agent_pids) - agent0) / wall * 100
     for term in terms:
         if term is not None:
             term.close()

@@ -167,7 +167,9 @@ CHANNELS_REDIS_URL = os.environ.get("GOLDPATH_CHANNELS_REDIS_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 )
 CHANNEL_LAYERS = {
-    "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [CHANNELS_REDIS_URL], "capacity": 2000}}
+    # the pub/sub layer: a terminal's frames are live or gone (no queue to persist), and it relays several times
+    # the messages per second of channels_redis.core under load (benchmarks/bench_terminal.py)
+    "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [CHANNELS_REDIS_URL]}}
     if CHANNELS_REDIS_URL
     else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000}}
 }

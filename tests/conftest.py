@@ -209,6 +209,12 @@ def running_terminal_workspace(transactional_db, people, teams, monkeypatch):
     from tests.factories import PASSWORD
     from tests.terminal_helpers import WebServer, agent_ready, kill_session, start_workspace
 
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # the web server hashes like production (this process uses a fast test hasher): alice signs in there
+    hasher = PBKDF2PasswordHasher()
+    people["alice"].password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
+    people["alice"].save(update_fields=["password"])
     server = WebServer().start()
     monkeypatch.setenv("GOLDPATH_AGENT_URL", server.url)
     purge_queues()

@@ -20,10 +20,12 @@ import pytest
 
 from catalog.runners import terraform as tf
 from catalog.services import templates as template_services
+from catalog.workspace_agent import support_files
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "catalog" / "golden_paths"
 AGENT = ROOT / "catalog" / "workspace_agent" / "agent.py"
+START = ROOT / "catalog" / "workspace_agent" / "start.sh"
 TEMPLATES = ("docker-devcontainer", "kubernetes-pod")
 # the only places a value derived from goldpath_session (token, gateway key) may reach, per template
 SECRET_SINKS = {
@@ -31,27 +33,35 @@ SECRET_SINKS = {
     "kubernetes-pod": {("kubernetes_secret_v1", "session", "data")},
 }
 PUBLIC_LOCALS = {"agent_url"}  # the link's address: no secret, shown as a plain env var
-SYNC = "cp catalog/workspace_agent/agent.py catalog/golden_paths/{}/goldpath_workspace_agent.py"
 
 
 @pytest.mark.parametrize("slug", TEMPLATES)
-def test_the_shipped_agent_is_the_real_one(slug):
-    copy = GOLDEN / slug / "goldpath_workspace_agent.py"
-    assert copy.read_bytes() == AGENT.read_bytes(), f"the agent copy drifted; run: {SYNC.format(slug)}"
-    assert (GOLDEN / slug / "goldpath_start.sh").read_bytes() == (
-        GOLDEN / TEMPLATES[0] / "goldpath_start.sh"
-    ).read_bytes()
-
-
-@pytest.mark.parametrize("slug", TEMPLATES)
-def test_session_is_a_sensitive_builtin_and_the_portal_takes_the_files(slug):
+def test_session_is_a_sensitive_builtin_and_the_portal_supplies_the_agent(slug, tmp_path):
     params = {p["name"]: p for p in tf.parse_variables(GOLDEN / slug)}
     assert params["goldpath_session"]["sensitive"] and params["goldpath_session"]["type"] == "string"
     assert "goldpath_agent_launch" not in params  # the local supervisor's argv means nothing in a container
     assert "python3" in params["image"]["description"]
+    # no template keeps a copy of the agent: every build gets the portal's current one beside the template's files
     files = template_services.read_folder(GOLDEN / slug)  # what publishing stores in the database
-    assert {"main.tf", "README.md", "goldpath_workspace_agent.py", "goldpath_start.sh"} <= set(files)
-    assert files["goldpath_workspace_agent.py"] == AGENT.read_text()
+    assert "main.tf" in files and "goldpath_workspace_agent.py" not in files
+    assert support_files()["goldpath_workspace_agent.py"] == AGENT.read_text()
+    assert 'file("${path.module}/goldpath_workspace_agent.py")' in files["main.tf"]
+
+
+def test_a_build_folder_gets_the_agent_even_over_a_templates_own_file(transactional_db, people, tmp_path):
+    from catalog.models import WorkspaceBuild
+    from catalog.services import workspaces as ws_services
+    from catalog.tasks import provisioning
+    from tests.workspace_helpers import published_template, sample_repository
+
+    template = published_template(files={"main.tf": "# x\n", "goldpath_workspace_agent.py": "print('forged')\n"})
+    sample_repository(people)
+    ws = ws_services.workspace_create(
+        actor=people["alice"], name="dev", template=template, parameters={"repository": "sample"}
+    )
+    folder = provisioning.materialise(WorkspaceBuild.objects.get(workspace=ws), ws)
+    assert (folder / "goldpath_workspace_agent.py").read_text() == AGENT.read_text()
+    assert (folder / "goldpath_start.sh").read_text() == START.read_text()
 
 
 def _leaves(node, path=()):
@@ -156,10 +166,10 @@ def test_start_script_runs_the_agent_which_dials_out_and_the_main_process_forget
         "HOME": str(tmp_path),
         "GOLDPATH_AGENT_URL": f"ws://127.0.0.1:{port}/api/v1/workspaces/w1/agent/",
         "GOLDPATH_AGENT_TOKEN": token,
-        "GOLDPATH_AGENT_FILE": str(GOLDEN / "docker-devcontainer" / "goldpath_workspace_agent.py"),
+        "GOLDPATH_AGENT_FILE": str(AGENT),
     }
     proc = subprocess.Popen(
-        ["/bin/sh", str(GOLDEN / "docker-devcontainer" / "goldpath_start.sh")],
+        ["/bin/sh", str(START)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

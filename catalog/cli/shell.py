@@ -40,6 +40,8 @@ def shell(
     with Client(session.url, session.token, token_from_env=session.token_from_env) as client:
         found = resolve(client, workspace)
     name = str(found.get("name") or found["id"])
+    if found.get("status", "running") != "running":  # the portal would close with 4409: say so without asking
+        raise not_running(found, name)
     url = terminal_url(session.url, found["id"])
     try:
         sock = terminal.open_socket(url, session.token, f"goldpath-cli/{cli_version()}")
@@ -67,6 +69,17 @@ def terminal_url(portal: str, workspace_id: Any) -> str:
     return f"{ws_scheme}://{rest.rstrip('/')}{API_PREFIX}workspaces/{pk}/terminal/"
 
 
+def not_running(found: dict[str, Any], name: str) -> CliError:
+    state = found.get("status") or "not running"
+    if state in ("pending", "starting"):
+        hint = "its start build is still running: try again when it is running."
+    elif state in ("stopping", "deleting", "deleted"):
+        hint = f"it is {state}."
+    else:
+        hint = f"start it with `goldpath workspaces start {name} --wait`, then try again."
+    return CliError(f"Workspace {name} is not running ({state}): {hint}", exit_code=NO_TERMINAL_EXIT)
+
+
 def _run(sock: Any, command: str | None, name: str) -> terminal.Ending:
     stdin_fd = terminal.stdin_fd()
     stdout_fd = sys.stdout.fileno()
@@ -90,6 +103,11 @@ def _refusal(status: int, name: str, session: config.Session) -> str:
     if status == 401:
         source = "GOLDPATH_TOKEN" if session.token_from_env else "your stored token"
         return f"The portal refused {source}: sign in again with `goldpath login --url {session.url}`."
+    if status == 426:
+        return (
+            f"The portal at {session.url} does not serve WebSockets (HTTP 426 Upgrade Required): "
+            "it must run under an ASGI server, as `make run` does."
+        )
     if status == 404:
         return (
             f"The portal at {session.url} has no workspace terminal endpoint (HTTP 404): it may be older than this CLI."
@@ -110,14 +128,7 @@ def _conclude(ending: terminal.Ending, found: dict[str, Any], name: str, one_com
     if code == 4403:
         raise CliError(f"Only the owner of workspace {name} may open its terminal.", exit_code=1)
     if code == 4409:
-        state = found.get("status") or "not running"
-        if state in ("pending", "starting"):
-            hint = "its start build is still running: try again when it is running."
-        elif state in ("stopping", "deleting", "deleted"):
-            hint = f"it is {state}."
-        else:
-            hint = f"start it with `goldpath workspaces start {name} --wait`, then try again."
-        raise CliError(f"Workspace {name} is not running ({state}): {hint}", exit_code=NO_TERMINAL_EXIT)
+        raise not_running(found, name)
     if code == 4503:
         raise CliError(
             f"The workspace agent of {name} is not connected yet (it dials in as the workspace starts): "

@@ -124,6 +124,8 @@ class Relay:
     def finish(self, timeout: float = 6.0) -> Ending:
         if self.thread.ident is not None:
             self.thread.join(timeout)
+        if self.thread.is_alive():  # it may still wake us: its pipe stays open (the process exits soon)
+            return self.ending or Ending(CLOSE_ABNORMAL, "no close from the portal", by_us=self.hung_up)
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)

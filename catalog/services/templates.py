@@ -172,14 +172,16 @@ def template_version_validate(*, version: TemplateVersion, actor: Any, inline: b
 
 
 def validate_files(files: dict[str, str]) -> tuple[bool, list[dict], str]:
-    """Materialise the files, `terraform init -backend=false` + `validate -json`, parse the variables.
+    """Materialise the files (with the workspace agent's, as a build does), `terraform init -backend=false` +
+    `validate -json`, parse the variables.
 
     Returns (ok, parameters, diagnostics text)."""
     from ..runners import terraform as tf
+    from ..workspace_agent import support_files
 
     with tempfile.TemporaryDirectory(prefix="gp-validate-") as tmp:
         workdir = Path(tmp)
-        for rel, text in files.items():
+        for rel, text in {**files, **support_files()}.items():  # as a build will see them
             target = workdir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)

@@ -42,6 +42,7 @@ from ..services import templates as template_services
 from ..services import workspace_parameters
 from ..services import workspaces as ws_services
 from ..services.access import tool_use_record
+from ..workspace_agent import support_files
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,8 @@ def _policy_recheck(build: WorkspaceBuild, ws: Workspace, classification: str | 
 
 
 def materialise(build: WorkspaceBuild, ws: Workspace) -> Path:
-    """Write the version's files into the workspace's Terraform folder (keeping `.terraform` caches)."""
+    """Write the version's files, and the workspace agent's (catalog.workspace_agent.support_files), into the
+    workspace's Terraform folder (keeping `.terraform` caches)."""
     workdir = workspace_dir(ws)
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.rglob("*"):
@@ -268,7 +270,7 @@ def materialise(build: WorkspaceBuild, ws: Workspace) -> Path:
             continue
         if old.is_file() and old.suffix in (".tf", ".json", ".sh", ".md", ".tpl") and not old.name.endswith("tfstate"):
             old.unlink()
-    for rel, text in build.template_version.files.items():
+    for rel, text in {**build.template_version.files, **support_files()}.items():
         target = workdir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)

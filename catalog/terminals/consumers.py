@@ -14,7 +14,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 
 from ..models import AgentState, Workspace, WorkspaceStatus
 from ..selectors import visible_workspaces
@@ -29,10 +28,6 @@ OPEN_TIMEOUT_S = 10.0
 
 def agent_group(workspace_id: Any) -> str:
     return f"gp_agent_{uuid.UUID(str(workspace_id)).hex}"
-
-
-def terminals_group(workspace_id: Any) -> str:
-    return f"gp_terms_{uuid.UUID(str(workspace_id)).hex}"
 
 
 @database_sync_to_async
@@ -76,7 +71,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.session_id = session.pk
         if session.recorded:
             self.recorder = Recorder(cols, rows)
-        await self.channel_layer.group_add(terminals_group(ws.pk), self.channel_name)
         await self._to_agent(p.agent_frame("open", session.pk, cols=cols, rows=rows, reply=self.channel_name))
         # the agent's `opened` is dispatched only after connect() returns: wait for it in a task of its own
         self._open_watch = asyncio.ensure_future(self._expect_opened())
@@ -127,10 +121,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def terminal_exit(self, event: dict) -> None:
         await self._end(int(event.get("code", p.CLOSE_NORMAL)))
 
-    async def terminals_close(self, event: dict) -> None:
-        """The workspace stopped (sent by the service that stops it, when the channel layer reaches us)."""
-        await self._end(p.CLOSE_AGENT_GONE)
-
     async def _end(self, code: int) -> None:
         if not getattr(self, "closed", True):
             self.closed = True
@@ -140,7 +130,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.session_id is None:
             return
-        await self.channel_layer.group_discard(terminals_group(self.workspace.pk), self.channel_name)
         if not self.closed:
             self.closed = True
             await self._to_agent(p.agent_frame("close", self.session_id))
@@ -246,9 +235,3 @@ def _json(text: str | None) -> dict:
         return {}
     return value if isinstance(value, dict) else {}
 
-
-async def close_terminals(workspace_id: Any) -> None:
-    """Tell every open terminal of a workspace that it stopped (reaches other processes with the Redis layer)."""
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(terminals_group(workspace_id), {"type": "terminals.close"})

@@ -60,6 +60,7 @@ class WebSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
+        self.closing = ""  # set by a close frame: the next feed() raises Closed
 
     @classmethod
     def connect(cls, url: str, token: str, timeout: float = 15.0) -> WebSocket:
@@ -124,6 +125,8 @@ class WebSocket:
 
     def feed(self) -> list[tuple[int, bytes]]:
         """Read what the socket has; return complete (opcode, payload) messages. Closed when the peer went."""
+        if self.closing:
+            raise Closed(self.closing)
         try:
             data = self.sock.recv(READ_CHUNK)
         except ssl.SSLWantReadError:
@@ -139,8 +142,10 @@ class WebSocket:
             if frame is None:
                 return messages
             opcode, payload = frame
-            if opcode == 0x8:
-                raise Closed("the portal closed the link" + (f" ({struct.unpack('!H', payload[:2])[0]})" if len(payload) >= 2 else ""))
+            if opcode == 0x8:  # what came before the close (a new link token, say) is still handled
+                code = f" ({struct.unpack('!H', payload[:2])[0]})" if len(payload) >= 2 else ""
+                self.closing = f"the portal closed the link{code}"
+                return messages
             if opcode == 0x9:
                 self.send(payload, 0xA)
             elif opcode in (0x1, 0x2):
@@ -305,6 +310,8 @@ class Agent:
                 if fd is ws.sock:
                     for opcode, payload in ws.feed():
                         self.handle(ws, opcode, payload)
+                    if ws.closing:
+                        raise Closed(ws.closing)
                     continue
                 session = fds[fd]
                 try:

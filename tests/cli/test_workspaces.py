@@ -78,7 +78,7 @@ def test_a_failing_build_exits_non_zero_with_its_error(goldpath, celery_worker, 
 
     shell = goldpath("shell", "bad")
     assert shell.code == 2
-    assert "does not offer a terminal for workspace bad" in shell.err
+    assert "Workspace bad is not running (failed)" in shell.err
 
 
 def test_parameters_and_names_are_checked_before_anything_starts(goldpath, people, echo):

@@ -1,5 +1,5 @@
 # A devcontainer on the team's Docker host. Needs the kreuzwerker/docker provider from the registry.
-# Goldpath's workspace agent (goldpath_workspace_agent.py, a copy of catalog/workspace_agent/agent.py) runs
+# Goldpath's workspace agent (goldpath_workspace_agent.py and goldpath_start.sh, which the portal writes beside these files for every build) runs
 # inside the container beside its main process and dials OUT to the portal: terminals need no open port.
 terraform {
   required_providers {

@@ -1,5 +1,5 @@
 # A workspace pod in the team's namespace. Needs the hashicorp/kubernetes provider from the registry.
-# Goldpath's workspace agent (goldpath_workspace_agent.py, a copy of catalog/workspace_agent/agent.py) runs in
+# Goldpath's workspace agent (goldpath_workspace_agent.py and goldpath_start.sh, which the portal writes beside these files for every build) runs in
 # the workspace container itself, beside its main process, and dials OUT to the portal: terminals need no
 # Service, Ingress or open port, and a terminal is a shell in the image the developer works in.
 terraform {
