@@ -206,10 +206,10 @@ def require_binary(name: str, package: str) -> str:
 def running_terminal_workspace(transactional_db, people, teams, monkeypatch):
     """A real ASGI server and worker, and alice's running local-sandbox workspace whose agent has dialled in:
     yields (server URL, workspace, username, password)."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
     from tests.factories import PASSWORD
     from tests.terminal_helpers import WebServer, agent_ready, kill_session, start_workspace
-
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     # the web server hashes like production (this process uses a fast test hasher): alice signs in there
     hasher = PBKDF2PasswordHasher()

@@ -60,16 +60,22 @@ def _open_top(top: Path) -> int:
         raise TreeError("The workspace has no checkout to read (it is missing or not a folder).") from None
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
-    chunks, total = [], 0
+def _stream_fd(fd: int, limit: int, out: int | None = None) -> tuple[int, str]:
+    """(size, sha256) of what fd holds, copied to `out` when given, a chunk at a time: a checkout's file (a
+    sparse 2 GiB one costs its writer nothing) never sits in the worker's memory whole."""
+    digest, total = hashlib.sha256(), 0
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
-            return b"".join(chunks)
+            return total, digest.hexdigest()
         total += len(chunk)
         if total > limit:
             raise TreeError("The workspace checkout is too large to copy.")
-        chunks.append(chunk)
+        digest.update(chunk)
+        if out is not None:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
 
 
 def copy_out(top: Path, dest: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> Manifest:
@@ -117,14 +123,17 @@ def _copy_dir(dir_fd: int, dest: Path, rel: PurePosixPath, manifest: Manifest, m
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     continue
-                data = _read_fd(fd, max_bytes - manifest.bytes)
                 executable = bool(os.fstat(fd).st_mode & 0o100)
+                out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    size, sha = _stream_fd(fd, max_bytes - manifest.bytes, out)
+                finally:
+                    os.close(out)
             finally:
                 os.close(fd)
-            manifest.bytes += len(data)
-            target.write_bytes(data)
+            manifest.bytes += size
             os.chmod(target, 0o700 if executable else 0o600)
-            manifest.entries[str(path)] = ("f", hashlib.sha256(data).hexdigest(), executable)
+            manifest.entries[str(path)] = ("f", sha, executable)
 
 
 def read_head(top: Path) -> str | None:
@@ -203,8 +212,7 @@ def _current(dir_fd: int, name: str) -> tuple | None:
         return ("other",)
     fd = os.open(name, _FILE, dir_fd=dir_fd)
     try:
-        data = _read_fd(fd, MAX_BYTES)
-        return ("f", hashlib.sha256(data).hexdigest(), bool(os.fstat(fd).st_mode & 0o100))
+        return ("f", _stream_fd(fd, MAX_BYTES)[1], bool(os.fstat(fd).st_mode & 0o100))
     finally:
         os.close(fd)
 

@@ -231,7 +231,7 @@ class AgentLinkConsumer(AsyncWebsocketConsumer):
 def _json(text: str | None) -> dict:
     try:
         value = json.loads(text or "")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -40,13 +40,17 @@ def parse_client_frame(text: str) -> tuple[str, Any]:
         raise BadMessage("message too large")
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deeper than the parser's stack is not JSON we take either
         raise BadMessage("not JSON") from None
     if not isinstance(msg, dict) or len(msg) != 1:
         raise BadMessage('expected {"data": ...} or {"resize": ...}')
     if "data" in msg:
         if not isinstance(msg["data"], str) or len(msg["data"]) > MAX_INPUT_CHARS:
             raise BadMessage("data must be a string of at most 65536 characters")
+        try:  # JSON may escape a lone surrogate ("\ud800"): text no terminal can be sent
+            msg["data"].encode()
+        except UnicodeEncodeError:
+            raise BadMessage("data must be valid Unicode text") from None
         return "data", msg["data"]
     if "resize" in msg:
         return "resize", size(msg["resize"])

@@ -309,7 +309,12 @@ class Agent:
             for fd in readable:
                 if fd is ws.sock:
                     for opcode, payload in ws.feed():
-                        self.handle(ws, opcode, payload)
+                        try:
+                            self.handle(ws, opcode, payload)
+                        except (Closed, BrokenPipeError, ConnectionError):
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - one bad message must not end the agent
+                            log(f"message not handled: {exc!r}")
                     if ws.closing:
                         raise Closed(ws.closing)
                     continue
@@ -352,7 +357,7 @@ class Agent:
             self.sessions[sid] = Session(sid, cols, rows, self.env)
             ws.send_text(json.dumps({"op": "opened", "session": sid.hex()}))
         elif op == "input" and session is not None and isinstance(msg.get("data"), str):
-            session.write(msg["data"].encode())
+            session.write(msg["data"].encode("utf-8", "replace"))
         elif op == "resize" and session is not None:
             session.resize(_int(msg.get("cols"), 80), _int(msg.get("rows"), 24))
         elif op == "close" and session is not None:

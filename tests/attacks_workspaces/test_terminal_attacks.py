@@ -43,8 +43,8 @@ def test_garbage_frames_end_the_terminal_cleanly_and_audited(running_terminal_wo
     """The owner's client sends frames the protocol refuses: a lone surrogate (`"\\ud800"`, valid JSON whose text
     cannot be encoded), JSON nested 100,000 deep (RecursionError, not ValueError) and a binary frame. Each must
     close with 4400 and leave a closed, audited session; before the fix the first two crashed the consumer
-    (1011): its session stayed open forever with no `terminal.closed`, the agent's PTY was never closed, and the
-    surrogate reached the agent, which died on it and could not reconnect with its spent start token."""
+    (1006 at the client): its session stayed open forever with no `terminal.closed` (duration and bytes never
+    audited) and the agent was never told to close the PTY."""
     url, ws, _user, _password = running_terminal_workspace
     server = WebServer(port=int(url.rsplit(":", 1)[1]))
     alice = api_tokens.token_issue(user=people["alice"]).key
@@ -54,7 +54,9 @@ def test_garbage_frames_end_the_terminal_cleanly_and_audited(running_terminal_wo
         session = TerminalSession.objects.filter(workspace=ws, closed_at__isnull=True).get()
         term.sock.send(frame)
         assert _closed_code(term.sock) == 4400, frame[:20]
-        closed = wait_for(lambda s=session: TerminalSession.objects.filter(pk=s.pk, closed_at__isnull=False).first(), 10)
+        closed = wait_for(
+            lambda s=session: TerminalSession.objects.filter(pk=s.pk, closed_at__isnull=False).first(), 10
+        )
         assert closed.close_reason == "a message was not understood"
         assert AuditEvent.objects.filter(verb="terminal.closed", payload__session=str(session.pk)).exists()
     # the agent is still there: a new terminal works

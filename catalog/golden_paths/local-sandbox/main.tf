@@ -19,11 +19,11 @@ resource "terraform_data" "checkout" {
     command = <<-EOT
       set -eu
       mkdir -p "$DIR/.goldpath"
-      if [ ! -d "$DIR/src/.git" ]; then
-        rm -rf "$DIR/src"
-        git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c protocol.file.allow=always \
-          clone --no-local --quiet -- "$REPOSITORY" "$DIR/src"
-      fi
+      # always a fresh clone: a checkout left behind (a tainted resource skips its destroy step) was the
+      # workspace's, and its .git/config must never steer a git command run here, outside the sandbox
+      if [ -e "$DIR/src" ]; then chmod -R u+rwX "$DIR/src" 2>/dev/null || true; rm -rf "$DIR/src"; fi
+      git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c protocol.file.allow=always \
+        clone --no-local --quiet -- "$REPOSITORY" "$DIR/src"
       # the portal accepts only ref names and shas; still, a value starting with '-' never reaches git
       # (git 2.39's checkout has no working --end-of-options), and `--` ends it as a revision
       case "$REF" in
@@ -55,6 +55,7 @@ resource "terraform_data" "checkout" {
         kill "$pid" 2>/dev/null || true
         for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
       fi
+      chmod -R u+rwX "$DIR" 2>/dev/null || true  # a workspace may have made its files read-only
       rm -rf "$DIR"
     EOT
     environment = {
