@@ -56,7 +56,7 @@ def setup_run(model_server_url: str) -> str:
     from catalog.agents.identity import gateway_token_issue
     from catalog.models import AgentGroup, AgentRun, ToolVersion
     from catalog.services import access, tools
-    from catalog.services.agents import vendor_api_key_set
+    from catalog.services.vendor_keys import vendor_api_key_set
 
     admin, platform, payments, bob, alice = organisation()
     tool = tools.tool_propose(

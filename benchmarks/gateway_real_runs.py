@@ -26,8 +26,8 @@ def _organisation(home: Path) -> object:
     from catalog.demo import REAL_AGENTS
     from catalog.models import ToolVersion
     from catalog.services import access, tools
-    from catalog.services.agents import vendor_api_key_set
     from catalog.services.repositories import repository_create
+    from catalog.services.vendor_keys import vendor_api_key_set
 
     admin, platform, payments, bob, alice = organisation()
     for slug, spec in REAL_AGENTS.items():
@@ -82,7 +82,7 @@ def real_cli_runs(args, home: Path) -> None:
     try:
         wait_http(web_port, "/healthz")
         from catalog.models import AgentGroup, AgentRun, ModelCall
-        from catalog.services.agents import agent_group_create
+        from catalog.services.agent_groups import agent_group_create
         from portal.celery import app
 
         deadline = time.monotonic() + 60

@@ -8,22 +8,8 @@ from typing import Any
 from django.db import models
 
 from .context import get_request_id
+from .masking import mask_secrets
 from .models import AuditEvent
-
-SECRET_KEYS = ("password", "token", "secret", "api_key", "apikey", "key_value", "credential")
-MASK = "********"
-
-
-def mask_secrets(value: Any) -> Any:
-    """Mask values whose key names a secret, recursively, so payloads never leak credentials."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if any(s in str(k).lower() for s in SECRET_KEYS) and v not in (None, "") else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v) for v in value]
-    return value
 
 
 def actor_label(actor: Any) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .services.templates import template_push
+
 GOLDEN_PATHS = Path(__file__).resolve().parent / "golden_paths"
 META = {
     "local-sandbox": {
@@ -30,8 +32,6 @@ META = {
 
 def seed_golden_paths(stdout=None) -> list[str]:
     """Push each shipped golden path (same content: nothing new); returns one line per template."""
-    from .management.commands.template_push import push
-
     lines: list[str] = []
     if not GOLDEN_PATHS.is_dir():
         return ["Golden paths not shipped in this build (catalog/golden_paths is missing)."]
@@ -39,8 +39,8 @@ def seed_golden_paths(stdout=None) -> list[str]:
         folder = GOLDEN_PATHS / slug
         if not folder.is_dir():
             continue
-        version, _, template = push(
-            folder,
+        version, _, template = template_push(
+            path=folder,
             slug=slug,
             name=meta["name"],
             icon=meta["icon"],

@@ -92,9 +92,7 @@ class ToolEditForm(ToolProposeForm):
     owner_team = forms.ModelChoiceField(queryset=Team.objects.order_by("slug"), to_field_name="slug")
 
     def __init__(self, *args, tool: AITool, **kwargs):
-        from .services.tools import EDITABLE_FIELDS
-
-        initial = {f: getattr(tool, f) for f in EDITABLE_FIELDS}
+        initial = {f: getattr(tool, f) for f in AITool.EDITABLE_FIELDS}
         super().__init__(*args, initial=initial, **kwargs)
         del self.fields["slug"]
         for name in ("kind", "risk_tier", "max_data_classification"):
@@ -106,9 +104,7 @@ class ToolEditForm(ToolProposeForm):
             )
 
     def service_data(self) -> dict:
-        from .services.tools import EDITABLE_FIELDS
-
-        return {f: self.cleaned_data[f] for f in EDITABLE_FIELDS if f in self.cleaned_data}
+        return {f: self.cleaned_data[f] for f in AITool.EDITABLE_FIELDS if f in self.cleaned_data}
 
 
 class ToolVersionForm(forms.Form):

@@ -7,13 +7,15 @@ grant expired, data above the tool's clearance, no longer offered by the templat
 - `agent_run`: a pending or running agent run whose requester may no longer use its tool; action `cancel`
   (cancels the run's agent group: its other runs stop too).
 
-`out_of_policy_items` is the one listing for the page and `GET /api/v1/out-of-policy/`; the bulk action is
-catalog.services.out_of_policy. Each provider lists only what the user may read (the selectors) and acts through
+`out_of_policy_providers` is every provider by kind: these built-in ones, unless a host registered its own of the
+same kind (catalog.policy_hooks). `out_of_policy_items` is the one listing for the page and
+`GET /api/v1/out-of-policy/`; the bulk action is catalog.services.out_of_policy. Each provider lists only what the user may read (the selectors) and acts through
 the object's own service (grant_revoke, workspace_stop, agent_group_cancel), which writes its audit event.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -22,11 +24,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import selectors
-from .models import RUN_ACTIVE, AccessGrant, GrantState, ToolStatus, WorkspaceStatus
+from .models import RUN_ACTIVE, AccessGrant, AgentGroupStatus, GrantState, ToolStatus, WorkspaceStatus
 from .numbers import small_int
 from .policy import PolicyContext, Reason, decide_many
-from .policy_hooks import OutOfPolicyItem, out_of_policy_providers
+from .policy_hooks import OutOfPolicyItem, OutOfPolicyProvider, registered_out_of_policy_providers
+from .services.access import grant_revoke
+from .services.agent_groups import agent_group_cancel
 from .services.errors import DomainError
+from .services.workspaces import TRANSITIONS, workspace_stop
 
 NOT_FOUND = "not found, or no longer out of policy"
 
@@ -101,8 +106,6 @@ class GrantProvider:
             )
 
     def act(self, *, actor: Any, action: str, ids: list[str], reason: str) -> dict[str, Any]:
-        from .services.access import grant_revoke
-
         grants = {str(g.pk): g for g in self.queryset(actor).filter(pk__in=_ids(ids))}
         return _act_each(ids, grants, lambda grant: grant_revoke(grant=grant, actor=actor, reason=reason))
 
@@ -141,15 +144,17 @@ class WorkspaceProvider:
 
     def _out_of_policy(self, workspaces) -> dict[Any, list[tuple[Any, Any]]]:
         rows = [
-            (ws.pk, ws.owner, PolicyContext(classification=ws.classification, template=ws.template_version),
-             list(ws.tools.all()))
+            (
+                ws.pk,
+                ws.owner,
+                PolicyContext(classification=ws.classification, template=ws.template_version),
+                list(ws.tools.all()),
+            )
             for ws in workspaces
         ]
         return _denials(rows)
 
     def items(self, user: Any):
-        from .services.workspaces import TRANSITIONS
-
         workspaces = list(self.queryset(user))
         denied = self._out_of_policy(workspaces)
         stoppable = TRANSITIONS["stop"][0]
@@ -169,8 +174,6 @@ class WorkspaceProvider:
             )
 
     def act(self, *, actor: Any, action: str, ids: list[str], reason: str) -> dict[str, Any]:
-        from .services.workspaces import workspace_stop
-
         wanted = [i for i in ids if _is_uuid(i)]
         workspaces = list(self.queryset(actor).filter(pk__in=wanted))
         denied = self._out_of_policy(workspaces)
@@ -179,8 +182,6 @@ class WorkspaceProvider:
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -203,8 +204,10 @@ class AgentRunProvider:
 
     def _out_of_policy(self, runs) -> dict[Any, list[tuple[Any, Any]]]:
         return _denials(
-            [(run.pk, run.group.requester, PolicyContext(classification=run.group.classification), [run.tool])
-             for run in runs]
+            [
+                (run.pk, run.group.requester, PolicyContext(classification=run.group.classification), [run.tool])
+                for run in runs
+            ]
         )
 
     def items(self, user: Any):
@@ -226,9 +229,6 @@ class AgentRunProvider:
             )
 
     def act(self, *, actor: Any, action: str, ids: list[str], reason: str) -> dict[str, Any]:
-        from .models import AgentGroupStatus
-        from .services.agents import agent_group_cancel
-
         runs = list(self.queryset(actor).filter(pk__in=_ids(ids)))
         denied = self._out_of_policy(runs)
         objects = {str(run.pk): run for run in runs if run.pk in denied}
@@ -247,6 +247,12 @@ class AgentRunProvider:
 
 
 BUILT_IN_PROVIDERS = (GrantProvider, WorkspaceProvider, AgentRunProvider)
+_BUILT_IN = {provider_class.kind: provider_class() for provider_class in BUILT_IN_PROVIDERS}
+
+
+def out_of_policy_providers() -> dict[str, OutOfPolicyProvider]:
+    """Every provider by kind: the built-in ones, and those a host registered (which replace a built-in one)."""
+    return {**_BUILT_IN, **registered_out_of_policy_providers()}
 
 
 def out_of_policy_items(user: Any, kind: str | None = None) -> list[OutOfPolicyItem]:

@@ -26,8 +26,12 @@
 
        policy_hooks.register_out_of_policy_provider(WorkspaceProvider())
 
-   Built in (catalog.out_of_policy): grants (kind "grant", action "revoke"), workspaces (kind "workspace",
-   action "stop") and agent runs (kind "agent_run", action "cancel": cancels the run's agent group).
+   Built in (catalog.out_of_policy, which merges them with the providers registered here): grants (kind
+   "grant", action "revoke"), workspaces (kind "workspace", action "stop") and agent runs (kind "agent_run",
+   action "cancel": cancels the run's agent group). A registered provider replaces a built-in one of its kind.
+
+This module only keeps the registrations: it imports the policy's vocabulary and the models, never the
+features that use it, so any of them may import it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .models import WorkspaceTemplate
 from .policy import Reason
 
 _template_resolvers: list[Callable[[str], Any]] = []
@@ -50,8 +55,6 @@ def register_template_resolver(resolver: Callable[[str], Any]) -> None:
 def workspace_template(slug: str) -> Any:
     """The built-in resolver: Goldpath's own golden paths (`WorkspaceTemplate`, which offers `slug` and
     `offers_tool`), by slug."""
-    from .models import WorkspaceTemplate
-
     return WorkspaceTemplate.objects.filter(slug=slug).first()
 
 
@@ -104,9 +107,6 @@ def register_out_of_policy_provider(provider: OutOfPolicyProvider) -> None:
     _providers[provider.kind] = provider
 
 
-def out_of_policy_providers() -> dict[str, OutOfPolicyProvider]:
-    from .out_of_policy import BUILT_IN_PROVIDERS
-
-    for provider_class in BUILT_IN_PROVIDERS:
-        _providers.setdefault(provider_class.kind, provider_class())
+def registered_out_of_policy_providers() -> dict[str, OutOfPolicyProvider]:
+    """The providers registered by kind (the full set, built-in ones included: catalog.out_of_policy)."""
     return dict(_providers)

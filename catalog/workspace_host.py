@@ -106,10 +106,7 @@ def runner_for(directory: Path, workdir: Path, spec: dict, memory_mb: int, allow
     }
     secrets = {"GOLDPATH_AGENT_TOKEN": spec["agent_token"], **{k: str(v) for k, v in (spec.get("secrets") or {}).items()}}
     gateway = GatewayRoute.from_url(spec["gateway_url"]) if spec.get("gateway_url") else None
-    kwargs: dict = {}
     runtimes = {k: v for k, v in (spec.get("runtimes") or {}).items() if v and Path(v).is_dir()}
-    if runtimes:
-        kwargs["runtimes"] = runtimes
     return SandboxRunner(
         ["python3", "-I", "-S", "/opt/goldpath/lib/goldpath_workspace_agent.py"],
         workdir,
@@ -123,7 +120,7 @@ def runner_for(directory: Path, workdir: Path, spec: dict, memory_mb: int, allow
         heartbeat_interval=60.0,
         uid=workspace_uid(directory) if is_root() else None,
         gateway=gateway,
-        **kwargs,
+        runtimes=runtimes,
     )
 
 

@@ -127,7 +127,7 @@ def worker_accepts(group) -> None:
 
 def finish_run(run, *, status: str = "succeeded", diff: str = "", test_exit_code: int | None = None, log=()):
     """Drive a run through the worker's service calls (claim, log, finish) without a worker."""
-    from catalog.services import agents as agent_services
+    from catalog.services import agent_runs as agent_services
 
     agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
     if log:

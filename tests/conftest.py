@@ -6,7 +6,10 @@ the broker is CELERY_BROKER_URL (Redis in CI) or the embedded file-system broker
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,14 +52,13 @@ def _mail_and_notifications(settings, tmp_path):
     settings.GOLDPATH = {**settings.GOLDPATH, "WEBHOOK_URL": ""}
 
 
-@pytest.fixture
-def teams(db) -> dict[str, Team]:
+def make_teams() -> dict[str, Team]:
+    """The demo organisation's teams (the `teams` fixture; module-scoped worlds call it directly)."""
     return {slug: TeamFactory(slug=slug, name=slug.title()) for slug in ("platform", "payments", "search")}
 
 
-@pytest.fixture
-def people(teams):
-    """One user per role, wired to teams like the demo organisation."""
+def make_people(teams: dict[str, Team]) -> dict:
+    """One user per role, wired to teams like the demo organisation (the `people` fixture)."""
     alice = UserFactory(username="alice", role="developer")
     dave = UserFactory(username="dave", role="developer")
     bob = UserFactory(username="bob", role="platform_engineer")
@@ -69,6 +71,17 @@ def people(teams):
     teams["payments"].managers.add(carol)
     teams["search"].managers.add(carol)
     return {u.username: u for u in (alice, dave, bob, frank, carol, erin, admin)}
+
+
+@pytest.fixture
+def teams(db) -> dict[str, Team]:
+    return make_teams()
+
+
+@pytest.fixture
+def people(teams):
+    """One user per role, wired to teams like the demo organisation."""
+    return make_people(teams)
 
 
 @pytest.fixture
@@ -103,6 +116,70 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+# --- every test that starts a real worker or server process is marked `integration` -----------------
+
+#: fixtures that start a real Celery worker or web server (the host project's `host` is found by its code)
+WORKER_FIXTURES = frozenset({"celery_worker", "running_terminal_workspace"})
+_STARTS_A_PROCESS = re.compile(r"\b(?:WorkerProcess|WebServer)\(|\"-m\",\s*\"(?:celery|uvicorn)\"")
+
+
+@functools.cache
+def _starts_a_process(func) -> str | None:
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return None
+    found = _STARTS_A_PROCESS.search(source)
+    return found and f"{func.__qualname__} starts {found.group(0).rstrip('(')}"
+
+
+def starts_a_worker(item: pytest.Item) -> str | None:
+    """Why `item` starts a real worker or server, or None: it uses a fixture of WORKER_FIXTURES, or its own
+    code or that of any fixture it uses starts WorkerProcess, WebServer or `python -m celery/uvicorn`."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    used = sorted(WORKER_FIXTURES & set(info.names_closure))
+    if used:
+        return f"uses the {used[0]} fixture"
+    funcs = [getattr(item, "function", None)] + [d.func for defs in info.name2fixturedefs.values() for d in defs]
+    return next((why for func in funcs if func is not None and (why := _starts_a_process(func))), None)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Fail collection when a test that starts a worker is not marked integration (so `-m "not integration"`
+    really leaves every worker out, and the suite's slow part is named)."""
+    unmarked = [
+        f"  {item.nodeid}: {why}"
+        for item in items
+        if item.get_closest_marker("integration") is None and (why := starts_a_worker(item))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start a real worker must be marked integration (pytestmark = pytest.mark.integration):\n"
+            + "\n".join(unmarked)
+        )
+
+
+_running: dict[str, pytest.Item] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running["item"] = item
+    try:
+        return (yield)
+    finally:
+        _running.pop("item", None)
+
+
+def _require_integration(what: str) -> None:
+    """The same rule at run time, for a worker started by a helper the collection check cannot see."""
+    item = _running.get("item")
+    if item is not None and item.get_closest_marker("integration") is None:
+        pytest.fail(f"{item.nodeid} starts {what} but is not marked integration", pytrace=False)
+
+
 class WorkerProcess:
     """A real `celery worker` process, started and stopped by the test that needs it."""
 
@@ -113,6 +190,7 @@ class WorkerProcess:
         self.log_path = goldpath_home() / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:
+        _require_integration("a celery worker")
         self.log = open(self.log_path, "w+")  # noqa: SIM115
         cmd = [
             sys.executable,

@@ -324,7 +324,7 @@ def test_only_the_owner_runs_agents_in_a_workspace(api, people, local_ws):
 
 
 def test_only_the_owner_applies_and_only_a_succeeded_run(api, people, local_ws, tmp_path):
-    from catalog.services import agents as agent_services
+    from catalog.services import agent_groups as agent_services
 
     group = agent_services.agent_group_create(
         actor=people["alice"], prompt="Fix it", workspace=str(local_ws.pk), agents=[{"tool": "demo-agent"}]

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from catalog.models import AgentGroup, AgentIdentityToken, AgentRun, AuditEvent, ProvenanceRecord
-from catalog.services.agents import agent_runs_reap
+from catalog.services.agent_runs import agent_runs_reap
 from tests.agent_helpers import demo_tool, git, make_repo, register
 from tests.conftest import wait_for
 
@@ -262,7 +262,7 @@ def test_worker_killed_mid_run_is_reaped(api, people, setup, celery_worker):
 def test_vendor_key_never_enters_the_sandbox(api, people, teams, setup, celery_worker):
     """The team's vendor key stays with the gateway: the agent sees only its own run's gateway credential."""
     from catalog.models import AITool, ToolVersion
-    from catalog.services.agents import vendor_api_key_set
+    from catalog.services.vendor_keys import vendor_api_key_set
 
     repo = setup
     tool = AITool.objects.get(slug="demo-agent")

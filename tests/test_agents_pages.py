@@ -11,7 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import AgentGroup
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups, agent_runs
 from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_provenance_page_without_a_record(client, people):
 
 
 def _launch(people, repo, count=2, who="alice"):
-    return agent_services.agent_group_create(
+    return agent_groups.agent_group_create(
         actor=people[who],
         prompt="Add a greeting",
         repository="sample",
@@ -165,7 +165,7 @@ def test_grid_costs_the_same_queries_for_one_run_or_many(client, people, world):
     def queries(count):
         group = _launch(people, world, count=count)
         for run in group.runs.all():
-            agent_services.agent_run_log(run_id=run.pk, lines=[("stdout", f"line {i}") for i in range(10)])
+            agent_runs.agent_run_log(run_id=run.pk, lines=[("stdout", f"line {i}") for i in range(10)])
         with CaptureQueriesContext(connection) as ctx:
             grid = client.get(f"/agents/{group.pk}/grid/", {"results_key": "stale"}).content.decode()
         assert grid.count("line 9") == count and "line 3" not in grid  # the tail: the last 6 lines of each run

@@ -74,6 +74,7 @@ def test_reaper_kills_the_process_group_and_releases_the_workspace(people, teams
     assert r.status_code == 202  # released: the next start is accepted
 
 
+@pytest.mark.integration
 def test_policy_is_taken_again_in_the_worker(celery_worker, people, teams):
     tools = granted_tools(people, teams)
     template = published_template()

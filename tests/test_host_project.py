@@ -185,6 +185,10 @@ def host(tmp_path_factory) -> Host:
     )
     try:
         _wait(h.url("/goldpath/healthz"), web, h.log)
+        deadline = time.monotonic() + 60  # the tests' own deadlines count from a ready worker, never its start-up
+        while " ready." not in h.log.read_text(errors="replace"):
+            assert worker.poll() is None and time.monotonic() < deadline, h.log.read_text()[-3000:]
+            time.sleep(0.3)
         yield h
     finally:
         for proc in (web, worker):

@@ -158,7 +158,7 @@ def test_a_lower_classification_than_the_repository_is_refused(api, people, worl
 def test_vendor_key_never_reaches_the_test_command(api, people, teams, world, celery_worker):
     """4. The test_command sandbox got the team's vendor key; masking replaced only the exact string, so
     `printenv KEY | rev` or `| base64` printed it."""
-    from catalog.services.agents import vendor_api_key_set
+    from catalog.services.vendor_keys import vendor_api_key_set
 
     secret = "sk-live-" + uuid.uuid4().hex
     vendor_api_key_set(
@@ -201,7 +201,7 @@ def test_the_vendor_key_never_reaches_the_agent_and_its_own_credential_is_masked
     """A prompt-injected agent writes down every credential it can find: the team's vendor key is not among them
     (the model gateway adds it upstream); the run's own gateway credential it does see is masked in the diff and
     in the tests' output, and no longer works once the run has ended."""
-    from catalog.services.agents import vendor_api_key_set
+    from catalog.services.vendor_keys import vendor_api_key_set
 
     secret = "sk-live-" + uuid.uuid4().hex
     vendor_api_key_set(

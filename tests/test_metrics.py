@@ -177,7 +177,7 @@ def test_families_count_what_is_in_the_database(token, people, teams):
 
 
 def test_a_run_failed_by_the_reaper_is_counted(token, people, teams):
-    from catalog.services import agents as agent_services
+    from catalog.services import agent_runs as agent_services
 
     run = _run(people, teams, ToolFactory(slug="claude-code", status="approved"), "running")
     AgentRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - dt.timedelta(hours=1))

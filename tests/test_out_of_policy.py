@@ -8,7 +8,7 @@ import pytest
 
 from catalog.models import AccessGrant, AgentGroup, AgentRun, AuditEvent, Workspace, WorkspaceBuild
 from catalog.services import access
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups as agent_services
 from catalog.services import workspaces as workspace_services
 from catalog.services.tools import tool_ban
 from tests.agent_helpers import demo_tool, make_repo, register

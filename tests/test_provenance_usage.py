@@ -14,7 +14,7 @@ from catalog.agents import crypto
 from catalog.agents.provenance import canonical
 from catalog.gateway.transcript import run_transcript_sha256
 from catalog.models import AgentRun, ModelCall, ProvenanceRecord, ToolVersion
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups, agent_runs
 from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 
 pytestmark = pytest.mark.django_db
@@ -27,11 +27,11 @@ def accepted(people, teams, tmp_path):
     ToolVersion.objects.filter(tool__slug="demo-agent").update(review_state="approved")
     repo = make_repo()
     register(repo, people)
-    group = agent_services.agent_group_create(
+    group = agent_groups.agent_group_create(
         actor=people["alice"], prompt="Add a greeting", repository="sample", agents=[{"tool": "demo-agent", "count": 1}]
     )
     run = group.runs.get()
-    agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
+    agent_runs.agent_run_claim(run_id=run.pk, worker="test-worker")
     for i, (inp, out, cost) in enumerate(((1200, 300, "0.004500"), (800, 100, "0.001900"))):
         ModelCall.objects.create(
             run=run,
@@ -57,7 +57,7 @@ def accepted(people, teams, tmp_path):
         models_used=["claude-sonnet-4-5"],
         transcript_sha256=run_transcript_sha256(run.pk),
     )
-    agent_services.agent_group_accept(group=group, actor=people["alice"], run=run)
+    agent_groups.agent_group_accept(group=group, actor=people["alice"], run=run)
     worker_accepts(group)
     return ProvenanceRecord.objects.get(run=run)
 

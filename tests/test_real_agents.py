@@ -24,7 +24,7 @@ import pytest
 from catalog.demo import REAL_AGENTS
 from catalog.models import AccessGrant, AgentGroup, AgentRun, ModelCall, ToolVersion
 from catalog.services import access
-from catalog.services.agents import vendor_api_key_set
+from catalog.services.vendor_keys import vendor_api_key_set
 from tests.agent_helpers import make_repo, register
 from tests.conftest import ROOT, WorkerProcess, purge_queues, require_binary, wait_for
 from tests.factories import ToolFactory
@@ -158,7 +158,7 @@ def test_claude_codex_and_aider_in_one_group_through_the_gateway(
 
 
 def test_refusals_end_the_run_failed_with_the_reason(api, people, teams, real_agents, gateway_worker, model_server):
-    from catalog.services.agents import agent_group_create
+    from catalog.services.agent_groups import agent_group_create
 
     # a pinned model the version does not list: 400 when the group is created, nothing launched
     response = api(people["alice"]).post(

@@ -24,8 +24,8 @@ from catalog.models import (
     UsageReadyBucket,
     UsageUserDay,
 )
-from catalog.reports.adoption import ROW_FIELDS
 from catalog.reports.rollup import rollup_usage
+from catalog.reports.rowsql import ROW_FIELDS
 from catalog.services import access as access_services
 from catalog.services import tools as tool_services
 from catalog.usage import record_usage
@@ -399,7 +399,8 @@ def test_distinct_active_users_over_a_period_are_not_summed_from_days(people, te
 def test_periods_older_than_the_stored_window_are_reported_live(people, teams, claude):
     """Only the last STORED_REPORT_DAYS are stored (a change of teams or grants rewrites every stored
     period); a report further back is computed live, with the same numbers."""
-    from catalog.reports.adoption import STORED_REPORT_DAYS, ReportParams
+    from catalog.reports.params import ReportParams
+    from catalog.reports.stored import STORED_REPORT_DAYS
 
     old = monday(STORED_REPORT_DAYS // 7 + 4)
     record_usage("agent_run_started", user=people["alice"], tool=claude, at=at(old))
@@ -419,7 +420,8 @@ def test_active_users_over_a_range_stay_right_as_new_people_widen_the_bitmaps(pe
     from django.db import connection
 
     from catalog.reports import rollup
-    from catalog.reports.adoption import ReportParams, adoption_report
+    from catalog.reports.adoption import adoption_report
+    from catalog.reports.params import ReportParams
 
     monkeypatch.setattr(rollup, "BITS_STEP", 8)
     d = monday(2)
@@ -553,7 +555,7 @@ def test_report_over_every_team_reads_stored_periods_while_teams_and_grants_hold
     """An auditor's report over whole weeks or months comes from the stored period reports, and says exactly
     what the live report says. Changing a team's size, a grant or a price makes it live again at once (the
     new numbers show), and the next rollup stores the periods anew."""
-    from catalog.reports.adoption import ReportParams
+    from catalog.reports.params import ReportParams
     from catalog.services import teams as team_services
 
     d, erin = activity, people["erin"]
@@ -710,6 +712,7 @@ def test_seed_demo_adds_history_once_and_the_page_marks_it(settings, client):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.integration
 def test_rollup_task_runs_on_the_reports_queue_of_a_real_worker(people, claude, celery_worker, settings):
     from catalog.tasks.reports import rollup_usage as rollup_task
     from tests.conftest import wait_for

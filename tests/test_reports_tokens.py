@@ -16,8 +16,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from catalog.models import RollupState, UsageDaily, UsageEvent, UsagePeriod, UsagePeriodTotal
-from catalog.reports.adoption import ROW_FIELDS, adoption_report, parse_params, report_json
+from catalog.reports.adoption import adoption_report, report_json
+from catalog.reports.params import parse_params
 from catalog.reports.rollup import ROWS_VERSION, rollup_usage
+from catalog.reports.rowsql import ROW_FIELDS
 from catalog.usage import record_usage
 from tests.factories import ToolFactory
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from catalog.agents.usage_view import DEMO_LABEL
 from catalog.models import AgentRun, ModelCall, ToolVersion
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups, agent_runs
 from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def world(people, teams):
 
 
 def launch(people, count=2):
-    group = agent_services.agent_group_create(
+    group = agent_groups.agent_group_create(
         actor=people["alice"],
         prompt="Add a greeting",
         repository="sample",
@@ -63,7 +63,7 @@ def store_sums(run, **fields):
 def test_usage_is_summed_live_while_the_run_is_in_flight(api, people, world):
     group = launch(people)
     first, second = group.runs.order_by("index")
-    agent_services.agent_run_claim(run_id=first.pk, worker="test-worker")
+    agent_runs.agent_run_claim(run_id=first.pk, worker="test-worker")
     model_call(first, inp=1200, out=300, cost="0.004500")
     model_call(first, inp=800, out=100, cache_read=50, cost="0.001900")
     model_call(first, model="gpt-5", upstream="", refused="model gpt-5 is not allowed for demo-agent")
@@ -101,7 +101,7 @@ def test_usage_is_summed_live_while_the_run_is_in_flight(api, people, world):
 def test_usage_comes_from_the_run_once_it_has_ended(api, people, world):
     group = launch(people, count=1)
     run = group.runs.get()
-    agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
+    agent_runs.agent_run_claim(run_id=run.pk, worker="test-worker")
     model_call(run, upstream="api.anthropic.com", inp=1500, out=250, cost="0.008250")
     finish_run(run)
     store_sums(
@@ -136,7 +136,7 @@ def test_an_ended_run_without_stored_sums_is_summed_from_its_calls(api, people, 
     """The worker died before summing: the spend still shows."""
     group = launch(people, count=1)
     run = group.runs.get()
-    agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
+    agent_runs.agent_run_claim(run_id=run.pk, worker="test-worker")
     model_call(run, inp=100, out=20, cost="0.000600")
     finish_run(run, status="failed")
     store_sums(run, model_calls=0, input_tokens=0, output_tokens=0, cost_usd=0, models_used=[])
@@ -148,7 +148,7 @@ def test_results_show_model_tokens_cost_and_the_demo_label(people, world, tmp_pa
     group = launch(people)
     demo_run, vendor_run = group.runs.order_by("index")
     for run, upstream, cost in ((demo_run, "demo", "0.006400"), (vendor_run, "api.anthropic.com", "0.012000")):
-        agent_services.agent_run_claim(run_id=run.pk, worker="test-worker")
+        agent_runs.agent_run_claim(run_id=run.pk, worker="test-worker")
         model_call(run, upstream=upstream, inp=2000, out=400, cost=cost)
     alice = Client()
     alice.force_login(people["alice"])

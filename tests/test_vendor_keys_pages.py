@@ -7,7 +7,7 @@ import pytest
 
 from catalog.agents import crypto
 from catalog.models import AuditEvent, VendorApiKey
-from catalog.services import agents as agent_services
+from catalog.services import vendor_keys as agent_services
 from tests.agent_helpers import demo_tool
 
 pytestmark = pytest.mark.django_db

@@ -89,6 +89,7 @@ def edit(client, ws: Workspace, **parameters) -> None:
     assert r.status_code == 302, r.content.decode()[-3000:]
 
 
+@pytest.mark.integration
 def test_status_and_session_agree_and_a_failed_update_can_be_fixed(worker, people, teams, client):
     template = publish_local_sandbox()
     repository = register(make_repo(), people, slug="sample")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 
+import pytest
 from django.db import connections
 from rest_framework.test import APIClient
 
@@ -13,6 +14,8 @@ from catalog.models import Workspace, WorkspaceBuild
 from catalog.services import workspaces as ws_services
 from tests.conftest import wait_for
 from tests.workspace_helpers import published_template, sample_repository
+
+pytestmark = pytest.mark.integration
 
 TRIVIAL = {
     "main.tf": 'variable "repository" {\n  type = string\n}\nresource "terraform_data" "w" {\n'

@@ -310,6 +310,7 @@ def sessions():
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
 
 
+@pytest.mark.integration
 def test_a_real_build_clones_the_registered_repository_and_a_refused_address_never_reaches_git(
     celery_worker, people, teams, sessions
 ):
@@ -352,6 +353,7 @@ def test_a_real_build_clones_the_registered_repository_and_a_refused_address_nev
     assert not src.parent.exists()
 
 
+@pytest.mark.integration
 def test_hooks_and_fsmonitor_of_the_registered_repository_never_run(celery_worker, people, teams, sessions):
     template = publish_local_sandbox()
     marker = goldpath_home() / f"pwned-{uuid.uuid4().hex}"

@@ -51,6 +51,7 @@ def row(page: str, number: int) -> str:
     return page.split(f'<tr id="version-{number}">', 1)[1].split("</tr>", 1)[0]
 
 
+@pytest.mark.integration
 def test_validate_publish_and_activate_from_the_template_page(celery_worker, people, teams, client, drafts):
     require_binary("terraform", "Terraform")
     template, good, broken = drafts

@@ -23,8 +23,8 @@ from catalog.models import (
 )
 from catalog.models.gateway import WorkspaceGatewayKey
 from catalog.runners.sandbox import SandboxRunner, private_dir, sandbox_root
-from catalog.services.agents import vendor_api_key_set
 from catalog.services.tools import tool_ban
+from catalog.services.vendor_keys import vendor_api_key_set
 from catalog.services.workspace_tools import workspace_gateway_key_revoke, workspace_tool_session
 from tests.gateway.conftest import VENDOR_KEY, model_server, upstream, waitress_portal  # noqa: F401 - fixtures
 from tests.workspace_helpers import granted_tools, published_template

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from catalog.models import AccessRequest, AITool, ProvenanceRecord, ToolVersion
 from catalog.services import access
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups as agent_services
 from catalog.services.tools import tool_ban, tool_propose, tool_update
 from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 from tests.factories import ToolFactory

@@ -16,6 +16,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -128,8 +129,6 @@ def sign(data: bytes) -> str:
 
 
 def verify(data: bytes, signature_b64: str) -> bool:
-    from cryptography.exceptions import InvalidSignature
-
     try:
         public_key().verify(base64.b64decode(signature_b64), data)
     except (InvalidSignature, ValueError):

@@ -5,7 +5,7 @@ Layout: each run has a private folder under the sandbox root (outside GOLDPATH_H
 sandboxes run as an unprivileged uid of their own when the worker is root) holding `repo`, the run's clone of
 its registered repository at the base commit, and `sbx-<runner>`, each sandbox's scratch dir (its sockets, the
 demo agent's copy, its /etc). The folder is recorded as the run's `workdir` and removed when the run ends, or
-by the reaper when its worker died.
+by the reaper when its worker died (catalog.agents.workdirs).
 
 The worker never runs git in the copy the agent wrote: the diff is computed by git inside a sandbox of the
 same profile (no privilege, no network, no secret), and only its text comes out. `test_command` runs with no
@@ -26,22 +26,37 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
+from django.urls import reverse
 
 from ..conf import goldpath_settings
+from ..masking import mask_values
 from ..models import AgentRun, AgentRunStatus, TokenPurpose, VersionReview
 from ..policy import PolicyContext
-from ..services import agents as agent_services
+from ..runners.agentsock import AgentSocket, portal_host
+from ..runners.gitcopy import GIT_ENV, Git, GitError, diff_command
+from ..runners.sandbox import (
+    SandboxRunner,
+    SandboxUnavailable,
+    expand_argv,
+    is_root,
+    private_dir,
+    sandbox_uid,
+)
+from ..runtimes import RuntimeInstallError, ensure_installed
 from ..services.access import tool_use_record
-from . import identity
+from ..services.agent_runs import agent_run_finish, agent_run_heartbeat, agent_run_running
+from . import cli_usage, identity
 from .launch import gateway_env, gateway_route, gateway_secrets, launch_argv, network_for, tool_env
 from .run_log import RunLog, diff_stat
+from .workdirs import sandboxes
+from .workspace_snapshot import prepare_run_copy
+from .workspace_tree import TreeError
 
 HEARTBEAT_S = 1.0
 
@@ -50,22 +65,8 @@ DIFF_MAX_BYTES = 20 << 20  # a larger diff fails the run instead of filling the 
 DIFF_TIME_LIMIT_S = 120
 
 
-def sandboxes() -> Path:
-    from ..runners.sandbox import sandbox_root
-
-    return sandbox_root(goldpath_settings.SANDBOX_ROOT)
-
-
-def _is_run_dir(path: str) -> bool:
-    """A recorded workdir is removed only when it is a run folder under the sandbox root."""
-    p = Path(path)
-    return bool(path) and p.parent == sandboxes() and p.name.startswith("run-")
-
-
 def agent_api(run_id: int) -> str:
     """The run's own API path (wherever the host mounts the API)."""
-    from django.urls import reverse
-
     return reverse("goldpath:api:agentrun-detail", kwargs={"pk": run_id})
 
 
@@ -76,10 +77,6 @@ def agent_endpoints(run_id: int) -> list[str]:
 
 def _agent_socket(run_id: int):
     """A factory for the run's own socket, serving the portal's API handler in this worker."""
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from ..runners.agentsock import AgentSocket, portal_host
-
     handler = WSGIHandler()
     return lambda path: AgentSocket(
         path, handler, run_id=str(run_id), paths=agent_endpoints(run_id), host=portal_host()
@@ -104,8 +101,6 @@ def _runner(
     runtime=None,
     gateway=False,
 ):
-    from ..runners.sandbox import SandboxRunner
-
     return SandboxRunner(
         argv,
         workdir,
@@ -133,12 +128,10 @@ def _runner(
 
 def _sandboxed_diff(copy: Path, base_sha: str, *, logs: RunLog, beat, scratch: Path, uid, masked) -> str:
     """The copy's changes against base_sha (untracked files included), computed by git inside a sandbox."""
-    from ..runners.gitcopy import diff_command
-
     runner = _runner(
         diff_command(base_sha),
         copy,
-        env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"},
+        env=dict(GIT_ENV),
         secrets={},
         time_limit=DIFF_TIME_LIMIT_S,
         network="none",
@@ -163,12 +156,6 @@ class DiffFailed(RuntimeError):
 
 def execute_run(run_id: int) -> str:
     """Run a claimed (starting) run to its end; returns the final status. Never raises for agent failures."""
-    from ..runners.gitcopy import Git, GitError
-    from ..runners.sandbox import SandboxUnavailable, expand_argv, is_root, mask_values, private_dir, sandbox_uid
-    from ..runtimes import RuntimeInstallError, ensure_installed
-    from . import cli_usage
-    from .workspace_tree import TreeError
-
     run = AgentRun.objects.select_related(
         "group__requester", "group__team", "group__repository", "tool", "tool_version"
     ).get(pk=run_id)
@@ -184,7 +171,7 @@ def execute_run(run_id: int) -> str:
 
     def beat() -> None:
         logs.flush()
-        if agent_services.agent_run_heartbeat(run_id=run.pk) and current["runner"] is not None:
+        if agent_run_heartbeat(run_id=run.pk) and current["runner"] is not None:
             current["runner"].cancel()
 
     try:
@@ -214,8 +201,6 @@ def execute_run(run_id: int) -> str:
         logs.add("system", f"cloning repository {repository.slug} at {group.base_commit or group.base_ref}")
         with Git(group.repository_url, repository.credential()) as git:
             if group.workspace_id:  # "run agents here": the workspace's checkout, uncommitted changes included
-                from .workspace_snapshot import prepare_run_copy
-
                 base_sha, start_sha = prepare_run_copy(group, git, copy, say=lambda text: logs.add("system", text))
             else:
                 base_sha = start_sha = git.prepare_copy(group.base_commit or group.base_ref, copy)
@@ -255,7 +240,7 @@ def execute_run(run_id: int) -> str:
         }
         if start_sha != base_sha:
             sandbox["snapshot_commit"] = start_sha  # the workspace snapshot the agent started from
-        if not agent_services.agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
+        if not agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
             return _finish(run.pk, AgentRunStatus.CANCELED, error="Canceled before the sandbox started.", logs=logs)
         logs.keep_agent_output = True
         result = runner.run()
@@ -358,7 +343,7 @@ def _finish(run_id: int, status: str, *, logs: RunLog, error: str = "", **kw) ->
         logs.flush()
     except Exception:  # noqa: BLE001 - logs never keep a run from ending
         close_old_connections()
-    agent_services.agent_run_finish(
+    agent_run_finish(
         run_id=run_id,
         status=status,
         exit_code=kw.get("exit_code"),
@@ -371,30 +356,3 @@ def _finish(run_id: int, status: str, *, logs: RunLog, error: str = "", **kw) ->
         reported_usage=kw.get("reported_usage"),
     )
     return status
-
-
-def cleanup_after_worker_loss(run: AgentRun) -> None:
-    """The reaper's cleanup for a run whose worker died: kill what is left of its sandbox, remove its copy."""
-    from ..runners.sandbox import short_socket_dir
-
-    runner_id = (run.sandbox or {}).get("runner_id")
-    same_host = (run.sandbox or {}).get("host") == socket.gethostname()
-    if runner_id and same_host:
-        shutil.rmtree(short_socket_dir(runner_id), ignore_errors=True)
-        for controller in ("memory", "pids"):
-            cg = Path("/sys/fs/cgroup") / controller / f"goldpath-{runner_id}"
-            try:
-                for pid in (cg / "cgroup.procs").read_text().split():
-                    os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-            for _ in range(20):
-                try:
-                    cg.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-    if _is_run_dir(run.workdir):
-        shutil.rmtree(run.workdir, ignore_errors=True)

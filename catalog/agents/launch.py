@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from ..conf import goldpath_settings
 from ..models import AgentRun, NetworkPolicy
+from ..runners.gateway_relay import GatewayRoute
+from ..runners.sandbox import expand_argv
 
 GATEWAY_INSIDE = "http://127.0.0.1:3128"  # the sandbox's proxy port: /v1/... there is the model gateway
 
@@ -28,10 +30,8 @@ def gateway_env() -> dict[str, str]:
     }
 
 
-def gateway_route():
+def gateway_route() -> GatewayRoute:
     """Where this worker relays its sandboxes' model calls: the web tier (GATEWAY_URL, default PORTAL_URL)."""
-    from ..runners.egress import GatewayRoute
-
     return GatewayRoute.from_url(str(goldpath_settings.GATEWAY_URL or goldpath_settings.PORTAL_URL))
 
 
@@ -46,8 +46,6 @@ def tool_env(run: AgentRun) -> dict[str, str]:
 
 def launch_argv(run: AgentRun, prompt: str) -> list[str]:
     """The tool version's argv with {model} and {gateway} filled (then {prompt} and {index}); never a shell."""
-    from ..runners.sandbox import expand_argv
-
     template = [_fill(part, run) for part in run.argv_template]
     return expand_argv(template, prompt, run.index)
 

@@ -29,6 +29,8 @@ from ..gateway.transcript import run_transcript_sha256
 from ..gitrefs import is_valid_ref
 from ..models import AgentGroup, AgentRun, ProvenanceRecord
 from ..numbers import small_int
+from ..runners.gitcopy import Git, GitError
+from ..services.errors import InvalidInput
 from . import crypto
 from .usage_view import run_usage
 
@@ -122,8 +124,6 @@ def build_statement(group: AgentGroup, run: AgentRun, *, commit: str, tree: str,
 
 def _commit(group: AgentGroup, run: AgentRun, branch: str) -> tuple[str, str]:
     """Commit the run's diff onto a new branch from the base commit, never touching the user's checkout."""
-    from ..runners.gitcopy import Git
-
     requester = group.requester
     # a group from a workspace: the commit holds the workspace's uncommitted changes the run started from too
     # (git apply takes the two patches in turn, also where they touch the same file)
@@ -142,21 +142,14 @@ def _commit(group: AgentGroup, run: AgentRun, branch: str) -> tuple[str, str]:
         )
 
 
-def commit_and_sign(*, group_id: int, actor: Any) -> ProvenanceRecord | None:
-    """Make the commit and the signed record; the group's accept status says how it went."""
-    from ..runners.gitcopy import GitError
-    from ..services.agents import agent_group_accept_done
-
+def commit_and_sign(*, group_id: int) -> ProvenanceRecord:
+    """Make the commit and the signed record (raises GitError); catalog.services.agent_groups records the outcome."""
     group = AgentGroup.objects.select_related("requester", "team", "repository").get(pk=group_id)
     run = AgentRun.objects.select_related("tool", "tool_version").get(pk=group.accepted_run_id)
     branch = branch_name(group, run)
-    try:
-        commit, tree = _commit(group, run, branch)
-    except GitError as exc:  # a fixed message and code: raw git text stays in the worker's log
-        agent_group_accept_done(group_id=group.pk, error=f"{exc.message} (git: {exc.code})", actor=actor)
-        return None
+    commit, tree = _commit(group, run, branch)
     statement = build_statement(group, run, commit=commit, tree=tree, branch=branch)
-    record = ProvenanceRecord.objects.create(
+    return ProvenanceRecord.objects.create(
         group=group,
         run=run,
         team=group.team,
@@ -169,8 +162,6 @@ def commit_and_sign(*, group_id: int, actor: Any) -> ProvenanceRecord | None:
         signature=crypto.sign(canonical(statement)),
         key_id=crypto.key_id(),
     )
-    agent_group_accept_done(group_id=group.pk, commit=commit, branch=branch, actor=actor)
-    return record
 
 
 # --- verification and lookup -------------------------------------------------------------------
@@ -183,7 +174,7 @@ class Verification:
     checks: list[str] = field(default_factory=list)
 
 
-def _trailers_of(git, repo: Path, commit: str) -> dict[str, str]:
+def _trailers_of(git: Git, repo: Path, commit: str) -> dict[str, str]:
     message = git.run(["log", "-1", "--format=%B", commit], cwd=repo)
     found = {}
     for line in message.splitlines():
@@ -196,8 +187,6 @@ def _trailers_of(git, repo: Path, commit: str) -> dict[str, str]:
 def verify_record(record: ProvenanceRecord) -> Verification:
     """Signature over the stored statement, then the repository (a fresh bare clone): commit, tree, trailers,
     branch; then the run's model-call transcript against the signed digest."""
-    from ..runners.gitcopy import Git, GitError
-
     credential = record.repository.credential() if record.repository else ""
     try:
         with Git(record.repository_url, credential) as git, git.bare_view() as repo:
@@ -228,7 +217,7 @@ def _verify_transcript(record: ProvenanceRecord, v: Verification) -> None:
         v.checks.append("no model calls recorded, as signed")
 
 
-def _verify(record: ProvenanceRecord, git, repo: Path) -> Verification:
+def _verify(record: ProvenanceRecord, git: Git, repo: Path) -> Verification:
     v = Verification(ok=True)
     statement = record.statement
     if record.key_id != crypto.key_id():
@@ -281,13 +270,11 @@ def _verify(record: ProvenanceRecord, git, repo: Path) -> Verification:
     return v
 
 
-def _ok(git, args: list[str], repo: Path) -> bool:
+def _ok(git: Git, args: list[str], repo: Path) -> bool:
     return _out(git, args, repo) is not None
 
 
-def _out(git, args: list[str], repo: Path) -> str | None:
-    from ..runners.gitcopy import GitError
-
+def _out(git: Git, args: list[str], repo: Path) -> str | None:
     try:
         return git.run(args, cwd=repo).strip()
     except GitError:
@@ -298,8 +285,6 @@ def commit_for_line(repository, path: str, line: int, ref: str = "HEAD") -> str:
     """`git blame` one line of a registered repository (in a fresh bare clone): the commit that last changed it.
 
     Raises GitError when the repository cannot be read or the line does not exist."""
-    from ..runners.gitcopy import Git
-
     with Git(repository.url, repository.credential()) as git, git.bare_view() as repo:
         out = git.run(["blame", "--porcelain", "-L", f"{line},{line}", ref, "--", path], cwd=repo, code="ref_not_found")
     return out.split(" ", 1)[0].strip()
@@ -320,9 +305,6 @@ def lookup_errors(path: str, line: str, ref: str) -> dict[str, list[str]]:
 def blame_lookup(visible, slug: str, path: str, line: str, ref: str) -> str | None:
     """The commit behind one line, for the page and the API alike: only repositories the caller has records
     for are blamed (no probing of other repositories). None when there is none; InvalidInput for bad input."""
-    from ..runners.gitcopy import GitError
-    from ..services.errors import InvalidInput
-
     errors = lookup_errors(path, line, ref)
     if not slug:
         errors["repository"] = ["Give ?commit=, or ?repository=&path=&line=."]

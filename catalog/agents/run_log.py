@@ -7,7 +7,7 @@ import re
 import threading
 from typing import Any
 
-from ..services import agents as agent_services
+from ..services.agent_runs import agent_run_log
 
 AGENT_OUTPUT_MAX = 4 << 20  # characters of the agent's output kept to read its own usage report
 
@@ -51,4 +51,4 @@ class RunLog:
         with self.lock:
             lines, self.lines = self.lines, []
         if lines:
-            agent_services.agent_run_log(run_id=self.run_id, lines=lines)
+            agent_run_log(run_id=self.run_id, lines=lines)

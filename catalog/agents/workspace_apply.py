@@ -20,9 +20,11 @@ import stat
 import tempfile
 from pathlib import Path
 
-from celery import shared_task
-
+from ..models.agents import AgentApply, ApplyStatus
+from ..runners.gitcopy import Git, GitError
+from ..services.agent_workspace import agent_group_apply_done
 from . import workspace_tree as tree
+from .workspace_snapshot import AUTHOR, commit_snapshot, lay_over
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def _clear(work: Path) -> None:
             entry.unlink()
 
 
-def _changes(git, work: Path) -> list[tree.Change]:
+def _changes(git: Git, work: Path) -> list[tree.Change]:
     """What the merge changed against the checkout's commit (HEAD of our clone), read from our own files."""
     raw = git.run(["diff", "--cached", "--raw", "-z", "--no-renames", "HEAD"], cwd=work)
     tokens = raw.split("\0")
@@ -74,9 +76,6 @@ def _changes(git, work: Path) -> list[tree.Change]:
 
 def merge_into_workspace(group, run, workspace_id) -> tuple[list[str], list[str]]:
     """(files written, conflicting paths); raises ApplyError / TreeError / GitError when it cannot be tried."""
-    from ..runners.gitcopy import Git, GitError
-    from .workspace_snapshot import AUTHOR, commit_snapshot, lay_over
-
     top = tree.checkout_path(workspace_id)
     if not tree.has_checkout(top):
         raise ApplyError("The workspace's checkout is gone; nothing was applied.")
@@ -106,9 +105,6 @@ def merge_into_workspace(group, run, workspace_id) -> tuple[list[str], list[str]
 
 def apply_run(apply_id: int) -> str:
     """Do one pending apply and record how it went (idempotent: an apply no longer pending is left alone)."""
-    from ..models.agents import AgentApply, ApplyStatus
-    from ..runners.gitcopy import GitError
-    from ..services.agent_workspace import agent_group_apply_done
 
     row = (
         AgentApply.objects.select_related("group__repository", "run", "workspace")
@@ -134,9 +130,3 @@ def apply_run(apply_id: int) -> str:
     status = ApplyStatus.FAILED if error else (ApplyStatus.CONFLICT if conflicts else ApplyStatus.APPLIED)
     agent_group_apply_done(apply_id=row.pk, status=status, files=files, conflicts=conflicts, error=error)
     return status
-
-
-@shared_task(name="catalog.tasks.agents.apply_into_workspace", queue="agents")
-def apply_into_workspace(apply_id: int) -> dict:
-    """Queue `agents`: apply a run's diff into its group's workspace."""
-    return {"apply": apply_id, "status": apply_run(apply_id)}

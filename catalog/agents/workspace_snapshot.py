@@ -14,18 +14,19 @@ and the snapshot holds the local commits' changes too: the run's tree is the che
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
 from ..models import AgentGroup
+from ..runners.gitcopy import Git, GitError
+from ..services.agent_workspace import agent_group_snapshot_taken
 from . import workspace_tree as tree
 
 SNAPSHOT_MAX_BYTES = 20 << 20
 AUTHOR = ("Goldpath", "goldpath@goldpath.invalid")
 
 
-def _git_text(git, args: list[str], cwd: Path, **kw) -> str:
+def _git_text(git: Git, args: list[str], cwd: Path, **kw) -> str:
     """Git.run, with undecodable output (non-UTF-8 text files) refused clearly instead of crashing."""
     try:
         return git.run(args, cwd=cwd, **kw)
@@ -33,7 +34,7 @@ def _git_text(git, args: list[str], cwd: Path, **kw) -> str:
         raise tree.TreeError("The workspace's changes include text that is not UTF-8; they cannot be copied.") from None
 
 
-def lay_over(git, work: Path, top: Path, base: str) -> tree.Manifest:
+def lay_over(git: Git, work: Path, top: Path, base: str) -> tree.Manifest:
     """Make `work` (a clone of ours, nothing checked out) hold the checkout's files on an index of `base`."""
     manifest = tree.copy_out(top, work)
     git.run(["reset", "-q", base], cwd=work)
@@ -43,8 +44,6 @@ def lay_over(git, work: Path, top: Path, base: str) -> tree.Manifest:
 
 def take_snapshot(group: AgentGroup) -> tuple[str, str, list[str]]:
     """(base commit, the checkout's changes against it as a binary diff, the changed paths)."""
-    from ..runners.gitcopy import Git, GitError
-
     top = tree.checkout_path(group.workspace_id)
     if not tree.has_checkout(top):
         raise tree.TreeError("The workspace's checkout is gone; start the workspace again.")
@@ -74,8 +73,6 @@ def take_snapshot(group: AgentGroup) -> tuple[str, str, list[str]]:
 
 def ensure_snapshot(group_id: int, *, say=lambda text: None) -> AgentGroup:
     """The group with its snapshot: taken now unless a run of the group already took it (first one wins)."""
-    from ..services.agent_workspace import agent_group_snapshot_taken
-
     group = AgentGroup.objects.select_related("repository").get(pk=group_id)
     if group.workspace_snapshot_sha256:
         return group
@@ -85,11 +82,7 @@ def ensure_snapshot(group_id: int, *, say=lambda text: None) -> AgentGroup:
     return AgentGroup.objects.select_related("repository").get(pk=group_id)
 
 
-def snapshot_sha256(diff: str) -> str:
-    return hashlib.sha256(diff.encode()).hexdigest()
-
-
-def commit_snapshot(git, copy: Path, snapshot: str, message: str) -> str:
+def commit_snapshot(git: Git, copy: Path, snapshot: str, message: str) -> str:
     """Apply the snapshot in a copy of ours checked out at its base and commit it; returns the new HEAD."""
     if snapshot.strip():
         git.run(["apply", "--index", "--binary", "-"], cwd=copy, input_text=snapshot, code="apply_failed")
@@ -97,7 +90,7 @@ def commit_snapshot(git, copy: Path, snapshot: str, message: str) -> str:
     return git.run(["rev-parse", "HEAD"], cwd=copy).strip()
 
 
-def prepare_run_copy(group: AgentGroup, git, copy: Path, *, say=lambda text: None) -> tuple[str, str]:
+def prepare_run_copy(group: AgentGroup, git: Git, copy: Path, *, say=lambda text: None) -> tuple[str, str]:
     """The run's copy: the base commit plus the workspace snapshot, committed. Returns (base, start) commits:
     the run's diff is taken against `start` (the agent's work only); accepting commits onto `base`."""
     group = ensure_snapshot(group.pk, say=say)

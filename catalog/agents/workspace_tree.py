@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..conf import goldpath_home
+
 MAX_FILES = 200_000
 MAX_BYTES = 2 << 30  # 2 GiB: larger checkouts are refused with a clear message
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -40,8 +42,6 @@ class Manifest:
 
 def checkout_path(workspace_id) -> Path:
     """The local-sandbox checkout of a workspace: computed, never taken from a template's outputs."""
-    from ..conf import goldpath_home
-
     return goldpath_home() / "workspaces" / str(workspace_id) / "src"
 
 

@@ -50,17 +50,7 @@ class ToolSerializer(serializers.ModelSerializer):
         model = AITool
         fields = [
             "slug",
-            "name",
-            "vendor",
-            "kind",
-            "risk_tier",
-            "max_data_classification",
-            "homepage",
-            "description",
-            "data_location",
-            "pricing_note",
-            "monthly_price_per_seat",
-            "owner_team",
+            *AITool.EDITABLE_FIELDS,
             "status",
             "review_due",
             "proposed_by",
@@ -89,29 +79,12 @@ class ToolProposeSerializer(StrictSerializerMixin, serializers.ModelSerializer):
 
     class Meta:
         model = AITool
-        fields = [
-            "slug",
-            "name",
-            "vendor",
-            "kind",
-            "risk_tier",
-            "max_data_classification",
-            "homepage",
-            "description",
-            "data_location",
-            "pricing_note",
-            "monthly_price_per_seat",
-            "owner_team",
-        ]
-        extra_kwargs = {
-            f: {"required": True} for f in ("slug", "name", "vendor", "kind", "risk_tier", "max_data_classification")
-        }
+        fields = ["slug", *AITool.EDITABLE_FIELDS]  # required: the fields the model says may not be blank
 
 
 class ToolUpdateSerializer(ToolProposeSerializer):
     class Meta(ToolProposeSerializer.Meta):
-        fields = [f for f in ToolProposeSerializer.Meta.fields if f != "slug"]
-        extra_kwargs: dict = {}
+        fields = list(AITool.EDITABLE_FIELDS)
 
     def to_internal_value(self, data):
         if hasattr(data, "keys") and "slug" in data:

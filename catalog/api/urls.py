@@ -4,16 +4,19 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .access import AccessRequestViewSet, GrantViewSet
-from .agents import AgentGroupViewSet, AgentRunViewSet, ProvenanceKeyView, ProvenanceView, VendorApiKeyViewSet
+from .agent_groups import AgentGroupViewSet
+from .agent_runs import AgentRunViewSet
 from .audit import AuditEventViewSet
 from .auth import TokenDetailView, TokenListView, TokenView
 from .backstage import BackstageEntitiesView
 from .policy import AuthzCheckView, OutOfPolicyBulkView, OutOfPolicyView
+from .provenance import ProvenanceKeyView, ProvenanceView
 from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
 from .terminals import TerminalSessionViewSet, WebSocketOnlyView
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
+from .vendor_keys import VendorApiKeyViewSet
 from .workspaces import BuildViewSet, TemplateViewSet, WorkspaceViewSet
 
 router = DefaultRouter(trailing_slash=True)

@@ -21,7 +21,9 @@ from rest_framework.views import APIView
 
 from .. import permissions as perms
 from ..models import UsageEvent
-from ..reports.adoption import ROW_FIELDS, adoption_report, parse_params, report_json
+from ..reports.adoption import adoption_report, report_json
+from ..reports.params import parse_params
+from ..reports.rowsql import ROW_FIELDS
 from ..services.errors import InvalidInput
 from ..usage_import import usage_import
 from .base import GoldpathAPI

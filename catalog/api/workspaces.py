@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..conf import goldpath_settings
+from ..masking import mask_parameters
 from ..models import (
     AITool,
     BuildLogLine,
@@ -215,8 +216,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         return BuildSerializer(build).data if build else None
 
     def get_parameters(self, ws: Workspace) -> dict:
-        sensitive = {p["name"] for p in ws.template_version.parameters if p.get("sensitive")}
-        return {k: ("********" if k in sensitive else v) for k, v in ws.parameters.items()}
+        return mask_parameters(ws.template_version.parameters, ws.parameters)
 
 
 class WorkspaceCreateSerializer(StrictSerializerMixin, serializers.Serializer):

@@ -80,6 +80,22 @@ class UsageFormat(models.TextChoices):
 class AITool(models.Model):
     """A coding assistant or agent in the catalog, with its lifecycle status."""
 
+    # the tool's details: a proposal sets them (with the slug, which never changes after) and an edit may change
+    # them; the edit service, the API serializers and the page forms all take the list from here
+    EDITABLE_FIELDS = (
+        "name",
+        "vendor",
+        "kind",
+        "risk_tier",
+        "max_data_classification",
+        "homepage",
+        "description",
+        "data_location",
+        "pricing_note",
+        "monthly_price_per_seat",
+        "owner_team",
+    )
+
     slug = models.CharField(max_length=50, unique=True, validators=[TOOL_SLUG_VALIDATOR])
     name = models.CharField(max_length=100)
     vendor = models.CharField(max_length=100)

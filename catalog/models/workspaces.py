@@ -16,19 +16,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ..template_variables import BUILTIN_VARIABLES
 from .teams import SLUG_VALIDATOR, Team
 from .tools import AITool, DataClassification
-
-BUILTIN_VARIABLES = (
-    "goldpath_workspace_id",
-    "goldpath_workspace_name",
-    "goldpath_owner",
-    "goldpath_transition",
-    "goldpath_tools",
-    "goldpath_home",
-    "goldpath_session",
-    "goldpath_agent_launch",
-)
 
 
 def files_hash(files: dict[str, str]) -> str:

@@ -33,52 +33,14 @@ from ..models import (
     UsageReadyBucket,
     UsageUserDay,
 )
+from .buckets import bucket_sql
+from .periods import period_last_day, period_of
+from .rowsql import PERIOD_COLUMNS, ROWS_VERSION, Dialect, median_sql, static_fragment_sql
+from .stored import refresh_stored_reports, store_period_report
+from .tables import DAY_USERS_TABLE, USER_INDEX_TABLE, USER_YEAR_TABLE
 
 LOOKBACK = dt.timedelta(minutes=2)
 DAY_CHUNK = 31
-# the shape of the report rows stored with each period (`rowsql.ROW_FIELDS`): when it changes, the next rollup
-# rewrites every stored period once (a RollupState row by this name says it was done)
-ROWS_VERSION = "rows:2-model-usage"
-
-# time-to-ready histogram: 1 s buckets below 60 s, 5 s to 300 s, 30 s to 30 min, 5 min to 2 h, then one bucket
-_BANDS = [(0.0, 60.0, 1.0), (60.0, 300.0, 5.0), (300.0, 1800.0, 30.0), (1800.0, 7200.0, 300.0)]
-
-
-def _band_offsets() -> list[tuple[float, float, float, int]]:
-    out, offset = [], 0
-    for lo, hi, width in _BANDS:
-        out.append((lo, hi, width, offset))
-        offset += int((hi - lo) / width)
-    return out
-
-
-BAND_OFFSETS = _band_offsets()
-LAST_BUCKET = BAND_OFFSETS[-1][3] + int((BAND_OFFSETS[-1][1] - BAND_OFFSETS[-1][0]) / BAND_OFFSETS[-1][2])
-
-
-def ready_bucket(seconds: float) -> int:
-    for lo, hi, width, offset in BAND_OFFSETS:
-        if seconds < hi:
-            return offset + int((max(seconds, lo) - lo) // width)
-    return LAST_BUCKET
-
-
-def bucket_value(bucket: int) -> float:
-    """The middle of a bucket, in seconds (the median is read at this resolution)."""
-    for lo, hi, width, offset in BAND_OFFSETS:
-        count = int((hi - lo) / width)
-        if bucket < offset + count:
-            return lo + (bucket - offset) * width + width / 2
-    return BAND_OFFSETS[-1][1]
-
-
-def _bucket_sql(column: str) -> str:
-    floor = "FLOOR({})" if connection.vendor == "postgresql" else "CAST({} AS INTEGER)"
-    parts = []
-    for lo, hi, width, offset in BAND_OFFSETS:
-        expr = floor.format(f"({column} - {lo}) / {width}")
-        parts.append(f"WHEN {column} < {hi} THEN {offset} + {expr}")
-    return f"CASE WHEN {column} < 0 THEN 0 {' '.join(parts)} ELSE {LAST_BUCKET} END"
 
 
 def _count(kind: str, extra: str = "") -> str:
@@ -154,7 +116,7 @@ def _rebuild_days(days: list[dt.date], now: dt.datetime | None = None) -> None:
             )
             cur.execute(
                 f"INSERT INTO {UsageReadyBucket._meta.db_table} (day, team_slug, tool_slug, bucket, count) "
-                f"SELECT day, team_slug, tool_slug, {_bucket_sql('duration_s')} AS b, COUNT(*) FROM {ev} "
+                f"SELECT day, team_slug, tool_slug, {bucket_sql('duration_s')} AS b, COUNT(*) FROM {ev} "
                 f"WHERE day IN ({ph}) AND kind = 'build_succeeded' AND duration_s IS NOT NULL "
                 "AND outcome IN ('', 'start') GROUP BY day, team_slug, tool_slug, b",
                 chunk,
@@ -166,50 +128,16 @@ def _rebuild_days(days: list[dt.date], now: dt.datetime | None = None) -> None:
             merge_day_users(chunk)
 
 
-PERIOD_COLUMNS = [
-    "events",
-    "active_events",
-    "demo_events",
-    "workspaces_created",
-    "builds_succeeded",
-    "builds_failed",
-    "agent_runs",
-    "agent_runs_finished",
-    "agent_results_accepted",
-    "policy_denials",
-    "access_requested",
-    "access_granted",
-    "suggestions",
-    "acceptances",
-    "usage_cost",
-    "input_tokens",
-    "output_tokens",
-    "model_cost",
-]
-
-
-def week_start(day: dt.date) -> dt.date:
-    return day - dt.timedelta(days=day.weekday())
-
-
-def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
-    first = day.replace(day=1)
-    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return first, nxt - dt.timedelta(days=1)
-
-
 def _rebuild_periods(days: list[dt.date], now: dt.datetime | None = None) -> None:
     """Re-sum the whole weeks and months that contain the given days from the daily rows, and rewrite their
     stored reports."""
-    from .adoption import store_period_report
-
-    periods = {("week", week_start(d), week_start(d) + dt.timedelta(days=6)) for d in days}
-    periods |= {("month", *month_bounds(d)) for d in days}
+    periods = {(kind, period_of(d, kind)) for d in days for kind in ("week", "month")}
     table = UsagePeriod._meta.db_table
     cols = ", ".join(PERIOD_COLUMNS)
     sums = ", ".join(f"SUM({c})" for c in PERIOD_COLUMNS)
     with connection.cursor() as cur:
-        for kind, first, last in sorted(periods):
+        for kind, first in sorted(periods):
+            last = period_last_day(kind, first)
             cur.execute(f"DELETE FROM {table} WHERE kind = %s AND start = %s", [kind, first])
             cur.execute(
                 f"INSERT INTO {table} (kind, start, team_slug, tool_slug, {cols}, reported_users) "
@@ -234,8 +162,6 @@ def refresh_period_rows(cur, kind: str, start: dt.date) -> None:
     """Store each (team, tool) row of a whole period with its distinct users, median time to ready and the
     static part of its report row, so a report over whole periods only adds today's team sizes and seats;
     and the period's histogram over all teams and tools (team and tool '*')."""
-    from .rowsql import Dialect, median_sql, static_fragment_sql
-
     d = Dialect()
     period, users = UsagePeriod._meta.db_table, UsagePeriodUsers._meta.db_table
     buckets = UsagePeriodBucket._meta.db_table
@@ -290,9 +216,6 @@ def _period_users_args(kind: str, first: dt.date, last: dt.date) -> list:
     return one if connection.vendor == "postgresql" else one * 4
 
 
-USER_YEAR_TABLE = "catalog_usageuseryear"
-
-
 def _merge_user_years(days: list[dt.date]) -> None:
     """PostgreSQL: OR the active-day bits of these days into the per user x year bitmaps. Events are
     append-only, so a bit once set stays set: merging is idempotent and needs no delete."""
@@ -313,8 +236,6 @@ def _merge_user_years(days: list[dt.date]) -> None:
         )
 
 
-USER_INDEX_TABLE = "catalog_usageuserindex"
-DAY_USERS_TABLE = "catalog_usagedayusers"
 BITS_STEP = 1024
 
 
@@ -384,8 +305,6 @@ def _merge_first_use(days: list[dt.date]) -> None:
 
 def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
     """Fold new (and late) events into the rollups. Returns what it did; rerunning changes nothing."""
-    from .adoption import refresh_stored_reports
-
     now = now or timezone.now()
     with transaction.atomic():
         state, _ = RollupState.objects.get_or_create(name="usage")
@@ -433,8 +352,6 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
 def _rewrite_old_row_shapes(now: dt.datetime, *, rebuilt: bool) -> None:
     """Once per ROWS_VERSION: rewrite the stored row fragments and period reports of every period, so rows
     stored before the report gained columns have them too (a full rebuild has just done so)."""
-    from .adoption import store_period_report
-
     if RollupState.objects.filter(name=ROWS_VERSION).exists():
         return
     if not rebuilt:

@@ -11,10 +11,37 @@ from __future__ import annotations
 
 from django.db import connection
 
-from .rollup import BAND_OFFSETS
+from .buckets import bucket_value_sql
+
+# the columns a week or month sums from the daily rows (`UsagePeriod`), which the report reads as they are
+PERIOD_COLUMNS = [
+    "events",
+    "active_events",
+    "demo_events",
+    "workspaces_created",
+    "builds_succeeded",
+    "builds_failed",
+    "agent_runs",
+    "agent_runs_finished",
+    "agent_results_accepted",
+    "policy_denials",
+    "access_requested",
+    "access_granted",
+    "suggestions",
+    "acceptances",
+    "usage_cost",
+    "input_tokens",
+    "output_tokens",
+    "model_cost",
+]
+
+# the shape of the report rows stored with each period (`UsagePeriod.row_json`): when it changes, the next
+# rollup rewrites every stored period once (a RollupState row by this name says it was done). The stored
+# period reports also key on it and on the column lists (`stored.schema_key`).
+ROWS_VERSION = "rows:2-model-usage"
 
 # the columns of a report row, in the CSV's order (new columns go at the end: scripts read CSVs by position).
-# Changing them changes the row fragments the rollup stores: bump ROWS_VERSION in rollup.py.
+# Changing them changes the row fragments the rollup stores: bump ROWS_VERSION above.
 ROW_FIELDS = [
     "period_start",
     "period_end",
@@ -95,15 +122,6 @@ class Dialect:
         """A JSON array of arrays, one per row of `source` (a FROM clause with any WHERE/GROUP BY)."""
         agg = "json_agg(x)" if self.pg else "json_group_array(json(x))"
         return f"(SELECT {agg} FROM (SELECT {self.arr}({items}) AS x FROM {source}) q)"
-
-
-def bucket_value_sql(column: str) -> str:
-    """`rollup.bucket_value` in SQL: the middle of a time-to-ready bucket, in seconds."""
-    parts = []
-    for lo, hi, width, offset in BAND_OFFSETS:
-        count = int((hi - lo) / width)
-        parts.append(f"WHEN {column} < {offset + count} THEN {lo} + ({column} - {offset}) * {width} + {width / 2}")
-    return f"CASE {' '.join(parts)} ELSE {BAND_OFFSETS[-1][1]} END"
 
 
 def median_sql(d: Dialect, source: str) -> str:

@@ -1,11 +1,13 @@
-"""Git on the worker's side of a sandbox: clone a registered repository, commit and push an accepted diff.
+"""The one hardened git: every git Goldpath starts, on the host (clone, commit, push, blame) or in a sandbox (diff).
 
 Every byte of a repository is hostile, so git here never honours anything a repository says about running
 programs: no system or global config, hooks pointed at /dev/null (the command line's config wins over the
-repository's own), no fsmonitor, no redirects, only the transports we chose, no terminal prompts. Git drops
-command-line config for the process it starts in *another* repository (upload-pack, receive-pack), so a local
-target is never pushed into: the branch is fetched into it by a process of ours (see _publish). Git never runs in a tree an agent could write: the run's diff is
-computed inside the sandbox (catalog.agents.execution), and commits are made in a fresh clone of ours.
+repository's own), no fsmonitor, no auto-gc, no redirects, only the transports we chose, no
+terminal prompts (HARDENING and GIT_ENV, used on both sides). Git drops command-line config for the process it
+starts in *another* repository (upload-pack, receive-pack), so a local target is never pushed into: the branch is
+fetched into it by a process of ours (see _publish). Git never runs on the host in a tree an agent could write:
+the run's diff is computed inside the sandbox (diff_command, run by catalog.agents.execution), and commits are
+made in a fresh clone of ours.
 
 Git and server text never goes back to a user: a GitError carries a code and a fixed message; the raw text
 stays in the worker's log (`detail`).
@@ -23,6 +25,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from catalog.masking import mask_values
+
+from ..repository_urls import check_at_use, host_and_port
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,21 @@ HARDENING = (
     "protocol.ssh.allow=always",
     "uploadpack.allowAnySHA1InWant=false",
 )
+
+# Environment every git of ours starts with (host and sandbox): no system or global config, never a prompt.
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "/bin/false",
+    "SSH_ASKPASS": "/bin/false",
+    "GIT_PROTOCOL_FROM_USER": "0",
+}
+
+
+def config_args() -> list[str]:
+    """HARDENING as `-c key=value` arguments (put before the git subcommand)."""
+    return [arg for item in HARDENING for arg in ("-c", item)]
 
 
 class GitError(RuntimeError):
@@ -95,12 +116,7 @@ class Git:
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "HOME": str(home),
             "LANG": "C",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "/bin/false",
-            "SSH_ASKPASS": "/bin/false",
-            "GIT_PROTOCOL_FROM_USER": "0",
+            **GIT_ENV,
             "GIT_ALLOW_PROTOCOL": "file" if is_local(self.url) else "https:ssh",
         }
         extra: list[tuple[str, str]] = []
@@ -128,8 +144,6 @@ class Git:
 
     def _resolve_entry(self) -> str:
         """curl's `HOST:PORT:ADDRESS[,ADDRESS]`: no second DNS answer (rebinding to 127.0.0.1) reaches curl."""
-        from ..repository_urls import host_and_port
-
         host, port = host_and_port(self.url)
         addresses = ",".join(f"[{a}]" if ":" in a else a for a in self._pinned)
         return f"{host}:{port}:{addresses}"
@@ -140,8 +154,6 @@ class Git:
         parts = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
         parts += ["-o", f"UserKnownHostsFile={known}", "-o", "ProxyCommand=none", "-o", "PermitLocalCommand=no"]
         if self._pinned:  # connect to the checked address; known_hosts still keyed by the name
-            from ..repository_urls import host_and_port
-
             host, _port = host_and_port(self.url)
             parts += ["-o", f"HostName={self._pinned[0]}", "-o", f"HostKeyAlias={host}"]
         if self.credential:
@@ -162,12 +174,9 @@ class Git:
         input_text: str | None = None,
         timeout: float = 300,
     ) -> str:
-        argv = ["git"]
-        for item in HARDENING:
-            argv += ["-c", item]
         try:
             proc = subprocess.run(
-                [*argv, *args],
+                ["git", *config_args(), *args],
                 cwd=cwd,
                 env=self._env(author),
                 input=input_text,
@@ -185,13 +194,11 @@ class Git:
         return proc.stdout
 
     def _mask(self, text: str) -> str:
-        return text.replace(self.credential, "********") if self.credential else text
+        return mask_values(text, [self.credential])
 
     # -- operations --------------------------------------------------------------------------
     def check_address(self) -> None:
         """Refuse an address that is no longer allowed (settings changed, DNS now points inside)."""
-        from ..repository_urls import check_at_use
-
         try:
             self._pinned = check_at_use(self.url)
         except ValueError as exc:
@@ -306,9 +313,10 @@ class Git:
 def diff_command(base_sha: str) -> list[str]:
     """The argv that computes a run's diff inside its sandbox (untracked files included, binary safe).
 
-    It runs in the agent's own sandbox profile, so whatever the agent wrote into .git (hooks, fsmonitor,
-    filters, external diff) runs, if at all, with no privilege, no network and no secret.
+    It runs in the agent's own sandbox profile (with GIT_ENV), so whatever the agent wrote into .git (hooks,
+    fsmonitor, filters, external diff) runs, if at all, with no privilege, no network and no secret; the same
+    HARDENING as on the host keeps our config above the repository's. (`diff.external=` is safe only beside
+    `--no-ext-diff`: an empty command would be run otherwise, so it is not in HARDENING.)
     """
-    knobs = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external="]
     script = 'git "$@" add -A -- . && exec git "$@" diff --cached --binary --no-ext-diff --no-textconv "$0"'
-    return ["sh", "-c", script, base_sha, *knobs]
+    return ["sh", "-c", script, base_sha, *config_args(), "-c", "diff.external="]

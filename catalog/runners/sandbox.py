@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from catalog.masking import mask_values
 from catalog.runners import sandbox_profile
 from catalog.runners.agentsock import AgentSocket
 from catalog.runners.egress import EgressProxy, GatewayRoute
@@ -52,7 +53,6 @@ from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the run
 from catalog.runners.sandbox_limits import Limits
 from catalog.runners.spawn import Zygote, own_netns_supported, take_zygote
 
-MASK = "********"
 RUNTIME_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?")  # catalog.runtimes' tool slugs: one path component
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
 UNSANDBOXED_HINT = (
@@ -68,13 +68,6 @@ def _drain(fd: int) -> None:
             pass
     except OSError:
         pass
-
-
-def mask_values(text: str, values) -> str:
-    """Replace every secret value (longest first) by ********."""
-    for value in sorted((v for v in values if v), key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
 
 
 def expand_argv(template: list[str], prompt: str, index: int = 0) -> list[str]:

@@ -28,16 +28,6 @@ from .terraform_output import OFFLINE_HINT, compact_executing, diagnostic_text, 
 
 VAR_FILE = "goldpath.auto.tfvars.json"
 BACKEND_FILE = "goldpath_backend.tf"
-BUILTIN_VARIABLES = (
-    "goldpath_workspace_id",
-    "goldpath_workspace_name",
-    "goldpath_owner",
-    "goldpath_transition",
-    "goldpath_tools",
-    "goldpath_home",
-    "goldpath_session",
-    "goldpath_agent_launch",
-)
 
 
 class TerraformNotFound(RuntimeError):

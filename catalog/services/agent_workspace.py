@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import audit, selectors
+from ..agents.workspace_tree import checkout_path, has_checkout
 from ..models import AgentGroup, AgentRun, AgentRunStatus, Workspace, WorkspaceStatus
 from ..models.agents import AgentApply, ApplyStatus
 from .errors import InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
@@ -28,8 +29,6 @@ STALE_APPLY_S = 600
 
 def has_local_checkout(workspace: Workspace) -> bool:
     """The template keeps the checkout on the worker, where Goldpath puts it (local-sandbox's `path` output)."""
-    from ..agents.workspace_tree import checkout_path
-
     return str((workspace.outputs or {}).get("path") or "") == str(checkout_path(workspace.pk).parent)
 
 
@@ -41,8 +40,6 @@ def can_run_agents_here(user: Any, workspace: Workspace) -> bool:
 
 def check_workspace_usable(workspace: Workspace) -> None:
     """409 unless the workspace is running or stopped with a checkout present."""
-    from ..agents.workspace_tree import checkout_path, has_checkout
-
     if workspace.status not in USABLE:
         raise TransitionNotAllowed(
             f"The workspace is {workspace.status}; agents hand over only to a running or stopped workspace."
@@ -70,11 +67,13 @@ def owned_workspace(*, actor: Any, workspace_id: Any, field: str = "workspace") 
     return ws
 
 
+def snapshot_sha256(diff: str) -> str:
+    return hashlib.sha256(diff.encode()).hexdigest()
+
+
 @transaction.atomic
 def agent_group_snapshot_taken(*, group_id: int, base_commit: str, snapshot: str, files: list[str]) -> bool:
     """Keep the group's snapshot (the first run to take it wins; the others use it). True if this one was kept."""
-    from ..agents.workspace_snapshot import snapshot_sha256
-
     digest = snapshot_sha256(snapshot)
     kept = AgentGroup.objects.filter(pk=group_id, workspace_snapshot_sha256="").update(
         base_commit=base_commit, workspace_snapshot=snapshot, workspace_snapshot_sha256=digest
@@ -134,7 +133,7 @@ def agent_group_apply(*, group: AgentGroup, actor: Any, run: AgentRun) -> AgentA
         target=group,
         payload={"apply": row.pk, "run": run.pk, "workspace": str(workspace.pk), "diff_sha256": row.diff_sha256},
     )
-    from ..agents.workspace_apply import apply_into_workspace
+    from ..tasks.agents import apply_into_workspace  # this service's own task (it calls agent_group_apply_done)
 
     apply_id = row.pk
     transaction.on_commit(lambda: apply_into_workspace.delay(apply_id))

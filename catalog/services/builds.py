@@ -24,7 +24,6 @@ from ..usage import record_usage
 
 W = WorkspaceStatus
 SUCCESS_STATUS = {Transition.START: W.RUNNING, Transition.STOP: W.STOPPED, Transition.DELETE: W.DELETED}
-MASK = "********"
 
 
 def hostname() -> str:
@@ -88,17 +87,6 @@ def build_heartbeat(build_id: int, *, progress: float | None = None, stage: str 
     if not updated:
         return True
     return WorkspaceBuild.objects.filter(pk=build_id, cancel_requested=True).exists()
-
-
-def mask_outputs(raw: dict[str, Any]) -> dict[str, Any]:
-    """terraform output -json shape -> {name: value}, sensitive values masked."""
-    out: dict[str, Any] = {}
-    for name, item in (raw or {}).items():
-        if isinstance(item, dict) and "value" in item:
-            out[name] = MASK if item.get("sensitive") else item["value"]
-        else:
-            out[name] = item
-    return out
 
 
 def build_finish(

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from .. import audit, permissions
-from ..policy_hooks import out_of_policy_providers
+from ..out_of_policy import out_of_policy_providers
 from .errors import InvalidInput, NotPermitted
 
 MAX_ITEMS = 500
@@ -40,9 +40,7 @@ def parse_item(value: str) -> tuple[str, str]:
     return kind, item_id
 
 
-def out_of_policy_validate(
-    *, actor: Any, action: str, items: Iterable[tuple[str, str]], reason: str
-) -> BulkRequest:
+def out_of_policy_validate(*, actor: Any, action: str, items: Iterable[tuple[str, str]], reason: str) -> BulkRequest:
     """Check a bulk request without acting (the page's confirmation step shows what it would do)."""
     if not permissions.can_act_out_of_policy(actor):
         raise NotPermitted("Only platform engineers act on out-of-policy objects.")

@@ -281,3 +281,46 @@ def template_version_deprecate(*, version: TemplateVersion, actor: Any) -> Templ
     version.save(update_fields=["status"])
     audit.record(actor=actor, verb="template.deprecated", target=version, payload={"number": version.number})
     return version
+
+
+def template_push(
+    *,
+    path: Path,
+    slug: str,
+    actor: Any = None,
+    name: str = "",
+    description: str = "",
+    icon: str = "",
+    classification: str = "internal",
+    owner_team: str = "",
+    tools: list[str] | None = None,
+    changelog: str = "",
+    publish: bool = True,
+    activate: bool = False,
+) -> tuple[TemplateVersion, bool, WorkspaceTemplate]:
+    """Push a template folder as a version (the template created if missing), publish it inline and optionally
+    activate it: the `template_push` command and the demo's golden paths. Idempotent: the same folder pushed
+    again finds its version by content hash. Returns (version, created, template)."""
+    files = read_folder(path)
+    template = WorkspaceTemplate.objects.filter(slug=slug).first()
+    if template is None:
+        team = Team.objects.filter(slug=owner_team).first() if owner_team else None
+        template = template_create(
+            actor=actor,
+            slug=slug,
+            name=name or slug.replace("-", " ").title(),
+            description=description,
+            icon=icon,
+            owner_team=team,
+            data_classification=classification,
+            tools=list(AITool.objects.filter(slug__in=tools or [])),
+        )
+    version, created = template_version_create(template=template, actor=actor, files=files, changelog=changelog)
+    if publish and version.status == TemplateVersionStatus.DRAFT and created:
+        template_version_publish(version=version, actor=actor, inline=True)
+        version.refresh_from_db()
+    if activate and version.status == TemplateVersionStatus.PUBLISHED and not version.is_active:
+        template_version_activate(version=version, actor=actor)
+        version.refresh_from_db()
+    template.refresh_from_db()
+    return version, created, template

@@ -30,20 +30,6 @@ from .tool_versions import versions_approve_with_tool
 
 S = ToolStatus
 
-EDITABLE_FIELDS = (
-    "name",
-    "vendor",
-    "kind",
-    "risk_tier",
-    "max_data_classification",
-    "homepage",
-    "description",
-    "data_location",
-    "pricing_note",
-    "monthly_price_per_seat",
-    "owner_team",
-)
-
 
 def allowed_actions(tool: AITool) -> list[str]:
     """Actions (URL form, e.g. `request-review`) whose start state matches the tool's status."""
@@ -62,7 +48,9 @@ def _lock(tool: AITool) -> AITool:
 
 
 def _snapshot(tool: AITool) -> dict[str, Any]:
-    return {f: (str(getattr(tool, f + "_id")) if f == "owner_team" else getattr(tool, f)) for f in EDITABLE_FIELDS}
+    return {
+        f: (str(getattr(tool, f + "_id")) if f == "owner_team" else getattr(tool, f)) for f in AITool.EDITABLE_FIELDS
+    }
 
 
 def _json_value(value: Any) -> Any:
@@ -106,7 +94,7 @@ def tool_update(*, tool: AITool, actor: Any, data: dict[str, Any]) -> AITool:
     tool = _lock(tool)
     if not permissions.can_edit_tool(actor, tool):
         raise NotPermitted("Your role may not edit this tool.")
-    unknown = set(data) - set(EDITABLE_FIELDS)
+    unknown = set(data) - set(AITool.EDITABLE_FIELDS)
     if unknown:
         raise InvalidInput("Unknown fields.", errors={k: ["This field cannot be changed."] for k in sorted(unknown)})
     before = _snapshot(tool)

@@ -15,13 +15,13 @@ from django.utils import timezone
 
 from .. import audit, permissions
 from ..conf import goldpath_settings
+from ..masking import mask_parameters
 from ..models import (
     ACTIVE_BUILD_STATUSES,
     AITool,
     BuildStatus,
     Team,
     TeamQuota,
-    TemplateVersion,
     TemplateVersionStatus,
     Transition,
     Workspace,
@@ -270,7 +270,7 @@ def _workspace_create(
                 "template": template.slug,
                 "version": version.number,
                 "tools": [t.slug for t in tool_objs],
-                "parameters": _audit_params(version, clean),
+                "parameters": mask_parameters(version.parameters, clean),
                 "classification": classification,
                 "build": build.pk,
             },
@@ -289,11 +289,6 @@ def _workspace_create(
             )
     workspace.latest_build = build
     return workspace
-
-
-def _audit_params(version: TemplateVersion, values: dict) -> dict:
-    sensitive = {p["name"] for p in version.parameters if p.get("sensitive")}
-    return {k: ("********" if k in sensitive else v) for k, v in values.items()}
 
 
 def _transition(workspace: Workspace, actor: Any, action: str) -> WorkspaceBuild:
@@ -377,7 +372,7 @@ def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any, repl
                 "from_version": previous,
                 "to_version": version.number,
                 "classification": classification,
-                "parameters": _audit_params(version, clean),
+                "parameters": mask_parameters(version.parameters, clean),
             },
         )
     return build

@@ -2,7 +2,6 @@
 
 from celery.signals import task_postrun, task_prerun
 
-from ..agents import workspace_apply  # noqa: F401  (registers catalog.tasks.agents.apply_into_workspace)
 from ..context import set_request_id
 from . import agents, catalog, notify, policy, provisioning, reports  # noqa: E402,F401  (registers the tasks)
 

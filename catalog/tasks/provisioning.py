@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from .. import permissions, workspace_session
 from ..conf import goldpath_home, goldpath_settings
+from ..masking import mask_outputs
 from ..models import (
     AITool,
     BuildStatus,
@@ -380,7 +381,7 @@ def _execute(build: WorkspaceBuild) -> str:
                 result = runner.apply()
         outputs = None
         if result.ok and build.transition != Transition.DELETE:
-            outputs = build_services.mask_outputs(runner.outputs())
+            outputs = mask_outputs(runner.outputs())
     finally:
         beat.stop()
     sink.flush()

@@ -10,6 +10,8 @@ from typing import Any
 from django import template
 from django.apps import apps
 
+from ..masking import masked_tail
+
 register = template.Library()
 
 # policy reason codes (catalog.policy.REASON_CODES) -> a short label; the reason's message says the rest
@@ -188,3 +190,4 @@ def grant_can_help(reasons: Any) -> bool:
 
 
 register.filter("grant_can_help", grant_can_help)
+register.filter("masked_tail", masked_tail)  # a stored credential: `********1234`

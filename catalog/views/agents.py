@@ -20,7 +20,7 @@ from ..agents import provenance as prov
 from ..agents.usage_view import DEMO_LABEL, group_total, runs_usage
 from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataClassification, NetworkPolicy
 from ..numbers import small_int
-from ..services import agents as agent_services
+from ..services import agent_groups as agent_services
 from ..services.errors import DomainError
 from .rendering import render
 

@@ -12,8 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from .. import permissions as perms
 from ..models import AITool, DataClassification, WorkspaceTemplate
-from ..out_of_policy import out_of_policy_items
-from ..policy_hooks import out_of_policy_providers
+from ..out_of_policy import out_of_policy_items, out_of_policy_providers
 from ..policy_simulator import simulate
 from ..services.errors import DomainError, InvalidInput, NotPermitted
 from ..services.out_of_policy import out_of_policy_act, out_of_policy_validate, parse_item

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from .. import permissions as perms
 from ..models import AITool, Team
-from ..reports.adoption import adoption_report, parse_params
+from ..reports.adoption import adoption_report
+from ..reports.params import parse_params
 from ..services.errors import InvalidInput, NotPermitted
 from .rendering import render
 

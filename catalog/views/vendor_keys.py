@@ -11,8 +11,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
 from ..forms import VendorApiKeyForm, add_domain_errors
+from ..masking import masked_tail
 from ..models import VendorApiKey
-from ..services import agents as agent_services
+from ..services import vendor_keys as agent_services
 from ..services.errors import DomainError, NotPermitted
 from .rendering import render
 
@@ -22,10 +23,6 @@ DENIED = "Only platform engineers and admins manage vendor API keys."
 def _managers_only(request) -> None:
     if not perms.can_manage_vendor_keys(request.user):
         raise PermissionDenied(DENIED)
-
-
-def masked(key: VendorApiKey) -> str:
-    return f"********{key.last4}"
 
 
 @login_required
@@ -50,7 +47,7 @@ def vendor_keys(request):
                 add_domain_errors(form, exc)
             else:
                 messages.success(
-                    request, f"Stored {key.env_var} for {key.team.slug} × {key.tool.slug} ({masked(key)})."
+                    request, f"Stored {key.env_var} for {key.team.slug} × {key.tool.slug} ({masked_tail(key.last4)})."
                 )
                 return redirect("goldpath:vendor-keys")
     else:
@@ -62,7 +59,7 @@ def vendor_keys(request):
         .defer("ciphertext")
         .order_by("team__slug", "tool__slug")
     )
-    rows = [{"key": k, "masked": masked(k)} for k in keys]
+    rows = [{"key": k, "masked": masked_tail(k.last4)} for k in keys]
     return render(
         request,
         "catalog/vendor_keys.html",

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import permissions as perms
+from ..masking import mask_parameters, sensitive_parameters
 from ..models import AITool, TemplateVersion, ToolStatus, Workspace, WorkspaceBuild, WorkspaceStatus, WorkspaceTemplate
 from ..numbers import small_int
 from ..policy import decide_many
@@ -163,7 +164,8 @@ def workspace_edit(request, pk):
         )
         return redirect(detail)
     defaults = {p["name"]: p.get("default") for p in version.form_parameters}
-    current = {k: v for k, v in ws.parameters.items() if not _is_sensitive(version, k)}
+    hidden = sensitive_parameters(version.parameters)  # a sensitive value is never sent back to the browser
+    current = {k: v for k, v in ws.parameters.items() if k not in hidden}
     values, errors, status = {**defaults, **current}, {}, 200
     if request.method == "POST":
         params, shown, errors = read_parameters(version, request.POST, keep=ws.parameters)
@@ -187,10 +189,6 @@ def workspace_edit(request, pk):
         "repositories": list(repositories_for(ws.owner)),
     }
     return render(request, "workspaces/workspace_edit.html", context, status=status)
-
-
-def _is_sensitive(version: TemplateVersion, name: str) -> bool:
-    return any(p["name"] == name and p.get("sensitive") for p in version.parameters)
 
 
 # --- workspaces ---------------------------------------------------------------------------------
@@ -239,9 +237,7 @@ def workspace_detail(request, pk):
         "next": lines[-1].seq if lines else 0,
         "done": build is None or not build.is_active,
         "tools": list(ws.tools.all()),
-        "parameters": {
-            k: ("********" if _is_sensitive(ws.template_version, k) else v) for k, v in ws.parameters.items()
-        },
+        "parameters": mask_parameters(ws.template_version.parameters, ws.parameters),
         **_terminal_sessions_context(request, ws),
     }
     return render(request, "workspaces/workspace_detail.html", context)

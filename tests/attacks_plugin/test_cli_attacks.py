@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from catalog.models import ProvenanceRecord, TemplateVersion, ToolVersion
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups as agent_services
 from catalog.services import templates as template_services
 from tests.agent_helpers import change_diff, demo_tool, finish_run, git, make_repo, register, worker_accepts
 from tests.factories import PASSWORD

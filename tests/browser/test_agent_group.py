@@ -5,7 +5,7 @@ section commits (its CSRF token is fresh)."""
 from __future__ import annotations
 
 from catalog.models import AgentGroup
-from catalog.services import agents as agent_services
+from catalog.services import agent_groups as agent_services
 from tests.agent_helpers import change_diff, demo_tool, finish_run, make_repo, register, worker_accepts
 from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from catalog.models import TerminalSession, Workspace
 from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in
 from tests.factories import PASSWORD
@@ -113,6 +115,7 @@ def test_replay_plays_a_recorded_session_with_its_timing(live_server, people, te
 
 
 # --- needs the terminal backend -----------------------------------------------------------------
+@pytest.mark.integration
 def test_typing_into_xterm_runs_in_the_workspace(running_terminal_workspace, page):
     from playwright.sync_api import expect
 

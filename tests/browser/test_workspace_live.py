@@ -4,6 +4,8 @@ shows once; polling stops when the build has ended; Stop then follows the same w
 
 from __future__ import annotations
 
+import pytest
+
 from catalog.services import templates as template_services
 from catalog.services import workspaces as ws_services
 from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in
@@ -11,7 +13,7 @@ from tests.conftest import require_binary
 from tests.tf.templates import ECHO
 from tests.workspace_helpers import sample_repository
 
-pytestmark = BROWSER_MARKS
+pytestmark = [*BROWSER_MARKS, pytest.mark.integration]
 
 
 def publish_echo():

@@ -14,7 +14,7 @@ import pytest
 from catalog.agents import identity
 from catalog.models import AgentGroup, AgentRun, ToolVersion
 from catalog.services import access
-from catalog.services.agents import vendor_api_key_set
+from catalog.services.vendor_keys import vendor_api_key_set
 from tests.factories import ToolFactory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from ...api.usage import rows_csv
-from ...reports.adoption import adoption_report, parse_params, report_json
+from ...reports.adoption import adoption_report, report_json
+from ...reports.params import parse_params
 from ...reports.rollup import rollup_usage
 from ...services.errors import DomainError
 

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ... import demo, demo_usage
+from ... import demo, demo_usage, demo_workspaces
 from ...conf import demo_password, goldpath_home
 from ...models import AccessGrant, AITool, GrantState, Repository, Team
 from ...reports.rollup import rollup_usage
@@ -29,8 +29,6 @@ class Command(BaseCommand):
         rollup_usage()
         if history:
             self.stdout.write(f"Usage history: {history} demo events over the last {demo_usage.DAYS} days.")
-        from ... import demo_workspaces
-
         for line in demo_workspaces.seed_golden_paths():
             self.stdout.write(f"Golden path {line}")
         self.stdout.write(self.style.SUCCESS(f"Demo organisation ready ({created} objects created)."))

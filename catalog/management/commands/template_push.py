@@ -7,7 +7,6 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from ...models import AITool, Team, TemplateVersion, TemplateVersionStatus, WorkspaceTemplate
 from ...services import templates as template_services
 from ...services.errors import DomainError
 
@@ -36,8 +35,8 @@ class Command(BaseCommand):
             if actor is None:
                 raise CommandError(f"No user {o['user']!r}.")
         try:
-            version, created, template = push(
-                Path(o["path"]),
+            version, created, template = template_services.template_push(
+                path=Path(o["path"]),
                 slug=o["template"],
                 actor=actor,
                 name=o["name"],
@@ -61,46 +60,3 @@ class Command(BaseCommand):
             self.stdout.write(version.diagnostics)
         if version.is_active:
             self.stdout.write(self.style.SUCCESS(f"{template.slug} v{version.number} is active."))
-
-
-def push(
-    path: Path,
-    *,
-    slug: str,
-    actor=None,
-    name: str = "",
-    description: str = "",
-    icon: str = "",
-    classification: str = "internal",
-    owner_team: str = "",
-    tools: list[str] | None = None,
-    changelog: str = "",
-    publish: bool = True,
-    activate: bool = False,
-) -> tuple[TemplateVersion, bool, WorkspaceTemplate]:
-    """Idempotent: the same folder pushed again finds its version by content hash."""
-    files = template_services.read_folder(path)
-    template = WorkspaceTemplate.objects.filter(slug=slug).first()
-    if template is None:
-        team = Team.objects.filter(slug=owner_team).first() if owner_team else None
-        template = template_services.template_create(
-            actor=actor,
-            slug=slug,
-            name=name or slug.replace("-", " ").title(),
-            description=description,
-            icon=icon,
-            owner_team=team,
-            data_classification=classification,
-            tools=list(AITool.objects.filter(slug__in=tools or [])),
-        )
-    version, created = template_services.template_version_create(
-        template=template, actor=actor, files=files, changelog=changelog
-    )
-    if publish and version.status == TemplateVersionStatus.DRAFT and created:
-        template_services.template_version_publish(version=version, actor=actor, inline=True)
-        version.refresh_from_db()
-    if activate and version.status == TemplateVersionStatus.PUBLISHED and not version.is_active:
-        template_services.template_version_activate(version=version, actor=actor)
-        version.refresh_from_db()
-    template.refresh_from_db()
-    return version, created, template
