@@ -28,9 +28,9 @@ from .models import RUN_ACTIVE, AccessGrant, AgentGroupStatus, GrantState, ToolS
 from .numbers import small_int
 from .policy import PolicyContext, Reason, decide_many
 from .policy_hooks import OutOfPolicyItem, OutOfPolicyProvider, registered_out_of_policy_providers
-from .services.access import grant_revoke
 from .services.agent_groups import agent_group_cancel
 from .services.errors import DomainError
+from .services.grants import grant_revoke
 from .services.workspaces import TRANSITIONS, workspace_stop
 
 NOT_FOUND = "not found, or no longer out of policy"

@@ -4,7 +4,7 @@
     decide_many(user, tools, context=None) -> {tool.pk: Decision}   (lists: 1 query for any number of tools)
 
 Every path that uses a tool calls it: the API, pages, and (again, at the moment of use) the Celery task
-that acts, through `catalog.services.access.tool_use_record`, which also writes the audit event.
+that acts, through `catalog.services.tool_use.tool_use_record`, which also writes the audit event.
 Signatures are stable: callers in other features depend on them.
 
 Context (`PolicyContext`):

@@ -16,7 +16,8 @@ DEMO_ARGV = ["python3", "-m", "catalog.demo_agent", "--index", "{index}", "--pro
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=git_env()
+        # safe.directory: a workspace's checkout belongs to its sandbox uid (tests read it as root)
+        ["git", "-c", "safe.directory=*", *args], cwd=repo, check=True, capture_output=True, text=True, env=git_env()
     ).stdout.strip()
 
 

@@ -13,6 +13,7 @@ from .. import permissions as perms
 from .. import selectors
 from ..models import AccessGrant, AccessRequest, AccessRequestStatus, AITool, DataClassification, GrantState, Team
 from ..services import access as access_services
+from ..services import grants as grant_services
 from ..services.errors import NotPermitted
 from .base import GoldpathAPI
 from .parsers import PARSER_CLASSES
@@ -231,7 +232,7 @@ class GrantViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise NotPermitted("Only platform engineers grant tool access.")
         serializer = GrantCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        grant = access_services.grant_create(actor=request.user, **serializer.validated_data)
+        grant = grant_services.grant_create(actor=request.user, **serializer.validated_data)
         return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=GrantUpdateSerializer, responses={200: GrantSerializer})
@@ -241,7 +242,7 @@ class GrantViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise NotPermitted("Only platform engineers change tool grants.")
         serializer = GrantUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        grant = access_services.grant_update(grant=grant, actor=request.user, **serializer.validated_data)
+        grant = grant_services.grant_update(grant=grant, actor=request.user, **serializer.validated_data)
         return Response(GrantSerializer(grant).data)
 
     @extend_schema(request=None, responses={204: None})
@@ -250,5 +251,5 @@ class GrantViewSet(GoldpathAPI, mixins.ListModelMixin, mixins.RetrieveModelMixin
         reason = request.query_params.get("reason") or (
             request.data.get("reason", "") if hasattr(request.data, "get") else ""
         )
-        access_services.grant_revoke(grant=grant, actor=request.user, reason=str(reason)[:2000])
+        grant_services.grant_revoke(grant=grant, actor=request.user, reason=str(reason)[:2000])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -32,7 +32,6 @@ decision; the vendor key is decrypted once per process and ciphertext. A budget 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 from dataclasses import dataclass, field
@@ -51,7 +50,6 @@ from ..services.tool_version_rules import MODEL_RE
 from . import budget, screening, workspaces
 from .context import CallerState, run_state
 from .errors import GatewayError, error_body
-from .pricing import SNAPSHOT
 from .protocols import FLAVOR, METERED, UPSTREAM_SETTING
 
 logger = logging.getLogger(__name__)
@@ -147,16 +145,6 @@ def _authenticate_workspace(digest: str) -> workspaces.WorkspaceCredential:
 def upstream_for(protocol: str) -> str:
     value = str(getattr(goldpath_settings, UPSTREAM_SETTING[FLAVOR[protocol]]) or "").strip()
     return DEMO if value.lower() == DEMO else value.rstrip("/")
-
-
-def model_allowed(model: str, names: list[str]) -> bool:
-    snapshot = SNAPSHOT.fullmatch(model)
-    alias = snapshot["alias"] if snapshot else None
-    for name in names:
-        name = str(name)
-        if name == model or name == alias or ("*" in name and fnmatch.fnmatchcase(model, name)):
-            return True
-    return False
 
 
 @lru_cache(maxsize=256)

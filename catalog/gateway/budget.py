@@ -1,4 +1,6 @@
-"""Budget reservations: a call of a team x tool whose grant has a monthly budget takes its share before it is
+"""Budget reservations: a model call takes its share of its grant's monthly budget before it is forwarded.
+
+Budget reservations: a call of a team x tool whose grant has a monthly budget takes its share before it is
 forwarded, so concurrent calls cannot each find the same budget unspent.
 
 In one short transaction: lock the grant row (SELECT ... FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE

@@ -41,6 +41,8 @@ from ..models import (
     ToolVersion,
     VendorApiKey,
 )
+from .errors import GatewayError
+from .model_names import model_allowed
 
 
 @dataclass
@@ -82,9 +84,6 @@ class CallerState:
 
     def resolve(self, model: str, protocol: str) -> CallerState:
         """This state, when the model is one of the tool version's (else 403)."""
-        from .admission import model_allowed
-        from .errors import GatewayError
-
         if not model_allowed(model, self.model_names):
             allowed = ", ".join(str(n) for n in self.model_names) or "none"
             raise GatewayError(

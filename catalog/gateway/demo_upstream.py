@@ -1,4 +1,6 @@
-"""The `demo` upstream: the built-in offline demo model (catalog.gateway.scripted) answered in-process, metered
+"""The `demo` upstream: the built-in offline demo model, answered in-process and metered like a vendor.
+
+The `demo` upstream: the built-in offline demo model (catalog.gateway.scripted) answered in-process, metered
 and recorded exactly like a vendor's answer (ModelCall.upstream = `demo`), so budgets and costs show offline."""
 
 from __future__ import annotations
@@ -7,7 +9,7 @@ import json
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from . import recorder
+from . import recorder, scripted
 from .admission import DEMO, Call
 from .metering import Meter, Usage
 from .protocols import ANTHROPIC_COUNT_TOKENS
@@ -16,8 +18,6 @@ from .upstream import RecordedResponse, Started, metered, record, upstream_body
 
 def answer(call: Call) -> HttpResponse | StreamingHttpResponse:
     """The built-in offline demo model, answered in-process (ModelCall.upstream = `demo`)."""
-    from . import scripted
-
     if call.protocol == ANTHROPIC_COUNT_TOKENS:
         response: HttpResponse | StreamingHttpResponse = HttpResponse(
             json.dumps({"input_tokens": max(1, len(call.body) // 4)}), content_type="application/json"

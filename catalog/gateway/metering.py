@@ -1,4 +1,6 @@
-"""Metering: the usage each upstream answer reports, read while it streams through, priced, and written as one
+"""Metering: the usage an upstream answer reports, priced and written as one ModelCall row per call.
+
+Metering: the usage each upstream answer reports, read while it streams through, priced, and written as one
 ModelCall row (plus a `model_call` usage event) after the last byte; run totals summed when the run ends.
 
 Token counts never overlap: `input_tokens` is the uncached input, `cache_read_tokens` / `cache_write_tokens`
@@ -31,6 +33,7 @@ from .context import CallerState
 from .pricing import SIX_PLACES, cost_usd
 from .protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from .rows import insert_row, update_row
+from .transcript import run_transcript_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -347,8 +350,6 @@ def record_model_call_usage(state: CallerState, call: ModelCall) -> None:
 
 def finalize_run_usage(run_id: int) -> AgentRun | None:
     """Sum the run's ModelCall rows onto the run (the worker calls this when the run ends; idempotent)."""
-    from .transcript import run_transcript_sha256
-
     calls = ModelCall.objects.filter(run_id=run_id, refused="")
     totals = calls.aggregate(
         n=Count("id"),

@@ -1,4 +1,6 @@
-"""One-row inserts and updates with a statement written once per model: the gateway writes a row or two per model
+"""One-row inserts and updates of the gateway's rows, with a statement written once per model.
+
+One-row inserts and updates with a statement written once per model: the gateway writes a row or two per model
 call, after its last byte, and the ORM's per-call compile of an INSERT costs more than the insert itself.
 
 Values are prepared by each field exactly as `Model.save()` would (`pre_save` for auto_now_add, then

@@ -12,16 +12,13 @@ Standard library only: the gateway imports it and the test server runs it withou
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import shlex
 from dataclasses import dataclass, field
 
+from . import scripted_conversation as conv
+from .scripted_conversation import DEMO_FILE, demo_markdown
+
 PROTOCOLS = ("anthropic-messages", "openai-responses", "openai-chat")
-DEMO_FILE = "GOLDPATH_DEMO.md"
-ENV_MARKER = "[env]"
-SIDE_ANSWER = "Goldpath demo"
 _CREATED = 1_767_225_600  # a fixed timestamp (2026-01-01) keeps answers byte-for-byte deterministic
 
 
@@ -32,111 +29,6 @@ class Scripted:
     chunks: list[bytes]
     model: str
     usage: dict = field(default_factory=dict)
-
-
-# -- reading the request ------------------------------------------------------------------------------
-
-
-def _list(value) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
-def _text(content) -> str:
-    """The text of a message content: a string or a list of typed blocks (text/input_text/output_text)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, dict) and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-        return "\n".join(parts)
-    return ""
-
-
-def _user_texts(content) -> list[str]:
-    """The user-typed text blocks of a message, without the CLIs' injected context blocks."""
-    blocks = content if isinstance(content, list) else [content]
-    texts = []
-    for block in blocks:
-        text = block if isinstance(block, str) else block.get("text") if isinstance(block, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            continue
-        stripped = text.lstrip()
-        if stripped.startswith(("<system-reminder>", "<environment_context>", "<user_instructions>", "# AGENTS.md")):
-            continue
-        if stripped.startswith("<") and re.match(r"<[a-z_ -]+>", stripped) and stripped.rstrip().endswith(">"):
-            continue  # another injected <tag>...</tag> context block
-        texts.append(text)
-    return texts
-
-
-def _model(body: dict) -> str:
-    model = body.get("model")
-    return model if isinstance(model, str) and model else "demo"
-
-
-def _tool_names(body: dict) -> set[str]:
-    names = set()
-    for tool in _list(body.get("tools")):
-        if not isinstance(tool, dict):
-            continue
-        name = tool.get("name")
-        if not isinstance(name, str) and isinstance(tool.get("function"), dict):
-            name = tool["function"].get("name")
-        if isinstance(name, str):
-            names.add(name)
-        elif tool.get("type") == "local_shell":
-            names.add("local_shell")
-    return names
-
-
-def _cwd(text: str) -> str | None:
-    """The working directory the CLI told the model about (Claude's env section, Codex's <cwd>)."""
-    for pattern in (r"(?i)working directory:\s*(/[^\n<]*)", r"<cwd>\s*(/[^\n<]*?)\s*</cwd>"):
-        match = re.search(pattern, text)
-        if match:
-            return match.group(1).strip()
-    return None
-
-
-def _first_line(prompt: str) -> str:
-    for line in prompt.splitlines():
-        line = line.strip()
-        if line:
-            return line[:200]
-    return "(empty prompt)"
-
-
-def demo_markdown(prompt: str, label: str) -> str:
-    """The file the script writes: the prompt's first line and which model wrote it."""
-    return f"# Goldpath demo\n\nPrompt: {_first_line(prompt)}\n\nWritten by: {label}\n"
-
-
-def _shell_write(prompt: str, label: str) -> str:
-    return f"printf '%s' {shlex.quote(demo_markdown(prompt, label))} > {DEMO_FILE}"
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
-
-
-def _plan(prompt: str) -> list[str]:
-    return ["env", "write", "final"] if ENV_MARKER in prompt else ["write", "final"]
-
-
-def _final_text(label: str) -> str:
-    return f"Done: wrote {DEMO_FILE}. ({label})"
-
-
-def _side_text(label: str) -> str:
-    return f"{SIDE_ANSWER} ({label})"
 
 
 # -- framing -----------------------------------------------------------------------------------------
@@ -160,48 +52,50 @@ def _tool_use(call_id: str, name: str, tool_input: dict) -> dict:
 
 def _anthropic_step(body: dict, label: str) -> tuple[list[dict], str]:
     """The content blocks and stop reason of the next assistant turn."""
-    messages = [m for m in _list(body.get("messages")) if isinstance(m, dict)]
-    tools = _tool_names(body)
+    messages = [m for m in conv.as_list(body.get("messages")) if isinstance(m, dict)]
+    tools = conv.tool_names(body)
     max_tokens = body.get("max_tokens")
     if not ({"Bash", "Write"} & tools) or (isinstance(max_tokens, int) and max_tokens <= 1):
-        return [{"type": "text", "text": _side_text(label)}], "end_turn"  # a side task (title, quota check, ...)
+        return [{"type": "text", "text": conv.side_text(label)}], "end_turn"  # a side task (title, quota check, ...)
     users = [m for m in messages if m.get("role") == "user"]
-    prompt_texts = _user_texts(users[0].get("content")) if users else []
+    prompt_texts = conv.user_texts(users[0].get("content")) if users else []
     prompt = prompt_texts[-1] if prompt_texts else ""
     done = sum(
         1
         for m in messages
         if m.get("role") == "assistant"
-        and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in _list(m.get("content")))
+        and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in conv.as_list(m.get("content")))
     )
-    plan = _plan(prompt)
+    plan = conv.plan(prompt)
     step = plan[min(done, len(plan) - 1)]
-    call_id = "toolu_demo" + _digest(prompt, str(done))[:16]
+    call_id = "toolu_demo" + conv.digest(prompt, str(done))[:16]
     if step == "final":
-        return [{"type": "text", "text": _final_text(label)}], "end_turn"
+        return [{"type": "text", "text": conv.final_text(label)}], "end_turn"
     if step == "env" and "Bash" in tools:
         block = _tool_use(call_id, "Bash", {"command": "env", "description": "Show the environment"})
         return [{"type": "text", "text": "Let me look at the environment first."}, block], "tool_use"
-    cwd = _cwd(_text(body.get("system"))) or _cwd(_text(users[0].get("content")) if users else "")
+    cwd = conv.cwd_of(conv.text_of(body.get("system"))) or conv.cwd_of(
+        conv.text_of(users[0].get("content")) if users else ""
+    )
     if "Write" in tools and cwd:
         path = cwd.rstrip("/") + "/" + DEMO_FILE
         block = _tool_use(call_id, "Write", {"file_path": path, "content": demo_markdown(prompt, label)})
     else:
         block = _tool_use(
-            call_id, "Bash", {"command": _shell_write(prompt, label), "description": f"Write {DEMO_FILE}"}
+            call_id, "Bash", {"command": conv.shell_write(prompt, label), "description": f"Write {DEMO_FILE}"}
         )
     return [{"type": "text", "text": f"I will write {DEMO_FILE}."}, block], "tool_use"
 
 
 def _anthropic(body: dict, label: str) -> Scripted:
-    model = _model(body)
+    model = conv.model_of(body)
     blocks, stop = _anthropic_step(body, label)
-    input_tokens = _tokens(json.dumps([body.get("system"), body.get("messages"), body.get("tools")]))
-    output_tokens = _tokens(json.dumps(blocks))
+    input_tokens = conv.tokens(json.dumps([body.get("system"), body.get("messages"), body.get("tools")]))
+    output_tokens = conv.tokens(json.dumps(blocks))
     usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     full_usage = dict(usage, cache_creation_input_tokens=0, cache_read_input_tokens=0)
     message = {
-        "id": "msg_demo" + _digest(json.dumps(body.get("messages"), sort_keys=True), model),
+        "id": "msg_demo" + conv.digest(json.dumps(body.get("messages"), sort_keys=True), model),
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -240,23 +134,23 @@ def _anthropic(body: dict, label: str) -> Scripted:
 def _responses_items(body: dict, label: str) -> list[dict]:
     """The output items of the next turn (a message, or a message and a shell call)."""
     items = body.get("input")
-    items = [{"type": "message", "role": "user", "content": items}] if isinstance(items, str) else _list(items)
+    items = [{"type": "message", "role": "user", "content": items}] if isinstance(items, str) else conv.as_list(items)
     items = [i for i in items if isinstance(i, dict)]
-    tools = _tool_names(body)
+    tools = conv.tool_names(body)
     shell = next((n for n in ("exec_command", "shell", "shell_command", "local_shell") if n in tools), None)
     if shell is None:
-        return [_responses_message(_side_text(label), "side")]  # a side task: no shell tool offered
+        return [_responses_message(conv.side_text(label), "side")]  # a side task: no shell tool offered
     users = [i for i in items if i.get("role") == "user" and i.get("type", "message") == "message"]
-    prompts = [t for u in users for t in _user_texts(u.get("content"))]
+    prompts = [t for u in users for t in conv.user_texts(u.get("content"))]
     prompt = prompts[-1] if prompts else ""
     done = sum(1 for i in items if i.get("type") in ("function_call", "local_shell_call", "custom_tool_call"))
-    plan = _plan(prompt)
+    plan = conv.plan(prompt)
     step = plan[min(done, len(plan) - 1)]
     if step == "final":
-        return [_responses_message(_final_text(label), _digest(prompt, "final"))]
-    command = "env" if step == "env" else _shell_write(prompt, label)
-    call_id = "call_demo" + _digest(prompt, str(done))[:16]
-    item_id = "fc_demo" + _digest(prompt, str(done), "item")
+        return [_responses_message(conv.final_text(label), conv.digest(prompt, "final"))]
+    command = "env" if step == "env" else conv.shell_write(prompt, label)
+    call_id = "call_demo" + conv.digest(prompt, str(done))[:16]
+    item_id = "fc_demo" + conv.digest(prompt, str(done), "item")
     if shell == "local_shell":
         action = {"type": "exec", "command": ["bash", "-lc", command], "env": {}}
         call = {"type": "local_shell_call", "id": item_id, "call_id": call_id, "status": "completed", "action": action}
@@ -266,14 +160,14 @@ def _responses_items(body: dict, label: str) -> list[dict]:
         call = {"type": "function_call", "id": item_id, "call_id": call_id, "name": shell, "status": "completed"}
         call["arguments"] = json.dumps(args)
     note = "Let me look at the environment first." if step == "env" else f"I will write {DEMO_FILE}."
-    return [_responses_message(note, _digest(prompt, str(done), "msg")), call]
+    return [_responses_message(note, conv.digest(prompt, str(done), "msg")), call]
 
 
 def _responses_message(text: str, seed: str) -> dict:
     content = [{"type": "output_text", "text": text, "annotations": []}]
     return {
         "type": "message",
-        "id": "msg_demo" + _digest(seed),
+        "id": "msg_demo" + conv.digest(seed),
         "status": "completed",
         "role": "assistant",
         "content": content,
@@ -281,13 +175,13 @@ def _responses_message(text: str, seed: str) -> dict:
 
 
 def _responses(body: dict, label: str) -> Scripted:
-    model = _model(body)
+    model = conv.model_of(body)
     output = _responses_items(body, label)
-    input_tokens = _tokens(json.dumps([body.get("instructions"), body.get("input"), body.get("tools")]))
-    output_tokens = _tokens(json.dumps(output))
+    input_tokens = conv.tokens(json.dumps([body.get("instructions"), body.get("input"), body.get("tools")]))
+    output_tokens = conv.tokens(json.dumps(output))
     usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     response = {
-        "id": "resp_demo" + _digest(json.dumps(body.get("input"), sort_keys=True), model),
+        "id": "resp_demo" + conv.digest(json.dumps(body.get("input"), sort_keys=True), model),
         "object": "response",
         "created_at": _CREATED,
         "status": "completed",
@@ -341,33 +235,33 @@ def _responses(body: dict, label: str) -> Scripted:
 
 def _chat_text(body: dict, label: str) -> str:
     """Aider's main conversation gets a new-file edit in its edit format; every other chat request a short text."""
-    messages = [m for m in _list(body.get("messages")) if isinstance(m, dict)]
-    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    messages = [m for m in conv.as_list(body.get("messages")) if isinstance(m, dict)]
+    system = "\n".join(conv.text_of(m.get("content")) for m in messages if m.get("role") == "system")
     users = [m for m in messages if m.get("role") == "user"]
     whole = "*file listing*" in system
     search_replace = "SEARCH/REPLACE" in system
     if body.get("tools") or not (whole or search_replace) or not users:
-        return _side_text(label)  # commit messages, summaries, anything not an edit request
-    if any(m.get("role") == "assistant" and DEMO_FILE in _text(m.get("content")) for m in messages):
-        return _final_text(label)
-    content = demo_markdown(_text(users[-1].get("content")), label)
+        return conv.side_text(label)  # commit messages, summaries, anything not an edit request
+    if any(m.get("role") == "assistant" and DEMO_FILE in conv.text_of(m.get("content")) for m in messages):
+        return conv.final_text(label)
+    content = demo_markdown(conv.text_of(users[-1].get("content")), label)
     if whole:
         return f"I will create {DEMO_FILE}.\n\n{DEMO_FILE}\n```\n{content}```\n"
     return f"I will create {DEMO_FILE}.\n\n{DEMO_FILE}\n```\n<<<<<<< SEARCH\n=======\n{content}>>>>>>> REPLACE\n```\n"
 
 
 def _chat(body: dict, label: str) -> Scripted:
-    model = _model(body)
+    model = conv.model_of(body)
     text = _chat_text(body, label)
-    input_tokens = _tokens(json.dumps([body.get("messages"), body.get("tools")]))
-    output_tokens = _tokens(text)
+    input_tokens = conv.tokens(json.dumps([body.get("messages"), body.get("tools")]))
+    output_tokens = conv.tokens(text)
     usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     totals = {
         "prompt_tokens": input_tokens,
         "completion_tokens": output_tokens,
         "total_tokens": input_tokens + output_tokens,
     }
-    chat_id = "chatcmpl-demo" + _digest(json.dumps(body.get("messages"), sort_keys=True), model)
+    chat_id = "chatcmpl-demo" + conv.digest(json.dumps(body.get("messages"), sort_keys=True), model)
     base = {"id": chat_id, "created": _CREATED, "model": model, "system_fingerprint": "fp_goldpath_demo"}
     if not body.get("stream"):
         message = {"role": "assistant", "content": text, "refusal": None}

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from django.http import HttpResponse, StreamingHttpResponse
 
 from . import recorder
-from .admission import DEMO, Call, gateway_failed
+from .admission import Call, gateway_failed
 from .errors import ANTHROPIC, error_body, error_response
 from .metering import Meter, Usage, record_call
 from .protocols import OPENAI_CHAT, OPENAI_RESPONSES, PATH
@@ -234,10 +234,6 @@ def _stream_error(flavor: str, protocol: str, message: str) -> bytes:
 
 
 def forward(call: Call) -> HttpResponse | StreamingHttpResponse:
-    if call.upstream == DEMO:
-        from .demo_upstream import answer
-
-        return answer(call)
     try:
         t = target(call.upstream)
     except ValueError as exc:

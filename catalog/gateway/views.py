@@ -1,8 +1,9 @@
-"""The model gateway's endpoints (mounted at /gateway/): the vendors' own API paths, so a CLI whose base URL
-points here (through its run's egress proxy) works unchanged. Plain Django views: no session, CSRF or DRF
-authentication; the run's (or workspace's) gateway credential is the API key. The rules live in `admission`, the relay in
-`upstream`. An unexpected failure once the run is known fails the run (`admission.gateway_failed`) and is
-answered 500 in the vendor's format."""
+"""The model gateway's endpoints (mounted at /gateway/): the vendors' own API paths, answered through Goldpath.
+
+A CLI whose base URL points here (through its run's egress proxy) works unchanged. Plain Django views: no session,
+CSRF or DRF authentication; the run's (or workspace's) gateway credential is the API key. The rules live in
+`admission`, the relay in `upstream` (the offline demo model in `demo_upstream`). An unexpected failure once the
+run is known fails the run (`admission.gateway_failed`) and is answered 500 in the vendor's format."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import admission, upstream
+from . import admission, demo_upstream, scripted, upstream
 from .errors import ANTHROPIC, OPENAI, GatewayError, error_response
 from .protocols import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES, FLAVOR, OPENAI_CHAT, OPENAI_RESPONSES
 
@@ -31,6 +32,8 @@ def _relay(request: HttpRequest, protocol: str) -> HttpResponse:
     except GatewayError as err:
         return error_response(flavor, err.status, err.code, err.message, body=err.body)
     try:
+        if call.upstream == admission.DEMO:  # the built-in offline model, answered in-process
+            return demo_upstream.answer(call)
         return upstream.forward(call)
     except Exception as exc:  # noqa: BLE001 - a gateway bug must still fail the run, and answer as the vendor would
         err = admission.gateway_failed(call.state, protocol, exc)
@@ -70,8 +73,6 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 def models(request: HttpRequest) -> HttpResponse:
     """The models the run's tool version (the workspace's tools) may use, served by the gateway itself in the asking vendor's shape."""
-    from . import scripted
-
     flavor = _flavor_of(request)
     if request.method != "GET":
         return error_response(flavor, 405, "method_not_allowed", f"{request.method} is not allowed here; use GET")

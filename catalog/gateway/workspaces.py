@@ -25,6 +25,7 @@ from ..models import AccessGrant, GrantState, ToolVersion, UsageFormat, VendorAp
 from ..models.gateway import WorkspaceGatewayKey
 from .context import CallerState
 from .errors import GatewayError
+from .model_names import model_allowed
 from .protocols import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 
 PREFIX = "gpw_"
@@ -70,8 +71,6 @@ class WorkspaceCredential:
         return self.state_for(self.versions[0]) if self.versions else None
 
     def resolve(self, model: str, protocol: str) -> CallerState:
-        from .admission import model_allowed
-
         fits = [v for v in self.versions if model_allowed(model, list(v.model_names or []))]
         if not fits:
             allowed = ", ".join(self.model_names) or "none"

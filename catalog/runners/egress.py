@@ -1,11 +1,11 @@
 """Egress proxy on a Unix socket: the only way out of a sandbox whose policy names hosts.
 
 Speaks HTTP CONNECT (for HTTPS) and absolute-URI plain HTTP. Allow-list grammar and address rules:
-catalog.runners.egress_policy. Every plain-HTTP request is parsed and decided on its own, also the
-second and later ones on a kept-alive connection, and each goes upstream on a fresh connection
-(`Connection: close`), so no byte ever reaches a host that was not decided for it; a CONNECT tunnel
-is one destination, decided once. Every decision is reported through `on_connection(host, port,
-allowed)`; refusals get a 403 and end the connection.
+catalog.runners.egress_policy; moving the bytes of a decided request: catalog.runners.egress_relay.
+Every plain-HTTP request is parsed and decided on its own, also the second and later ones on a kept-alive
+connection, and each goes upstream on a fresh connection (`Connection: close`), so no byte ever reaches a
+host that was not decided for it; a CONNECT tunnel is one destination, decided once. Every decision is
+reported through `on_connection(host, port, allowed)`; refusals get a 403 and end the connection.
 
 The proxy connects to the addresses it checked (never resolves twice), answers errors with fixed
 texts (no exception text), and stops without waiting for a poll interval: the accept loop sleeps in
@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import egress_relay as relay
 from . import http1
 from .egress_policy import (  # noqa: F401 - host_allowed, resolve_host: re-exported for the runner's callers
     BadAddress,
@@ -37,19 +38,13 @@ from .egress_policy import (  # noqa: F401 - host_allowed, resolve_host: re-expo
     resolve_host,
     split_authority,
 )
+from .egress_relay import CONNECT_TIMEOUT, IDLE_TIMEOUT, Refused
 from .gateway_relay import GatewayRoute
 from .http1 import BadMessage, Head, Reader
 
 OnConnection = Callable[[str, int, bool], None]
 Resolve = Callable[[str, int], list[str]]
-IDLE_TIMEOUT = 600.0  # a model call may think for minutes before its first byte
-CONNECT_TIMEOUT = 10.0
 STOP_GRACE = 1.0
-
-
-def _authority(host: str, port: int, default: int) -> str:
-    text = f"[{host}]" if ":" in host else host
-    return text if port == default else f"{text}:{port}"
 
 
 def _absolute_target(target: str) -> tuple[str, int, str]:
@@ -63,12 +58,6 @@ def _absolute_target(target: str) -> tuple[str, int, str]:
         raise BadAddress("the URL needs a host and no user name")
     host, port = split_authority(authority)
     return host, port or 80, path if path.startswith("/") else "/" + path
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class EgressProxy:
@@ -211,16 +200,16 @@ class EgressProxy:
             return False
         try:
             addresses = self._decide(host, port)
-            upstream = self._connect(host, port, addresses)
-        except _Refused as exc:
+            upstream = relay.connect(host, port, addresses)
+        except Refused as exc:
             conn.sendall(http1.reply(exc.status, exc.message))
             return False
         self._track(upstream, True)
         try:
             if method == "CONNECT":
-                self._tunnel(conn, reader, upstream)
+                relay.tunnel(conn, reader, upstream)
                 return False
-            return self._forward(conn, reader, upstream, head, (method, host, port, path, version))
+            return relay.forward(conn, reader, upstream, head, (method, host, port, path, version))
         finally:
             self._track(upstream, False)
             upstream.close()
@@ -240,7 +229,7 @@ class EgressProxy:
         self._track(upstream, True)
         try:
             request = (method, gateway.host, gateway.port, gateway.upstream_path(path), version)
-            return self._forward(conn, reader, upstream, gateway.clean(head), request, default_port=gateway.web_port)
+            return relay.forward(conn, reader, upstream, gateway.clean(head), request, default_port=gateway.web_port)
         finally:
             self._track(upstream, False)
             upstream.close()
@@ -259,12 +248,12 @@ class EgressProxy:
         pattern = best_match(host, port, self.patterns)
         if pattern is None:
             self.on_connection(host, port, False)
-            raise _Refused(403, f"{host}:{port} is not allowed by policy")
+            raise Refused(403, f"{host}:{port} is not allowed by policy")
         try:
             resolved = self.resolve(host, port)
         except OSError:
             self.on_connection(host, port, True)
-            raise _Refused(502, f"{host} did not resolve") from None
+            raise Refused(502, f"{host} did not resolve") from None
         addresses = []
         for text in resolved:
             try:
@@ -275,134 +264,10 @@ class EgressProxy:
                 addresses.append(text)
         if resolved and not addresses:
             self.on_connection(host, port, False)
-            raise _Refused(
+            raise Refused(
                 403, f"{host} resolves to a non-public address; only a pattern naming it exactly may reach it"
             )
         self.on_connection(host, port, True)
         if self._stopping:
-            raise _Refused(503, "the proxy is stopping")
+            raise Refused(503, "the proxy is stopping")
         return addresses
-
-    @staticmethod
-    def _connect(host: str, port: int, addresses: list[str]) -> socket.socket:
-        problem = "did not resolve"
-        for address in addresses:
-            try:
-                upstream = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
-            except TimeoutError:
-                problem = "timed out"
-            except ConnectionRefusedError:
-                problem = "refused the connection"
-            except OSError:
-                problem = "is unreachable"
-            else:
-                upstream.settimeout(IDLE_TIMEOUT)
-                return upstream
-        raise _Refused(502, f"{host}:{port} {problem}")
-
-    # -- CONNECT -----------------------------------------------------------------------------
-    @staticmethod
-    def _tunnel(conn: socket.socket, reader: Reader, upstream: socket.socket) -> None:
-        """Bytes both ways until both sides are done; a half-close is passed on, not treated as the end."""
-        conn.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        early = reader.drain()
-        if early:
-            upstream.sendall(early)
-        peer = {conn: upstream, upstream: conn}
-        with selectors.DefaultSelector() as selector:
-            for sock in peer:
-                selector.register(sock, selectors.EVENT_READ)
-            while peer:
-                ready = selector.select(IDLE_TIMEOUT)
-                if not ready:
-                    return
-                for key, _ in ready:
-                    src = key.fileobj
-                    assert isinstance(src, socket.socket)
-                    data = src.recv(http1.CHUNK)
-                    if data:
-                        peer[src].sendall(data)
-                        continue
-                    with contextlib.suppress(OSError):
-                        peer[src].shutdown(socket.SHUT_WR)
-                    selector.unregister(src)
-                    del peer[src]
-
-    # -- plain HTTP --------------------------------------------------------------------------
-    def _forward(
-        self,
-        conn: socket.socket,
-        reader: Reader,
-        upstream: socket.socket,
-        head: Head,
-        request: tuple,
-        default_port: int = 80,
-    ) -> bool:
-        """Send one request upstream (Host rewritten to what was decided), relay its response."""
-        method, host, port, path, version = request
-        try:
-            framing, length = http1.request_framing(head, version)
-        except BadMessage as exc:
-            conn.sendall(http1.reply(exc.status, exc.reason))
-            return False
-        dropped = http1.HOP_BY_HOP | set(head.tokens("connection"))
-        headers = [("Host", _authority(host, port, default_port))]
-        headers += [(k, v) for k, v in head.headers if k.lower() not in dropped]
-        headers.append(("Connection", "close"))
-        if framing == "chunked":
-            headers.append(("Transfer-Encoding", "chunked"))
-        elif framing == "length":
-            headers.append(("Content-Length", str(length)))
-        try:
-            upstream.sendall(http1.serialize(f"{method} {path} {version}", headers))
-        except OSError:
-            conn.sendall(http1.reply(502, f"{host}:{port} closed the connection"))
-            return False
-        if "100-continue" in head.tokens("expect") and (framing == "chunked" or length > 0):
-            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # we answer it: Expect is not forwarded
-        try:
-            http1.relay_body(reader, upstream, framing, length)
-        except BadMessage as exc:
-            conn.sendall(http1.reply(exc.status, exc.reason))
-            return False
-        except (BrokenPipeError, ConnectionResetError):  # the upstream answered early (e.g. 413) and hung up
-            self._relay_response(conn, upstream, method)
-            return False
-        closing = version != "HTTP/1.1" or "close" in head.tokens("connection") + head.tokens("proxy-connection")
-        return self._relay_response(conn, upstream, method, closing=closing)
-
-    @staticmethod
-    def _relay_response(conn: socket.socket, upstream: socket.socket, method: str, closing: bool = True) -> bool:
-        """Interim 1xx heads pass through; the final head is re-serialised with our framing headers.
-        True if the client connection may carry another request."""
-        reader = Reader(upstream)
-        while True:
-            try:
-                head = http1.read_head(reader)
-                if head is None:
-                    raise BadMessage("empty response")
-                parts = head.first.split(" ", 2)
-                code = parts[1] if len(parts) > 1 else ""
-                if not parts[0].startswith("HTTP/1.") or len(code) != 3 or not (code.isascii() and code.isdigit()):
-                    raise BadMessage("malformed status line")
-            except (BadMessage, OSError) as exc:  # nothing has reached the client yet: it gets a proper answer
-                problem = "a malformed response" if isinstance(exc, BadMessage) else "no response"
-                conn.sendall(http1.reply(502, f"the upstream answered with {problem}"))
-                return False
-            status = int(parts[1])
-            if 100 <= status < 200 and status != 101:
-                conn.sendall(http1.serialize(head.first, head.headers))
-                continue
-            break
-        framing, length = http1.response_framing(status, head, method)
-        dropped = {"connection", "keep-alive", "proxy-connection", "upgrade", *head.tokens("connection")}
-        if framing in ("chunked", "close"):
-            dropped.add("content-length")  # a length beside Transfer-Encoding, or one we could not read
-        headers = [(k, v) for k, v in head.headers if k.lower() not in dropped]
-        keep = framing != "close" and status != 101 and not closing
-        if not keep:
-            headers.append(("Connection", "close"))
-        reason = parts[2] if len(parts) > 2 else ""
-        conn.sendall(http1.serialize(f"HTTP/1.1 {status} {reason}".rstrip(), headers))
-        http1.relay_body(reader, conn, "close" if status == 101 else framing, length)
-        return keep

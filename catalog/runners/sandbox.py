@@ -1,8 +1,9 @@
 """Run one agent process in a bubblewrap sandbox that holds no privilege, with limits, masked logs and egress.
 
 Steps (AWX BaseTask style): prepare() stages a private scratch dir (demo agent copy, forwarder, a minimal
-/etc, egress socket, the run's agent socket), build_args()/build_env() make the bwrap argv and a fresh
-environment, execute() streams output and enforces the time limit, collect() returns a SandboxResult.
+/etc, egress socket, the run's agent socket; catalog.runners.sandbox_stage), build_args()/build_env() make the
+bwrap argv and a fresh environment, execute() streams output and enforces the time limit, collect() returns a
+SandboxResult.
 
 The profile (bwrap argv, environment, recorded description: what the sandbox may see and do) is built in
 catalog.runners.sandbox_profile; secrets reach the agent through its environment, never an argv.
@@ -25,7 +26,6 @@ import os
 import re
 import select
 import shutil
-import stat
 import subprocess
 import sys
 import threading
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.masking import mask_values
-from catalog.runners import sandbox_profile
+from catalog.runners import sandbox_profile, sandbox_stage
 from catalog.runners.agentsock import AgentSocket
 from catalog.runners.egress import EgressProxy, GatewayRoute
 from catalog.runners.sandbox_files import (  # noqa: F401 - re-exported: the runner's callers use these names
@@ -54,11 +54,6 @@ from catalog.runners.sandbox_limits import Limits
 from catalog.runners.spawn import Zygote, own_netns_supported, take_zygote
 
 RUNTIME_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?")  # catalog.runtimes' tool slugs: one path component
-SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; longer scratch dirs use a short one
-UNSANDBOXED_HINT = (
-    "bubblewrap (bwrap) is not installed: install it (apt-get install bubblewrap) "
-    "or set GOLDPATH_ALLOW_UNSANDBOXED=1 to run agents without a sandbox"
-)
 
 
 def _drain(fd: int) -> None:
@@ -211,86 +206,12 @@ class SandboxRunner:
                 return candidate
         return os.path.realpath(sys.executable)
 
-    def _on_connection(self, host: str, port: int, allowed: bool) -> None:
+    def on_connection(self, host: str, port: int, allowed: bool) -> None:
         self.egress_log.append({"host": host, "port": port, "allowed": allowed, "at": _now().isoformat()})
         self._log("egress", f"egress {'allowed' if allowed else 'DENIED'}: {host}:{port}")
 
-    # -- steps -------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Check the engine, stage the private scratch dir, start the egress proxy and the agent socket."""
-        if not self.sandboxed and not self.allow_unsandboxed:
-            raise SandboxUnavailable(UNSANDBOXED_HINT)
-        if not self.workdir.is_dir():
-            raise FileNotFoundError(f"workdir does not exist: {self.workdir}")
-        for folder in [*([self.runtime] if self.runtime is not None else []), *self.runtimes.values()]:
-            if not folder.is_dir():
-                raise FileNotFoundError(f"tool runtime does not exist: {folder}")
-        root = sandbox_root(self.root)
-        scratch = self.scratch_root or root
-        scratch.mkdir(parents=True, exist_ok=True)
-        self._tmp = scratch / f"sbx-{self.run_id}"
-        self._tmp.mkdir(mode=0o700)
-        self._sockets = self._tmp
-        if len(str(self._tmp / "egress" / "egress.sock")) > SOCKET_PATH_MAX:
-            self._sockets = short_socket_dir(self.run_id)
-            self._sockets.mkdir(mode=0o700)
-        self._image = sandbox_image(root)
-        for path in {self._tmp, self._sockets}:
-            os.chmod(path, 0o755)  # the private parent keeps others out
-        if self.uid is not None:
-            if os.stat(self.workdir).st_uid != self.uid:
-                chown_tree(self.workdir, self.uid)
-            self._check_reachable()
-            self._stage_runtime_binds()
-        if isinstance(self.network, list) and self.own_netns:
-            # started on the sandbox's port
-            self._proxy = EgressProxy("", self.network, self._on_connection, gateway=self.gateway)
-        elif isinstance(self.network, list):
-            (self._sockets / "egress").mkdir(mode=0o700)
-            self._proxy = EgressProxy(
-                self._sockets / "egress" / "egress.sock", self.network, self._on_connection, gateway=self.gateway
-            )
-            self._proxy.start()
-            self._give_socket(self._sockets / "egress")
-        if self.agent_socket_factory is not None:
-            (self._sockets / "agent").mkdir(mode=0o700)
-            self._agent_socket = self.agent_socket_factory(self._sockets / "agent" / "agent.sock")
-            self._agent_socket.start()
-            self._give_socket(self._sockets / "agent")
-
-    def _stage_runtime_binds(self) -> None:
-        """A root worker: an empty scratch folder per runtime, which the process that becomes bwrap binds the
-        runtime onto as root, in the sandbox's own mount namespace (see the module docstring)."""
-        assert self._tmp is not None
-        self.limits.binds, self.bound = [], {}
-        for host, inside, scratch_name in sandbox_profile.runtime_items(self):
-            folder = self._tmp / scratch_name
-            folder.mkdir(mode=0o755, parents=True)
-            for made in [folder, *folder.parents]:
-                if made == self._tmp:
-                    break
-                os.chmod(made, 0o755)
-            self.limits.binds.append((str(host), str(folder)))
-            self.bound[inside] = str(folder)
-
-    def _give_socket(self, folder: Path) -> None:
-        """Let the sandbox uid (and only it) connect to the socket in `folder`."""
-        if self.uid is not None:
-            os.chown(folder, self.uid, self.uid)
-            for sock in folder.iterdir():
-                os.chown(sock, self.uid, self.uid)
-
-    def _check_reachable(self) -> None:
-        """bwrap runs as the sandbox uid: every folder on the way to what it binds must let that uid through."""
-        assert self._tmp is not None
-        for target in (self.workdir, self._tmp, self._sockets):
-            for folder in [target, *target.parents]:
-                info = os.stat(folder)
-                if not (info.st_mode & stat.S_IXOTH or (info.st_uid == self.uid and info.st_mode & stat.S_IXUSR)):
-                    raise SandboxUnavailable(
-                        f"the sandbox user cannot reach {target} (through {folder}): keep run folders under the "
-                        "sandbox root (GOLDPATH_SANDBOX_ROOT)"
-                    )
+    # -- steps: prepare stages the run (catalog.runners.sandbox_stage) ---------------------------
+    prepare = sandbox_stage.prepare
 
     # -- the profile: bwrap argv, environment, recorded description (functions of the runner, used as methods) ---
     build_command = sandbox_profile.build_command

@@ -1,4 +1,6 @@
-"""The files a sandbox is made of, outside GOLDPATH_HOME: the sandbox root with each run's private folder, the
+"""The files a sandbox is made of, outside GOLDPATH_HOME: root, private run folders and the shared image.
+
+The files a sandbox is made of, outside GOLDPATH_HOME: the sandbox root with each run's private folder, the
 host uid a root worker gives a run, and the shared read-only image (its /etc and /opt/goldpath/lib)."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""A sandbox's limits: rlimits (CPU seconds, processes, and address space only where no memory cgroup applies), v1
+"""A sandbox's limits: rlimits, cgroups where the worker may write them, and killing its process tree.
+
+A sandbox's limits: rlimits (CPU seconds, processes, and address space only where no memory cgroup applies), v1
 cgroups (memory, pids) where the worker may write them, the host uid of a root worker's sandbox, and killing every
 process of the sandbox's tree.
 

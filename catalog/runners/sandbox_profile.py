@@ -1,4 +1,6 @@
-"""What a sandbox may see and do: the bwrap command line, the agent's environment, and the profile description
+"""What a sandbox may see and do: the bwrap command line, the agent's environment and the recorded profile.
+
+What a sandbox may see and do: the bwrap command line, the agent's environment, and the profile description
 recorded with each run. Functions of a prepared SandboxRunner (they read its staged scratch dir and sockets);
 the runner keeps the lifecycle (prepare, execute, cleanup) and exposes these as methods.
 

@@ -1,4 +1,6 @@
-"""The authentication backend: mozilla-django-oidc's code flow (PKCE, nonce), with endpoints from discovery, a
+"""The authentication backend: mozilla-django-oidc's code flow with a strict ID token check and Goldpath's sync.
+
+The authentication backend: mozilla-django-oidc's code flow (PKCE, nonce), with endpoints from discovery, a
 strict ID token check, and Goldpath's sign-in service (catalog.sso.sync) in place of its user lookup by email.
 
 It also enforces two things for every sign-in that reaches the backends:

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from ..conf import goldpath_settings
+from .discovery import discovery, issuer
 
 CALLBACK_URL_NAME = "goldpath:sso-callback"
 SIGN_ALGORITHM = "RS256"
@@ -21,10 +22,6 @@ ENDPOINTS = {
     "OIDC_OP_USER_ENDPOINT": "userinfo_endpoint",
     "OIDC_OP_JWKS_ENDPOINT": "jwks_uri",
 }
-
-
-def issuer() -> str:
-    return (goldpath_settings.OIDC_ISSUER or "").strip().rstrip("/")
 
 
 def sso_enabled() -> bool:
@@ -51,8 +48,6 @@ def use_basic_auth() -> bool:
     method = goldpath_settings.OIDC_TOKEN_AUTH_METHOD
     if method:
         return method == "client_secret_basic"
-    from .discovery import discovery
-
     offered = discovery().get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     return "client_secret_basic" in offered
 
@@ -60,8 +55,6 @@ def use_basic_auth() -> bool:
 def oidc_setting(attr: str, *default: Any) -> Any:
     """A mozilla-django-oidc setting, from GOLDPATH and discovery; anything else from Django's settings."""
     if attr in ENDPOINTS:
-        from .discovery import discovery
-
         return discovery()[ENDPOINTS[attr]]
     fixed: dict[str, Any] = {
         "OIDC_RP_CLIENT_ID": goldpath_settings.OIDC_CLIENT_ID,

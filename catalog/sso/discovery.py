@@ -15,10 +15,14 @@ import requests
 from django.core.cache import cache
 
 from ..conf import goldpath_settings
-from .config import issuer
 
 REQUIRED = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")  # userinfo is optional
 MAX_DOCUMENT_BYTES = 512 * 1024
+
+
+def issuer() -> str:
+    """The configured issuer URL (no trailing slash); blank when SSO is not configured."""
+    return (goldpath_settings.OIDC_ISSUER or "").strip().rstrip("/")
 
 
 class DiscoveryError(RuntimeError):

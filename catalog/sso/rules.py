@@ -1,4 +1,6 @@
-"""Mapping rules' services: admins create, change and delete the rules that turn a claim value (a group at the
+"""Mapping rules' services: admins manage the rules that turn a provider's claim into teams and roles.
+
+Mapping rules' services: admins create, change and delete the rules that turn a claim value (a group at the
 identity provider) into a team membership or a role. Each change is audited; it takes effect for each user at
 their next sign-in, when the sync (catalog.sso.sync) applies the rules."""
 

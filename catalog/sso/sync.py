@@ -1,4 +1,6 @@
-"""The sign-in service: find or create the user of a provider's subject, then re-sync their teams and role from
+"""The sign-in service: find or create the user of a provider's subject, then re-sync their teams and role.
+
+The sign-in service: find or create the user of a provider's subject, then re-sync their teams and role from
 the mapping rules. Runs at every SSO sign-in, in one transaction.
 
 - A returning user is found by issuer + subject only (never by username or email, which a provider may let

@@ -1,4 +1,6 @@
-"""Tool access pages: the "why can't I use this?" panel, request access, the team page, the
+"""Tool access pages: the "why can't I use this?" panel, requests, a team's grants and the request queue.
+
+Tool access pages: the "why can't I use this?" panel, request access, the team page's access section, the
 access-request queue (the simulator and the out-of-policy list: views.policy). Thin: selectors, `decide`, services."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from .. import permissions as perms
 from .. import selectors
-from ..forms import GrantForm, add_domain_errors, page_expiry
+from ..forms import GrantForm, page_expiry
 from ..models import (
     AccessGrant,
     AccessRequest,
@@ -28,7 +30,8 @@ from ..models import (
 from ..numbers import small_int
 from ..policy import PolicyContext, decide, decide_many
 from ..services import access as access_services
-from ..services.errors import DomainError, NotPermitted
+from ..services import grants as grant_services
+from ..services.errors import DomainError
 from ..templatetags.goldpath_format import grant_can_help
 from . import safe_next
 from .rendering import render
@@ -141,40 +144,13 @@ def team_access_context(request, team: Team) -> dict:
 
 @login_required
 @require_POST
-def team_grant(request, slug: str):
-    """Grant a team a tool from the team page. A refusal shows the team page again (400, or 409 when the tool or
-    an existing grant is in the way) with the errors on the grant form's fields."""
-    team = get_object_or_404(Team, slug=slug)
-    if not perms.can_manage_grants(request.user):
-        raise PermissionDenied("Only platform engineers grant tool access.")
-    form = GrantForm(request.POST)
-    status = 400
-    if form.is_valid():
-        try:
-            access_services.grant_create(actor=request.user, team=team, **form.service_data())
-        except NotPermitted as exc:
-            raise PermissionDenied(exc.message) from exc
-        except DomainError as exc:
-            add_domain_errors(form, exc)
-            status = exc.status_code
-        else:
-            messages.success(request, f"{team.name} may now use {form.cleaned_data['tool'].name}.")
-            return redirect("goldpath:team-detail", slug=team.slug)
-    from .teams import team_detail
-
-    setattr(request, GRANT_FORM_ATTR, form)
-    return team_detail(request, team.slug, status=status)
-
-
-@login_required
-@require_POST
 def grant_budget(request, pk: int):
     """Change a grant's monthly model budget (blank: none); the same service as PATCH /api/v1/grants/<id>/."""
     grant = get_object_or_404(selectors.visible_grants(request.user), pk=pk)
     if not perms.can_manage_grants(request.user):
         raise PermissionDenied("Only platform engineers change tool grants.")
     try:
-        updated = access_services.grant_update(
+        updated = grant_services.grant_update(
             grant=grant, actor=request.user, budget_usd=request.POST.get("budget_usd")
         )
         budget = f"${updated.budget_usd} a month" if updated.budget_usd is not None else "no budget"
@@ -191,7 +167,7 @@ def grant_revoke(request, pk: int):
     if not perms.can_manage_grants(request.user):
         raise PermissionDenied("Only platform engineers revoke tool access.")
     try:
-        access_services.grant_revoke(grant=grant, actor=request.user, reason=request.POST.get("reason", ""))
+        grant_services.grant_revoke(grant=grant, actor=request.user, reason=request.POST.get("reason", ""))
         messages.success(request, f"Revoked {grant.team.slug}'s access to {grant.tool.name}.")
     except DomainError as exc:
         messages.error(request, exc.message)

@@ -1,5 +1,7 @@
-"""Team pages: the team list, and a team's members (managed by admins, read-only for others) with
-the tool-access section the policy feature contributes."""
+"""Team pages: the team list, and a team's members (managed by admins, read-only for others) and tool grants.
+
+The tool-access section's context comes from views.access; a grant made from the team page, when refused,
+shows this page again with the form's errors."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from django.views.decorators.http import require_POST
 
 from .. import permissions as perms
 from .. import selectors
-from ..forms import MemberAddForm, TeamCreateForm, add_domain_errors
+from ..forms import GrantForm, MemberAddForm, TeamCreateForm, add_domain_errors
 from ..models import Role, Team
+from ..services import grants as grant_services
 from ..services import teams as team_services
 from ..services.errors import DomainError, NotPermitted
+from .access import GRANT_FORM_ATTR, team_access_context
 from .rendering import render
 
 User = get_user_model()
@@ -69,8 +73,7 @@ def _members(team: Team) -> list[dict]:
 def _access_section(request, team: Team) -> dict:
     try:
         get_template(ACCESS_SECTION)
-        from .access import team_access_context
-    except (TemplateDoesNotExist, ImportError):
+    except TemplateDoesNotExist:
         return {}
     return {"access_section": ACCESS_SECTION, **team_access_context(request, team)}
 
@@ -139,3 +142,28 @@ def team_member_change(request, slug: str, username: str, change: str):
     except DomainError as exc:
         messages.error(request, " ".join([exc.message, *[str(m) for v in exc.errors.values() for m in v]]))
     return redirect("goldpath:team-detail", slug=team.slug)
+
+
+@login_required
+@require_POST
+def team_grant(request, slug: str):
+    """Grant a team a tool from the team page. A refusal shows the team page again (400, or 409 when the tool or
+    an existing grant is in the way) with the errors on the grant form's fields."""
+    team = get_object_or_404(Team, slug=slug)
+    if not perms.can_manage_grants(request.user):
+        raise PermissionDenied("Only platform engineers grant tool access.")
+    form = GrantForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            grant_services.grant_create(actor=request.user, team=team, **form.service_data())
+        except NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+            status = exc.status_code
+        else:
+            messages.success(request, f"{team.name} may now use {form.cleaned_data['tool'].name}.")
+            return redirect("goldpath:team-detail", slug=team.slug)
+    setattr(request, GRANT_FORM_ATTR, form)
+    return team_detail(request, team.slug, status=status)

@@ -152,6 +152,8 @@ def test_typing_into_xterm_runs_in_the_workspace(running_terminal_workspace, pag
     page.wait_for_function("navigator.clipboard.readText().then(t => t.includes('size-'))")
     page.evaluate("navigator.clipboard.writeText('echo pasted-$((40+2))')")
     page.get_by_role("button", name="Paste").click()
+    # the clipboard is read asynchronously; once the pasted line shows, the terminal has the focus back
+    expect(page.locator(".xterm-rows")).to_contain_text("echo pasted-$((40+2))")
     page.keyboard.press("Enter")
     expect(page.locator(".xterm-rows")).to_contain_text("pasted-42")
     page.screenshot(path=str(SCREENSHOTS / "goldpath-terminal.png"), full_page=True)

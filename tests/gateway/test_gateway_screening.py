@@ -9,7 +9,7 @@ import json
 import pytest
 from django.test import Client
 
-from catalog.gateway.admission import model_allowed
+from catalog.gateway.model_names import model_allowed
 from catalog.models import AgentRun, AuditEvent, ModelCall
 from tests.gateway.test_gateway_calls import CASES, auth_headers, post
 

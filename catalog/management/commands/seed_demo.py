@@ -11,7 +11,7 @@ from ... import demo, demo_usage, demo_workspaces
 from ...conf import demo_password, goldpath_home
 from ...models import AccessGrant, AITool, GrantState, Repository, Team
 from ...reports.rollup import rollup_usage
-from ...services import access as access_services
+from ...services import grants as grant_services
 from ...services import repositories as repository_services
 from ...services import teams as team_services
 from ...services import tool_versions
@@ -92,7 +92,7 @@ class Command(BaseCommand):
                 continue
             if tool.status != "approved":
                 continue
-            access_services.grant_create(
+            grant_services.grant_create(
                 actor=users[granter],
                 team=teams[team_slug],
                 tool=tool,
