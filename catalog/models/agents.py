@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from ..jobs.models import Job, JobFields, JobLogLine
 from .teams import Team
 from .tools import AITool, DataClassification, ToolVersion
 
@@ -92,8 +93,11 @@ class AgentGroup(models.Model):
         return f"agent group {self.pk}"
 
 
-class AgentRun(models.Model):
-    """One agent working on the group's prompt in its own sandbox and its own copy of the repository."""
+class AgentRun(Job):
+    """One agent working on the group's prompt in its own sandbox and its own copy of the repository (a job:
+    catalog.jobs)."""
+
+    job_fields = JobFields(task_id="task_id", worker="worker", pgid="sandbox_pid", log_seq="log_seq", channel="stream")
 
     group = models.ForeignKey(AgentGroup, on_delete=models.CASCADE, related_name="runs")
     index = models.PositiveIntegerField()
@@ -106,13 +110,8 @@ class AgentRun(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     sandbox_pid = models.IntegerField(null=True, blank=True)
     workdir = models.CharField(max_length=1000, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    cancel_requested = models.BooleanField(default=False)
     sandbox = models.JSONField(default=dict, blank=True, help_text="policy, limits applied, policy hash")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
     diff = models.TextField(blank=True)
     diff_stat = models.JSONField(default=dict, blank=True)
     test_exit_code = models.IntegerField(null=True, blank=True)
@@ -185,12 +184,9 @@ class AgentApply(models.Model):
         return f"apply {self.pk} of run {self.run_id}"
 
 
-class AgentRunLogLine(models.Model):
+class AgentRunLogLine(JobLogLine):
     run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="log_lines")
-    seq = models.PositiveIntegerField()
     stream = models.CharField(max_length=10, default="stdout")
-    text = models.TextField()
-    at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["run", "seq"]

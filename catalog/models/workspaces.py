@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ..jobs.models import Job, JobFields, JobLogLine
 from ..template_variables import BUILTIN_VARIABLES
 from .teams import SLUG_VALIDATOR, Team
 from .tools import AITool, DataClassification
@@ -188,7 +189,14 @@ class Workspace(models.Model):
         return bool(self.template.active_version_id and self.template.active_version_id != self.template_version_id)
 
 
-class WorkspaceBuild(models.Model):
+class WorkspaceBuild(Job):
+    """One Terraform run (start, stop or delete) of a workspace: a job (catalog.jobs) whose finish sets the
+    workspace's status."""
+
+    job_fields = JobFields(
+        task_id="celery_task_id", worker="worker_host", pgid="pgid", log_seq="log_count", channel="stage"
+    )
+
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="builds")
     number = models.PositiveIntegerField()
     transition = models.CharField(max_length=10, choices=Transition.choices)
@@ -200,17 +208,12 @@ class WorkspaceBuild(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     queued_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     worker_host = models.CharField(max_length=255, blank=True)
     pgid = models.IntegerField(null=True, blank=True, help_text="process group of the running terraform")
     progress = models.FloatField(default=0.0)
     stage = models.CharField(max_length=20, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
     prior_status = models.CharField(max_length=20, blank=True, help_text="workspace status before this build")
     log_count = models.PositiveIntegerField(default=0)
 
@@ -240,13 +243,10 @@ class WorkspaceBuild(models.Model):
         return None
 
 
-class BuildLogLine(models.Model):
+class BuildLogLine(JobLogLine):
     build = models.ForeignKey(WorkspaceBuild, on_delete=models.CASCADE, related_name="log_lines")
-    seq = models.PositiveIntegerField()
     stage = models.CharField(max_length=20)
     level = models.CharField(max_length=10, default="info")
-    text = models.TextField()
-    at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["build", "seq"]

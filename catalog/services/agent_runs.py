@@ -11,7 +11,6 @@ import datetime as dt
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from .. import audit
@@ -19,6 +18,7 @@ from ..agents.identity import token_revoke
 from ..agents.workdirs import cleanup_after_worker_loss
 from ..conf import goldpath_settings
 from ..gateway.metering import finalize_run_usage
+from ..jobs import lifecycle
 from ..models import (
     RUN_ACTIVE,
     RUN_FINAL,
@@ -43,44 +43,139 @@ def agent_runs_send(run_ids: list[int]) -> None:
             run_agent.apply_async((pk,), producer=producer)
 
 
-# --- the worker's side of a run ---------------------------------------------------------------
+# --- the worker's side of a run (catalog.jobs.lifecycle steps) -----------------------------------
 
 
-@transaction.atomic
+class RunKind(lifecycle.JobKind):
+    """What is specific to runs: a claim respects the team's concurrency and starts the group; a finish revokes
+    the run's credentials, sums its model calls and may finish the group; the reaper cleans the lost copy."""
+
+    model = AgentRun
+    log_model = AgentRunLogLine
+    log_fk = "run_id"
+    claimed = AgentRunStatus.STARTING
+    failed = AgentRunStatus.FAILED
+    in_flight = RUN_IN_FLIGHT
+    finishable = RUN_ACTIVE
+    error_max = 4000
+    select_related = ("group",)
+
+    @property
+    def log_cap(self) -> int:
+        return int(goldpath_settings.AGENT_LOG_LINES_MAX)
+
+    def truncation_line(self, cap: int) -> dict[str, Any]:
+        return {"stream": "system", "text": f"[log truncated at {cap} lines]"}
+
+    def claim_check(self, job: AgentRun) -> bool:
+        group = AgentGroup.objects.select_for_update().get(pk=job.group_id)
+        if group.status == AgentGroupStatus.CANCELED:
+            return False
+        Team.objects.select_for_update().filter(pk=group.team_id).first()  # serialises the team's claims
+        in_flight = AgentRun.objects.filter(group__team_id=group.team_id, status__in=RUN_IN_FLIGHT).count()
+        if in_flight >= int(goldpath_settings.AGENT_TEAM_CONCURRENCY):
+            raise QuotaExceeded(f"team {group.team_id} has {in_flight} agent runs in flight")
+        job.group = group
+        return True
+
+    def on_claimed(self, job: AgentRun) -> None:
+        group = job.group
+        if group.status == AgentGroupStatus.PENDING:
+            group.status = AgentGroupStatus.RUNNING
+            group.save(update_fields=["status"])
+        audit.record(actor=job.principal, verb="agent_run.started", target=job, payload={"worker": job.worker})
+        record_usage(
+            "agent_run_started",
+            user=group.requester,
+            team=group.team_id and group.team,
+            tool=job.tool,
+            key=f"agent_run:{job.pk}:started",
+        )
+
+    def finishing(
+        self,
+        job: AgentRun,
+        *,
+        exit_code: int | None = None,
+        diff: str | None = None,
+        diff_stat: dict | None = None,
+        test_exit_code: int | None = None,
+        test_output: str = "",
+        sandbox: dict | None = None,
+        reported_usage: dict | None = None,
+        **_: Any,
+    ) -> list[str]:
+        job.exit_code = exit_code
+        job.test_exit_code = test_exit_code
+        job.test_output = (test_output or "")[-20000:]
+        fields = ["exit_code", "test_exit_code", "test_output"]
+        if diff is not None:
+            job.diff = diff
+            fields.append("diff")
+        if diff_stat is not None:
+            job.diff_stat = diff_stat
+            fields.append("diff_stat")
+        if sandbox:
+            job.sandbox = {**job.sandbox, **sandbox}
+            fields.append("sandbox")
+        if reported_usage is not None:
+            job.reported_usage = reported_usage
+            fields.append("reported_usage")
+        return fields
+
+    def on_finished(self, job: AgentRun, *, actor: Any = None, **kw: Any) -> None:
+        token_revoke(job)
+        finalize_run_usage(job.pk)
+        job.refresh_from_db(fields=["model_calls", "input_tokens", "output_tokens", "cost_usd", "transcript_sha256"])
+        audit.record(
+            actor=actor or job.principal,
+            verb="agent_run.finished",
+            target=job,
+            payload={
+                "status": job.status,
+                "exit_code": job.exit_code,
+                "error": job.error[:500],
+                "test_exit_code": job.test_exit_code,
+                "policy_hash": job.sandbox.get("policy_hash", ""),
+                "egress_denied": sorted(
+                    {f"{e.get('host')}:{e.get('port')}" for e in job.sandbox.get("egress", []) if not e.get("allowed")}
+                ),
+                "model_calls": job.model_calls,
+                "input_tokens": job.input_tokens,
+                "output_tokens": job.output_tokens,
+                "cost_usd": str(job.cost_usd),
+                "transcript_sha256": job.transcript_sha256,
+            },
+        )
+        group = job.group
+        record_usage(
+            "agent_run_finished",
+            user=group.requester,
+            team=group.team,
+            tool=job.tool,
+            tool_version=job.tool_version,
+            duration_s=job.duration_s,
+            outcome=job.status,
+            key=f"agent_run:{job.pk}:finished",
+        )
+        _maybe_finish_group(group.pk)
+
+    def before_reap(self, job: AgentRun) -> None:
+        cleanup_after_worker_loss(job)
+
+    def reap_error(self, job: AgentRun, *, now: dt.datetime, bound: float) -> str:
+        return f"The worker {job.worker or '?'} stopped (no heartbeat for {bound} s); the run was failed by the reaper."
+
+
+RUNS = RunKind()
+
+
 def agent_run_claim(*, run_id: int, worker: str, task_id: str = "") -> AgentRun | None:
     """Claim a pending run for this worker (None if it is no longer claimable).
 
     Raises QuotaExceeded when the team already has AGENT_TEAM_CONCURRENCY runs in flight (the task retries).
     """
-    run = AgentRun.objects.select_for_update().select_related("group").filter(pk=run_id).first()
-    if run is None or run.status != AgentRunStatus.PENDING:
-        return None
-    group = AgentGroup.objects.select_for_update().get(pk=run.group_id)
-    if group.status == AgentGroupStatus.CANCELED:
-        return None
-    Team.objects.select_for_update().filter(pk=group.team_id).first()  # serialises the team's claims
-    in_flight = AgentRun.objects.filter(group__team_id=group.team_id, status__in=RUN_IN_FLIGHT).count()
-    if in_flight >= int(goldpath_settings.AGENT_TEAM_CONCURRENCY):
-        raise QuotaExceeded(f"team {group.team_id} has {in_flight} agent runs in flight")
-    now = timezone.now()
-    run.status = AgentRunStatus.STARTING
-    run.worker = worker[:200]
-    run.task_id = task_id[:64]
-    run.started_at = now
-    run.heartbeat_at = now
-    run.save(update_fields=["status", "worker", "task_id", "started_at", "heartbeat_at"])
-    if group.status == AgentGroupStatus.PENDING:
-        group.status = AgentGroupStatus.RUNNING
-        group.save(update_fields=["status"])
-    audit.record(actor=run.principal, verb="agent_run.started", target=run, payload={"worker": run.worker})
-    record_usage(
-        "agent_run_started",
-        user=group.requester,
-        team=group.team_id and group.team,
-        tool=run.tool,
-        key=f"agent_run:{run.pk}:started",
-    )
-    return run
+    return lifecycle.job_claim(RUNS, run_id, worker=worker, task_id=task_id)
 
 
 def agent_run_running(*, run: AgentRun, sandbox: dict[str, Any], workdir: str, sandbox_pid: int | None) -> bool:
@@ -94,34 +189,17 @@ def agent_run_running(*, run: AgentRun, sandbox: dict[str, Any], workdir: str, s
 
 def agent_run_heartbeat(*, run_id: int) -> bool:
     """Touch the heartbeat; answers whether a cancel was asked (or the run was ended by someone else)."""
-    AgentRun.objects.filter(pk=run_id, status__in=RUN_IN_FLIGHT).update(heartbeat_at=timezone.now())
-    row = AgentRun.objects.filter(pk=run_id).values("status", "cancel_requested").first()
-    return row is None or row["cancel_requested"] or row["status"] not in RUN_IN_FLIGHT
+    return lifecycle.job_heartbeat(RUNS, run_id)
 
 
 def agent_run_log(*, run_id: int, lines: list[tuple[str, str]]) -> int:
     """Append log lines (stream, text) with increasing seq; the last seq is kept on the run row."""
     if not lines:
         return 0
-    with transaction.atomic():
-        run = AgentRun.objects.select_for_update().only("pk", "log_seq").get(pk=run_id)
-        cap = int(goldpath_settings.AGENT_LOG_LINES_MAX)
-        start = run.log_seq
-        room = max(0, cap - start)
-        keep = lines[:room]
-        if len(lines) > room and start < cap + 1:
-            keep.append(("system", f"[log truncated at {cap} lines]"))
-        AgentRunLogLine.objects.bulk_create(
-            [
-                AgentRunLogLine(run_id=run_id, seq=start + i + 1, stream=s, text=t[:4000])
-                for i, (s, t) in enumerate(keep)
-            ]
-        )
-        AgentRun.objects.filter(pk=run_id).update(log_seq=start + len(keep))
-    return len(keep)
+    _, written = lifecycle.job_log(RUNS, run_id, [{"stream": s, "text": t[:4000]} for s, t in lines])
+    return written
 
 
-@transaction.atomic
 def agent_run_finish(
     *,
     run_id: int,
@@ -139,60 +217,20 @@ def agent_run_finish(
     """End a run (idempotent: a run already final is left alone); revoke its identity and gateway credential;
     sum its metered model calls onto it; finish the group."""
     assert status in RUN_FINAL, status
-    run = AgentRun.objects.select_for_update().select_related("group", "tool").filter(pk=run_id).first()
-    if run is None or run.status in RUN_FINAL:
-        return None
-    run.status = status
-    run.finished_at = timezone.now()
-    run.exit_code = exit_code
-    run.error = (error or "")[:4000]
-    if diff is not None:
-        run.diff = diff
-    if diff_stat is not None:
-        run.diff_stat = diff_stat
-    run.test_exit_code = test_exit_code
-    run.test_output = (test_output or "")[-20000:]
-    if sandbox:
-        run.sandbox = {**run.sandbox, **sandbox}
-    if reported_usage is not None:
-        run.reported_usage = reported_usage
-    run.save()
-    token_revoke(run)
-    finalize_run_usage(run.pk)
-    run.refresh_from_db(fields=["model_calls", "input_tokens", "output_tokens", "cost_usd", "transcript_sha256"])
-    audit.record(
-        actor=actor or run.principal,
-        verb="agent_run.finished",
-        target=run,
-        payload={
-            "status": status,
-            "exit_code": exit_code,
-            "error": run.error[:500],
-            "test_exit_code": test_exit_code,
-            "policy_hash": run.sandbox.get("policy_hash", ""),
-            "egress_denied": sorted(
-                {f"{e.get('host')}:{e.get('port')}" for e in run.sandbox.get("egress", []) if not e.get("allowed")}
-            ),
-            "model_calls": run.model_calls,
-            "input_tokens": run.input_tokens,
-            "output_tokens": run.output_tokens,
-            "cost_usd": str(run.cost_usd),
-            "transcript_sha256": run.transcript_sha256,
-        },
+    return lifecycle.job_finish(
+        RUNS,
+        run_id,
+        status=status,
+        error=error,
+        exit_code=exit_code,
+        diff=diff,
+        diff_stat=diff_stat,
+        test_exit_code=test_exit_code,
+        test_output=test_output,
+        sandbox=sandbox,
+        actor=actor,
+        reported_usage=reported_usage,
     )
-    group = run.group
-    record_usage(
-        "agent_run_finished",
-        user=group.requester,
-        team=group.team,
-        tool=run.tool,
-        tool_version=run.tool_version,
-        duration_s=run.duration_s,
-        outcome=status,
-        key=f"agent_run:{run.pk}:finished",
-    )
-    _maybe_finish_group(group.pk)
-    return run
 
 
 def _maybe_finish_group(group_id: int) -> None:
@@ -244,23 +282,7 @@ def agent_runs_reap(*, now: dt.datetime | None = None, bound_s: int | None = Non
     """Fail in-flight runs whose worker stopped heartbeating; clean their copy; re-send lost pending runs."""
     now = now or timezone.now()
     bound = int(bound_s if bound_s is not None else goldpath_settings.AGENT_REAPER_BOUND_S)
-    stale = AgentRun.objects.filter(status__in=RUN_IN_FLIGHT).filter(
-        Q(heartbeat_at__lt=now - dt.timedelta(seconds=bound)) | Q(heartbeat_at__isnull=True)
-    )
-    failed: list[int] = []
-    for pk in stale.values_list("pk", flat=True):
-        run = AgentRun.objects.filter(pk=pk).first()
-        if run is None:
-            continue
-        cleanup_after_worker_loss(run)
-        done = agent_run_finish(
-            run_id=pk,
-            status=AgentRunStatus.FAILED,
-            error=f"The worker {run.worker or '?'} stopped (no heartbeat for {bound} s); the run was failed by the reaper.",
-            actor=None,
-        )
-        if done is not None:
-            failed.append(pk)
+    failed = lifecycle.job_reap(RUNS, bound_s=bound, now=now)
     # pending runs whose message was lost (embedded brokers lose tasks when a worker dies): send them again
     resent: list[int] = []
     lost = AgentRun.objects.filter(
