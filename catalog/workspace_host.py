@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from catalog.runners.gateway_relay import GatewayRoute
 from catalog.runners.sandbox import SandboxRunner
 from catalog.runners.sandbox_files import UID_BASE, UID_SPAN, is_root, sandbox_root
+from catalog.runners.spawn import pid_alive
 
 AGENT_FILE = Path(__file__).resolve().parent / "workspace_agent" / "agent.py"
 # allow_network: the public web through the egress proxy (ports 80/443; wildcards reach public addresses only)
@@ -45,16 +46,6 @@ def _read_pid(directory: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_ours(pid: int, directory: Path) -> bool:
     """The pid file's process is this workspace's supervisor (never signal a recycled pid)."""
     try:
@@ -66,12 +57,12 @@ def _is_ours(pid: int, directory: Path) -> bool:
 
 def stop(directory: Path) -> int:
     pid = _read_pid(directory)
-    if pid and _alive(pid) and _is_ours(pid, directory):
+    if pid and pid_alive(pid) and _is_ours(pid, directory):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     (state_dir(directory) / "session.pid").unlink(missing_ok=True)
     (state_dir(directory) / "state").write_text("stopped\n")
@@ -224,7 +215,7 @@ def start(directory: Path, memory_mb: int, allow_network: bool) -> int:
 
 def stop_quietly(directory: Path) -> None:
     pid = _read_pid(directory)
-    if pid and _alive(pid) and _is_ours(pid, directory):
+    if pid and pid_alive(pid) and _is_ours(pid, directory):
         stop(directory)
 
 

@@ -19,13 +19,10 @@ import httpx
 from websockets.sync.client import connect
 
 from catalog.conf import goldpath_home
-from catalog.models import Workspace, WorkspaceBuild
-from catalog.services import templates as template_services
+from catalog.models import Workspace
 from catalog.services import workspaces as ws_services
 from tests.conftest import ROOT, _worker_env, wait_for
-from tests.workspace_helpers import sample_repository
-
-GOLDEN = ROOT / "catalog" / "golden_paths"
+from tests.workspace_helpers import publish_local_sandbox, sample_repository, settled  # noqa: F401 - re-exported for tests
 
 
 def free_port() -> int:
@@ -74,30 +71,6 @@ class WebServer:
 
     def ws_url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
-
-
-def publish_local_sandbox(*, record_sessions: bool = False):
-    files = {f.name: f.read_text() for f in sorted((GOLDEN / "local-sandbox").glob("*.tf"))}
-    template = template_services.template_create(actor=None, slug="local-sandbox", name="Local sandbox")
-    version, _ = template_services.template_version_create(template=template, actor=None, files=files)
-    template_services.validate_and_publish(version.pk)
-    version.refresh_from_db()
-    assert version.status == "published", version.diagnostics
-    template_services.template_version_activate(version=version, actor=None)
-    template.refresh_from_db()
-    if record_sessions:
-        template.record_sessions = True
-        template.save(update_fields=["record_sessions"])
-    return template
-
-
-def settled(ws_id, timeout: float = 120) -> Workspace:
-    def done():
-        if WorkspaceBuild.objects.filter(workspace_id=ws_id, status__in=["pending", "running"]).exists():
-            return None
-        return Workspace.objects.get(pk=ws_id)
-
-    return wait_for(done, timeout, message="the build to finish")
 
 
 def agent_ready(ws_id, timeout: float = 60) -> Workspace:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from catalog.models import TerminalSession, Workspace
 from catalog.terminals.selectors import terminal_sessions_for, visible_terminal_sessions
-from tests.workspace_helpers import published_template
+from tests.workspace_helpers import running_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +23,7 @@ CAST = '{"version": 2, "width": 80, "height": 24, "timestamp": 1700000000}\n[0.1
 
 @pytest.fixture
 def ws(people, teams) -> Workspace:
-    template = published_template()
-    return Workspace.objects.create(
-        name="dev",
-        owner=people["alice"],
-        team=teams["payments"],
-        template=template,
-        template_version=template.active_version,
-        classification="internal",
-        status="running",
-    )
+    return running_workspace(people, teams)
 
 
 def page(client, user, ws):

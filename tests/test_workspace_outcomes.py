@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from catalog.conf import goldpath_home
-from catalog.models import Repository, Workspace, WorkspaceBuild
-from catalog.services import templates as template_services
+from catalog.models import Repository, Workspace
 from catalog.services import workspaces as ws_services
 from tests.agent_helpers import make_repo, register
-from tests.conftest import WorkerProcess, purge_queues, require_binary, wait_for
+from tests.conftest import WorkerProcess, purge_queues, require_binary
+from tests.workspace_helpers import publish_local_sandbox, settled
 
 GOLDEN = Path(__file__).resolve().parent.parent / "catalog" / "golden_paths"
 FRAME = ("╷", "│", "╵")
@@ -40,27 +40,6 @@ def worker(transactional_db, monkeypatch, tmp_path):
         yield process
     finally:
         process.stop()
-
-
-def publish_local_sandbox() -> object:
-    files = {f.name: f.read_text() for f in sorted((GOLDEN / "local-sandbox").glob("*.tf"))}
-    template = template_services.template_create(actor=None, slug="local-sandbox", name="Local sandbox")
-    version, _ = template_services.template_version_create(template=template, actor=None, files=files)
-    template_services.validate_and_publish(version.pk)
-    version.refresh_from_db()
-    assert version.status == "published", version.diagnostics
-    template_services.template_version_activate(version=version, actor=None)
-    template.refresh_from_db()
-    return template
-
-
-def settled(ws_id, timeout: float = 90) -> Workspace:
-    def done():
-        if WorkspaceBuild.objects.filter(workspace_id=ws_id, status__in=["pending", "running"]).exists():
-            return None
-        return Workspace.objects.get(pk=ws_id)
-
-    return wait_for(done, timeout, message="the build to finish")
 
 
 def session_pid(ws: Workspace) -> int | None:

@@ -20,17 +20,15 @@ import pytest
 from catalog.conf import goldpath_home
 from catalog.models import AuditEvent, Repository, Workspace, WorkspaceBuild
 from catalog.runners import terraform as tf
-from catalog.services import templates as template_services
 from catalog.services import workspaces as ws_services
 from catalog.services.errors import InvalidInput, NotPermitted
 from catalog.services.repositories import repository_delete, repository_update
 from catalog.tasks import provisioning
 from catalog.tasks.provisioning import REPOSITORY_MISSING, REPOSITORY_NEEDS_CREDENTIAL, REPOSITORY_REFUSED
 from tests.agent_helpers import git, make_repo, register
-from tests.conftest import wait_for
 from tests.factories import ToolFactory
 from tests.tf.templates import session_values
-from tests.workspace_helpers import granted_tools, published_template, sample_repository
+from tests.workspace_helpers import granted_tools, publish_local_sandbox, published_template, sample_repository, settled
 
 URL = "/api/v1/workspaces/"
 GOLDEN = Path(__file__).resolve().parent.parent / "catalog" / "golden_paths"
@@ -271,27 +269,6 @@ def test_the_var_file_gets_the_resolved_address_never_the_slug(world, people):
 
 
 # --- real builds through a real worker and real Terraform ----------------------------------------------------
-
-
-def publish_local_sandbox(actor=None):
-    files = {f.name: f.read_text() for f in sorted((GOLDEN / "local-sandbox").glob("*.tf"))}
-    template = template_services.template_create(actor=actor, slug="local-sandbox", name="Local sandbox")
-    version, _ = template_services.template_version_create(template=template, actor=actor, files=files)
-    template_services.validate_and_publish(version.pk)
-    version.refresh_from_db()
-    assert version.status == "published", version.diagnostics
-    template_services.template_version_activate(version=version, actor=actor)
-    template.refresh_from_db()
-    return template
-
-
-def settled(ws_id, timeout=90) -> Workspace:
-    def done():
-        if WorkspaceBuild.objects.filter(workspace_id=ws_id, status__in=["pending", "running"]).exists():
-            return None
-        return Workspace.objects.get(pk=ws_id)
-
-    return wait_for(done, timeout, message="the build to finish")
 
 
 def checkout_of(ws: Workspace) -> Path:

@@ -27,7 +27,7 @@ from catalog.services.tools import tool_ban
 from catalog.services.vendor_keys import vendor_api_key_set
 from catalog.services.workspace_tools import workspace_gateway_key_revoke, workspace_tool_session
 from tests.gateway.conftest import VENDOR_KEY, model_server, upstream, waitress_portal  # noqa: F401 - fixtures
-from tests.workspace_helpers import granted_tools, published_template
+from tests.workspace_helpers import granted_tools, published_template, running_workspace
 
 pytestmark = pytest.mark.django_db
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
@@ -89,23 +89,14 @@ def world(people, teams, home):
         vendor_api_key_set(team=teams["payments"], tool=tools[slug], actor=people["bob"], env_var="K", value=VENDOR_KEY)
     fake_runtime(home / "tools", "aider", AIDER_RUNTIME, "aider")
     fake_runtime(home / "tools", "claude-code", CLAUDE_RUNTIME, "claude")
-    template = published_template(parameters=[])
-    workspace = Workspace.objects.create(
-        name="dev",
-        owner=people["alice"],
-        team=teams["payments"],
-        template=template,
-        template_version=template.active_version,
-        classification="internal",
-        status="running",
-    )
+    workspace = running_workspace(people, teams, template=published_template(parameters=[]))
     workspace.tools.set([tools["aider"], tools["claude-code"], tools["codex-cli"]])
     build = WorkspaceBuild.objects.create(
         workspace=workspace,
         number=1,
         transition="start",
         status="running",
-        template_version=template.active_version,
+        template_version=workspace.template_version,
         tools=[{"slug": s, "version": versions[s].version} for s in ("aider", "claude-code", "codex-cli")],
     )
     return {"workspace": workspace, "build": build, "tools": tools, "versions": versions, "people": people}

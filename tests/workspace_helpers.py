@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from catalog.models import TemplateVersion, WorkspaceTemplate
+from pathlib import Path
+
+from catalog.models import TemplateVersion, Workspace, WorkspaceBuild, WorkspaceTemplate
 from catalog.models.workspaces import files_hash
 from catalog.services import access
+from catalog.services import templates as template_services
 from tests.factories import ToolFactory
+
+GOLDEN = Path(__file__).resolve().parent.parent / "catalog" / "golden_paths"
 
 SANDBOX_PARAMETERS = [
     {
@@ -79,3 +84,45 @@ def sample_repository(people, *, slug="sample", teams=("payments",), classificat
     if existing is not None:
         return existing
     return register(make_repo(), people, slug=slug, teams=teams, classification=classification)
+
+
+def running_workspace(people, teams, template=None) -> Workspace:
+    """alice's workspace row, running (no build: for page, API and socket tests)."""
+    template = template or published_template()
+    return Workspace.objects.create(
+        name="dev",
+        owner=people["alice"],
+        team=teams["payments"],
+        template=template,
+        template_version=template.active_version,
+        classification="internal",
+        status="running",
+    )
+
+
+def publish_local_sandbox(actor=None, *, record_sessions: bool = False) -> WorkspaceTemplate:
+    """The shipped local-sandbox golden path, validated by real Terraform, published and active."""
+    files = {f.name: f.read_text() for f in sorted((GOLDEN / "local-sandbox").glob("*.tf"))}
+    template = template_services.template_create(actor=actor, slug="local-sandbox", name="Local sandbox")
+    version, _ = template_services.template_version_create(template=template, actor=actor, files=files)
+    template_services.validate_and_publish(version.pk)
+    version.refresh_from_db()
+    assert version.status == "published", version.diagnostics
+    template_services.template_version_activate(version=version, actor=actor)
+    template.refresh_from_db()
+    if record_sessions:
+        template.record_sessions = True
+        template.save(update_fields=["record_sessions"])
+    return template
+
+
+def settled(ws_id, timeout: float = 120) -> Workspace:
+    """The workspace once no build of it is pending or running."""
+    from tests.conftest import wait_for
+
+    def done():
+        if WorkspaceBuild.objects.filter(workspace_id=ws_id, status__in=["pending", "running"]).exists():
+            return None
+        return Workspace.objects.get(pk=ws_id)
+
+    return wait_for(done, timeout, message="the build to finish")

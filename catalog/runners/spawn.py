@@ -181,7 +181,7 @@ def sweep_stale_cgroups() -> int:
             continue
         for path in base.glob("goldpath-z*-*"):
             owner = path.name[len("goldpath-z") :].split("-", 1)[0]
-            if not owner.isascii() or not owner.isdigit() or _alive(int(owner)):
+            if not owner.isascii() or not owner.isdigit() or pid_alive(int(owner)):
                 continue
             try:
                 path.rmdir()  # refused while a process is still inside
@@ -191,7 +191,8 @@ def sweep_stale_cgroups() -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process exists (a process of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

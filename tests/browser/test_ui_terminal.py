@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from catalog.models import TerminalSession, Workspace
+from catalog.models import TerminalSession
 from tests.browser.support import BROWSER_MARKS, SCREENSHOTS, sign_in
 from tests.factories import PASSWORD
-from tests.workspace_helpers import published_template
+from tests.workspace_helpers import running_workspace
 
 pytestmark = BROWSER_MARKS
 
@@ -42,19 +42,6 @@ def log_in(page, base: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base}/")
-
-
-def running_workspace(people, teams) -> Workspace:
-    template = published_template()
-    return Workspace.objects.create(
-        name="dev",
-        owner=people["alice"],
-        team=teams["payments"],
-        template=template,
-        template_version=template.active_version,
-        classification="internal",
-        status="running",
-    )
 
 
 # --- needs no terminal backend ------------------------------------------------------------------
