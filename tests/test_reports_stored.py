@@ -5,23 +5,21 @@ columns makes every stored period stale until the rollup writes it anew."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from catalog.models import AccessGrant, UsagePeriodTotal
 from catalog.reports import stored
-from catalog.reports.adoption import adoption_report, report_json
 from catalog.reports.params import ReportParams
 from catalog.reports.rollup import rollup_usage
 from catalog.reports.rowsql import ROW_FIELDS
 from catalog.services import access as access_services
 from catalog.usage import record_usage
 from tests.factories import ToolFactory, UserFactory
+from tests.test_reports import _report_both_ways
 
 pytestmark = pytest.mark.django_db
 
@@ -31,18 +29,8 @@ def at(day: dt.date, hour: int = 10) -> dt.datetime:
 
 
 def served_and_live(user, params: ReportParams) -> tuple[dict, bool, dict]:
-    """The report as served, whether it read stored period reports, and the report computed all live; both as
-    the JSON the API sends, without the generation time."""
-
-    def text(report) -> dict:
-        out = json.loads(report_json(report))
-        out.pop("generated_at")
-        return out
-
-    with CaptureQueriesContext(connection) as queries:
-        served = adoption_report(user, params)
-    used_stored = any("inputs_key" in q["sql"] for q in queries) and not any("row_json" in q["sql"] for q in queries)
-    return text(served), used_stored, text(adoption_report(user, params, stored=False))
+    """(the report as served, whether it read the stored periods, the report computed live)."""
+    return _report_both_ways(user, params)
 
 
 @pytest.fixture
