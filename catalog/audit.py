@@ -1,5 +1,7 @@
-"""Writing audit events: called by services inside their transaction, from web and workers alike (reading them:
-catalog.audit_log)."""
+"""Writing audit events: called by services inside their transaction, from web and workers alike.
+
+Reading them: catalog.audit_log.
+"""
 
 from __future__ import annotations
 

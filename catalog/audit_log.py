@@ -1,5 +1,7 @@
-"""Reading the audit log: one filter parser, one query, one CSV export and readable verb labels, shared by the
-audit page (catalog.views.audit) and `GET /api/v1/audit-events/` so the two answer the same question the same way.
+"""Reading the audit log: one filter parser, one query, one CSV export and readable verb labels.
+
+Shared by the audit page (catalog.views.audit) and `GET /api/v1/audit-events/` so the two answer the same question
+the same way.
 
 Filters (all optional, blank ones ignored): `actor` (username, `agent:<run>` or `system`), `verb` (exact, or a
 prefix ending in `.` such as `tool.`), `target` (the target's text, e.g. a tool's slug), `target_type`,

@@ -1,5 +1,8 @@
-"""System checks for the host contract: a host that misses an app, a middleware or a setting is told which
-and how to fix it (`manage.py check`, and before every `runserver`/`migrate`)."""
+"""System checks for the host contract: a host missing an app, a middleware or a setting is told how to fix it.
+
+The message names which one is missing. The checks run on `manage.py check`, and before every
+`runserver`/`migrate`.
+"""
 
 from __future__ import annotations
 

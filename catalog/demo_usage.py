@@ -1,5 +1,7 @@
-"""90 days of plausible usage history for the demo teams (`source=demo-seed`), so a new installation has
-an adoption report to look at. Deterministic (seeded random) and created once: a second run changes nothing.
+"""90 days of plausible usage history for the demo teams (`source=demo-seed`).
+
+It gives a new installation an adoption report to look at. Deterministic (seeded random) and created once: a
+second run changes nothing.
 """
 
 from __future__ import annotations

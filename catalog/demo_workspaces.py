@@ -1,5 +1,8 @@
-"""Demo golden paths: publish the shipped templates idempotently (local-sandbox published and active;
-docker-devcontainer and kubernetes-pod stay drafts with the plain diagnostic when offline)."""
+"""Demo golden paths: publish the shipped templates idempotently.
+
+local-sandbox is published and active; docker-devcontainer and kubernetes-pod stay drafts with the plain
+diagnostic when offline.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What is out of policy: objects still using a tool their users may not use now (banned, not approved, review or
-grant expired, data above the tool's clearance, no longer offered by the template). The built-in providers:
+"""What is out of policy: objects still using a tool their users may not use now.
+
+The causes: banned, not approved, review or grant expired, data above the tool's clearance, no longer offered by
+the template. The built-in providers:
 
 - `grant`: an active grant for a tool nobody may use now; action `revoke`.
 - `workspace`: a live workspace whose owner may no longer use one of its tools (the policy decision for the

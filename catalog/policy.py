@@ -1,4 +1,4 @@
-"""The one policy decision: may this user use this AI tool here, and if not, why not?
+"""The one policy decision: whether this user may use this AI tool here, and if not, why not.
 
     decide(user, tool, context=None) -> Decision(allowed, reasons)
     decide_many(user, tools, context=None) -> {tool.pk: Decision}   (lists: 1 query for any number of tools)

@@ -1,5 +1,6 @@
-"""The policy simulator: what would `decide` answer for this user, tool and context? One function for the
-simulator page and `POST /api/v1/authz/check/`. Nothing is written.
+"""The policy simulator: what `decide` would answer for this user, tool and context.
+
+One function for the simulator page and `POST /api/v1/authz/check/`. Nothing is written.
 
 Everyone may ask about themselves; managers about the members of the teams they manage; platform engineers,
 auditors and admins about anyone (NotPermitted, 403, otherwise: a developer asking about a user who does not

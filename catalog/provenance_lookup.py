@@ -1,6 +1,8 @@
-"""The provenance lookup, one selector for the provenance page and `GET /api/v1/provenance/`: by commit, or by
-repository + path + line (+ ref) through git blame. Only records the caller may read are found, and only
-repositories the caller has records for are blamed (no probing of other repositories)."""
+"""The provenance lookup: by commit, or by repository + path + line (+ ref) through git blame.
+
+One selector for the provenance page and `GET /api/v1/provenance/`. Only records the caller may read are found,
+and only repositories the caller has records for are blamed (no probing of other repositories).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Tool runtimes: the pinned npm or PyPI package a tool version runs from, installed once per worker machine under
-`TOOLS_DIR/<tool slug>/<version>/` and bound read-only into sandboxes at /opt/goldpath/tool.
+"""Tool runtimes: the pinned npm or PyPI package a tool version runs from, installed once per worker machine.
+
+It is installed under `TOOLS_DIR/<tool slug>/<version>/` and bound read-only into sandboxes at /opt/goldpath/tool.
 
 - `ensure_installed(version)` is idempotent and safe across processes: an exclusive flock per runtime (a sibling
   `.<version>.lock`) means one process installs while the others wait and then find it installed. An install

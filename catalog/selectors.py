@@ -1,5 +1,6 @@
-"""Reads, always restricted to what the user may see (NetBox's `restrict`): the API, pages and
-tasks share these, so a detail route answers 404 for what the caller may not read.
+"""Reads, always restricted to what the user may see (NetBox's `restrict`).
+
+The API, pages and tasks share these, so a detail route answers 404 for what the caller may not read.
 
 Visibility rules (issue 3):
 - platform engineers, auditors, admins: everything;

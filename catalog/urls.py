@@ -1,5 +1,6 @@
-"""Everything Goldpath serves, under whatever prefix the host mounts it: pages, API v1, schema and docs, health,
-the model gateway and metrics. Names live in the `goldpath` namespace (the API in `goldpath:api`)."""
+"""Everything Goldpath serves, under whatever prefix the host mounts it.
+
+Pages, API v1, schema and docs, health, the model gateway and metrics. Names live in the `goldpath` namespace (the API in `goldpath:api`)."""
 
 from django.urls import include, path, re_path
 

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,6 +170,26 @@ def supervise(directory: Path, spec: dict, memory_mb: int, allow_network: bool) 
             break
         backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
         time.sleep(backoff)
+        # the dead agent's start token was spent on its first hello: ask the portal for a new one
+        token = reissue_token(spec)
+        if token:
+            spec = {**spec, "agent_token": token}
+
+
+def reissue_token(spec: dict) -> str | None:
+    """A new start token from the portal for this session (its key is signed for this start only); None when the
+    portal is unreachable or the start is over (the agent then keeps the token it had and is refused)."""
+    url, key = spec.get("token_url"), spec.get("session_key")
+    if not url or not key:
+        return None
+    request = urllib.request.Request(url, data=b"", method="POST", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:  # noqa: S310 - the portal's own http(s) URL
+            token = json.loads(answer.read()).get("token")
+    except (OSError, ValueError) as exc:
+        print(f"could not get a new agent token: {exc}", flush=True)
+        return None
+    return token if isinstance(token, str) else None
 
 
 def start(directory: Path, memory_mb: int, allow_network: bool) -> int:

@@ -48,6 +48,9 @@ def session_spec(workspace: Workspace, build: WorkspaceBuild) -> dict[str, Any]:
         "workspace_id": str(workspace.pk),
         "agent_url": agent_url(workspace),
         "agent_token": terminal_services.agent_token_rotate(workspace_id=workspace.pk),
+        # for restarting a dead agent: the supervisor (never the sandbox) asks for a new token with its key
+        "session_key": terminal_services.session_key(workspace_id=workspace.pk, build_id=build.pk),
+        "token_url": web_base_url() + reverse("goldpath:api:workspace-agent-token", kwargs={"pk": workspace.pk}),
     }
     spec.update(workspace_tools.workspace_tool_session(workspace, build))
     return spec

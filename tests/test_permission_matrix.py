@@ -321,6 +321,12 @@ MATRIX: dict[str, Row] = {
     # WebSockets (the ASGI routes; tests/test_terminals.py): a plain request answers 426 to anyone signed in
     "workspaces/{pk}/terminal/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all(426)),
     "workspaces/{pk}/agent/": row({"pk": lambda w: w.ws_running.pk}, GET=read_all(426)),
+    # only the workspace session's own key (never a user's credentials) gets a new agent token
+    "workspaces/{pk}/agent/token/": row(
+        {"pk": lambda w: w.ws_running.pk},
+        POST=expect(403, anonymous=403, body={}),
+        **{m: expect(405, anonymous=405) for m in ("GET", "PUT", "PATCH", "DELETE")},
+    ),
     # a terminal session is an audit fact: its workspace's owner and the audit readers see it
     "terminal-sessions/": row(GET=read_all()),
     "terminal-sessions/{pk}/": row({"pk": lambda w: w.terminal_session.pk}, GET=expect(200, manager=404)),

@@ -175,3 +175,38 @@ def test_the_agent_link_refuses_a_wrong_or_old_token(stack, people):
     assert Workspace.objects.get(pk=ws.pk).agent_state == "ready"  # refused links change nothing
     assert os.path.exists(goldpath_home() / "workspaces" / str(ws.pk) / ".goldpath" / "session.pid")
     assert not (goldpath_home() / "workspaces" / str(ws.pk) / ".goldpath" / "session.json").exists()
+
+
+def test_a_dead_agent_comes_back_with_a_new_token_from_its_session(stack, people):
+    """The agent's start token is spent on its first hello; when the agent process dies, the session (outside the
+    sandbox) asks the portal for a new one with its own key, which nothing in the workspace ever sees."""
+    server, worker, started = stack
+    ws = start_workspace(people)
+    started.append(ws)
+    agent_ready(ws.pk)
+    alice = api_tokens.token_issue(user=people["alice"]).key
+    marker = "/opt/goldpath/lib/goldpath_workspace_agent.py"
+    agents = [p for p in os.listdir("/proc") if p.isdigit() and marker.encode() in _cmdline(p)]
+    assert agents
+    for pid in agents:
+        os.kill(int(pid), 9)
+    wait_for(lambda: Workspace.objects.get(pk=ws.pk).agent_state != "ready", 20, message="the agent to drop")
+    agent_ready(ws.pk, timeout=60)
+    assert open_terminal(server, ws, alice).run("echo alive") == "alive"
+    # the token endpoint answers only the current start's session key
+    url = f"{server.url}/api/v1/workspaces/{ws.pk}/agent/token/"
+    build = ws.builds.order_by("-number").first()
+    from catalog.terminals.services import session_key
+
+    for key in ("forged", session_key(workspace_id=ws.pk, build_id=build.pk + 1000), f"Token {alice}"):
+        assert httpx.post(url, headers={"Authorization": f"Bearer {key}"}).status_code == 403
+    assert httpx.post(url, headers={"Authorization": f"Token {alice}"}).status_code == 403
+    assert Workspace.objects.get(pk=ws.pk).agent_state == "ready"  # refusals changed nothing
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""

@@ -1,5 +1,7 @@
-"""The worker side of one agent run: policy re-check, own copy of the repository, sandboxed launch,
-streamed logs, heartbeat and cancel, diff, optional tests, and cleanup in `finally`.
+"""The worker side of one agent run, from the policy re-check to the cleanup.
+
+Policy re-check, own copy of the repository, sandboxed launch, streamed logs, heartbeat and cancel, diff,
+optional tests, and cleanup in `finally`.
 
 Layout: each run has a private folder under the sandbox root (outside GOLDPATH_HOME, which is 0700:
 sandboxes run as an unprivileged uid of their own when the worker is root) holding `repo`, the run's clone of

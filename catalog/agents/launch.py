@@ -1,5 +1,6 @@
-"""What a real CLI is launched with: its argv filled in, and the environment that points it at Goldpath's model
-gateway. Inside the sandbox the gateway is the proxy's own port (`http://127.0.0.1:3128`, relayed to the web
+"""What a real CLI is launched with: its filled-in argv and the environment pointing it at Goldpath's gateway.
+
+Inside the sandbox the gateway is the proxy's own port (`http://127.0.0.1:3128`, relayed to the web
 tier's /gateway/v1/); the API-key variables hold the run's gateway credential, never a vendor key."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""A run's log as the worker keeps it: lines from the sandbox's pump threads, flushed to the database from the
-task's own thread; the agent's own output kept (bounded) to read the usage it reports; and the diff's stat."""
+"""A run's log as the worker keeps it, with the agent's own output and the diff's stat.
+
+Lines from the sandbox's pump threads, flushed to the database from the task's own thread; the agent's own
+output kept (bounded) to read the usage it reports; and the diff's stat."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`Authorization: Agent <token>`: the identity of one agent run, accepted only through the run's own
-socket (catalog/runners/agentsock.py) and only on that run's own endpoints.
+"""`Authorization: Agent <token>`: the identity of one agent run, accepted only on the run's own socket.
+
+The socket is catalog/runners/agentsock.py, and the token is accepted only on that run's own endpoints.
 
 Over ordinary HTTP every agent token is refused (401), so a token that leaks out of a sandbox is useless.
 """

@@ -1,5 +1,7 @@
-"""Agent groups API: launch one prompt fanned out to agents, list and read groups, cancel, accept a result, apply
-one into the workspace the group started from.
+"""Agent groups API: one prompt fanned out to agents, from its launch to a result applied.
+
+Launch one prompt fanned out to agents, list and read groups, cancel, accept a result, apply one into the
+workspace the group started from.
 
 Thin: the serializers validate, catalog.services.agent_groups (and agent_workspace for `apply`) decides and
 changes state.

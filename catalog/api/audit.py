@@ -1,5 +1,6 @@
-"""Audit log API: read-only, for auditors, platform engineers and admins; CSV export. The filters, the query and
-the CSV are catalog.audit_log's, the same as the audit page's."""
+"""Audit log API: read-only, for auditors, platform engineers and admins; CSV export.
+
+The filters, the query and the CSV are catalog.audit_log's, the same as the audit page's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Token auth: POST username/password for a token (locked out after repeated failures), DELETE revokes
-the caller's token; `auth/tokens/` lists the caller's tokens and revokes one by id."""
+"""Token auth API: sign in for a token, revoke it, and list and revoke the caller's tokens.
+
+POST username/password for a token (locked out after repeated failures), DELETE revokes the caller's token;
+`auth/tokens/` lists the caller's tokens and revokes one by id.
+"""
 
 from __future__ import annotations
 

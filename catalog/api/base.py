@@ -1,6 +1,8 @@
-"""Every API view's own DRF policy: authentication, permissions, parsers, renderers, pagination, filtering,
-throttling and error handling are set here, not read from the host's REST_FRAMEWORK, so a host whose
-defaults are AllowAny or unpaginated cannot open or change Goldpath's API."""
+"""Every API view's own DRF policy, set here rather than read from the host's REST_FRAMEWORK.
+
+Authentication, permissions, parsers, renderers, pagination, filtering, throttling and error handling are set
+here, not read from the host's REST_FRAMEWORK, so a host whose defaults are AllowAny or unpaginated cannot open
+or change Goldpath's API."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Policy API: the simulator (`POST authz/check/`) and the out-of-policy list and bulk action. Thin: the same
-functions as the pages (catalog.policy_simulator, catalog.out_of_policy, catalog.services.out_of_policy)."""
+"""Policy API: the simulator (`POST authz/check/`) and the out-of-policy list and bulk action.
+
+Thin: the same functions as the pages (catalog.policy_simulator, catalog.out_of_policy,
+catalog.services.out_of_policy)."""
 
 from __future__ import annotations
 

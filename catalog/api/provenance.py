@@ -1,5 +1,6 @@
-"""Provenance API: who prompted what through which agent, by commit or by a line of a repository, and the
-portal's public signing key.
+"""Provenance API: who prompted what through which agent, and the portal's public signing key.
+
+Lookups are by commit or by a line of a repository.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""Repositories API: everyone reads the repositories of their teams; platform engineers and admins register,
-change and delete. The credential is write-only: answers carry only `has_credential` and its last 4."""
+"""Repositories API: everyone reads the repositories of their teams; platform engineers and admins change them.
+
+Platform engineers and admins register, change and delete. The credential is write-only: answers carry only
+`has_credential` and its last 4.
+"""
 
 from __future__ import annotations
 

@@ -11,12 +11,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import TerminalSession
 from ..services.errors import InvalidInput
+from ..terminals import services as terminal_services
 from ..terminals.selectors import visible_terminal_sessions
 from .base import GoldpathAPI
 
@@ -87,3 +89,21 @@ class WebSocketOnlyView(GoldpathAPI, APIView):
             status=426,
             headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
+
+
+class AgentTokenView(GoldpathAPI, APIView):
+    """`POST workspaces/{id}/agent/token/` with `Authorization: Bearer <session key>`: the local-sandbox session
+    supervisor asks for a new agent token before it restarts a dead agent (no user credentials: the key is the
+    supervisor's, signed for one start; catalog.terminals.services.session_key)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def post(self, request: Request, pk=None) -> Response:
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        token = terminal_services.agent_token_reissue(workspace_id=pk, key=key) if key else None
+        if token is None:
+            return Response({"detail": "Not this workspace's current session."}, status=403)
+        return Response({"token": token})

@@ -13,7 +13,7 @@ from .policy import AuthzCheckView, OutOfPolicyBulkView, OutOfPolicyView
 from .provenance import ProvenanceKeyView, ProvenanceView
 from .repositories import RepositoryViewSet
 from .teams import TeamViewSet, UserViewSet
-from .terminals import TerminalSessionViewSet, WebSocketOnlyView
+from .terminals import AgentTokenView, TerminalSessionViewSet, WebSocketOnlyView
 from .tools import ToolViewSet
 from .usage import AdoptionReportView, UsageEventViewSet
 from .vendor_keys import VendorApiKeyViewSet
@@ -51,5 +51,6 @@ urlpatterns = [
     # WebSockets (catalog.terminals.routing, served by the ASGI application): a plain GET answers 426
     path("workspaces/<uuid:pk>/terminal/", WebSocketOnlyView.as_view(), name="workspace-terminal"),
     path("workspaces/<uuid:pk>/agent/", WebSocketOnlyView.as_view(), name="workspace-agent"),
+    path("workspaces/<uuid:pk>/agent/token/", AgentTokenView.as_view(), name="workspace-agent-token"),
     *router.urls,
 ]

@@ -1,4 +1,7 @@
-"""Vendor API keys API: platform engineers set and delete a team's key for a tool; the value is never shown again."""
+"""Vendor API keys API: platform engineers set and delete a team's key for a tool.
+
+The value is never shown again.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`goldpath shell WORKSPACE [-c COMMAND]`: the workspace's terminal over the portal's WebSocket
-(`/api/v1/workspaces/{id}/terminal/`, issue 15's protocol), authenticated with the CLI's API token.
+"""`goldpath shell WORKSPACE [-c COMMAND]`: the workspace's terminal over the portal's WebSocket.
+
+The socket is `/api/v1/workspaces/{id}/terminal/` (issue 15's protocol), authenticated with the CLI's API token.
 
 Exit codes: 0 the session ended normally (with -c: the command's own exit status); 1 refused, lost or
 unreachable; 2 the workspace has no terminal to offer now (not running, or its agent not connected yet), so

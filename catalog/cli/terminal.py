@@ -1,6 +1,8 @@
-"""The terminal socket from the CLI's side (issue 15's protocol): connect with the API token, relay keystrokes and
-output, and report how the session ended. Three ways to drive it: an interactive terminal (raw mode), piped
-standard input (scripts), and one command (`-c`), whose output is cut out of the terminal's stream by markers.
+"""The terminal socket from the CLI's side: relay keystrokes and output, and report how the session ended.
+
+It speaks issue 15's protocol and connects with the API token. Three ways to drive it: an interactive terminal
+(raw mode), piped standard input (scripts), and one command (`-c`), whose output is cut out of the terminal's
+stream by markers.
 
 Two threads: the main one reads standard input (and SIGWINCH, through a wake-up pipe) and sends; a reader
 thread receives output and the close. websockets' sync connection allows one sender and one receiver thread."""

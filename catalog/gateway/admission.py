@@ -1,4 +1,6 @@
-"""Admission of one model call, in this order (the first failing rule answers, in the vendor's error format):
+"""Admission of one model call: the first failing rule answers, in the vendor's error format.
+
+The rules, in this order:
 
 1. credential: a live gateway credential (`x-api-key` or `Authorization: Bearer`): a run's (`gpg_`) or a
    workspace's (`gpw_`, the current start's, not revoked) -> else 401;

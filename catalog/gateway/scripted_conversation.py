@@ -1,4 +1,4 @@
-"""Read a model request's conversation for the scripted model: its texts, tools, model and the script's next step.
+"""Read a model request's conversation for the scripted model: texts, tools, model and the script's next step.
 
 Standard library only (catalog.gateway.scripted, which the test model server runs without Django).
 """

@@ -1,5 +1,8 @@
-"""Parallel agent runs: one prompt fanned out to N agents (tool x count), each run in its own sandbox
-with its own short-lived identity; vendor API keys per team x tool; signed provenance of accepted results."""
+"""Parallel agent runs: one prompt fanned out to N agents (tool x count), each run in its own sandbox.
+
+Each run has its own short-lived identity. Also here: vendor API keys per team x tool; signed provenance of
+accepted results.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Model calls through Goldpath's model gateway: one row per call a run's CLI, or a tool inside a workspace, made
-(refused ones included), with the upstream's usage, the cost from the price table, and the exact bodies for the
-run's transcript digest. A call belongs to exactly one of a run or a workspace (the meter it is charged to).
+"""Model calls through Goldpath's model gateway: one row per call, with its usage, cost and exact bodies.
+
+A row is written for every call a run's CLI, or a tool inside a workspace, made (refused ones included), with
+the upstream's usage, the cost from the price table, and the exact bodies for the run's transcript digest. A call belongs to exactly one of a run or a workspace (the meter it is charged to).
 
 A workspace's gateway credential (`WorkspaceGatewayKey`) is minted on every start (catalog.services.
 workspace_tools): only its SHA-256 is kept, with the tool versions the policy allowed at that start; a new start

@@ -1,5 +1,8 @@
-"""Single sign-on (OIDC): who a provider's subject is here, the rules that map a claim to teams and roles,
-and which memberships and roles the sign-in sync granted (so it only ever takes back what it gave)."""
+"""Single sign-on (OIDC): who a provider's subject is here, and what the sign-in sync maps and grants.
+
+The rules that map a claim to teams and roles, and which memberships and roles the sign-in sync granted (so it
+only ever takes back what it gave).
+"""
 
 from __future__ import annotations
 

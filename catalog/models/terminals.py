@@ -1,4 +1,4 @@
-"""Terminal sessions: one audited PTY in a workspace, relayed between the workspace agent and a browser or client."""
+"""Terminal sessions: an audited PTY in a workspace, relayed between the workspace agent and a browser or client."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""How the adoption report presents its funnel and its periods: each funnel stage with what it counts (so counts
-and shares are never drawn on one axis), and which periods are partial (so a chart never shows the current week
-as a whole one)."""
+"""How the adoption report presents its funnel and its periods.
+
+Each funnel stage with what it counts (so counts and shares are never drawn on one axis), and which periods are
+partial (so a chart never shows the current week as a whole one).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The live report statement: every row computed from the rollups (whole periods from the week and month
-rollups with their stored row fragments, clipped periods summed from the days)."""
+"""The live report statement: every row computed from the rollups.
+
+Whole periods come from the week and month rollups with their stored row fragments; clipped periods are summed
+from the days.
+"""
 
 from __future__ import annotations
 

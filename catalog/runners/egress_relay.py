@@ -1,4 +1,4 @@
-"""Carry one decided egress request upstream: connect to the checked addresses, tunnel a CONNECT, forward plain HTTP.
+"""Carry a decided egress request upstream: connect to checked addresses, tunnel a CONNECT, forward plain HTTP.
 
 The decision (policy, address rule) is catalog.runners.egress's; everything here only moves bytes to what was
 decided: the Host header is rewritten to it, hop-by-hop headers are dropped and the response is re-framed.

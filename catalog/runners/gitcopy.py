@@ -1,4 +1,6 @@
-"""The one hardened git: every git Goldpath starts, on the host (clone, commit, push, blame) or in a sandbox (diff).
+"""The one hardened git: every git Goldpath starts, on the host or in a sandbox.
+
+On the host: clone, commit, push, blame; in a sandbox: diff.
 
 Every byte of a repository is hostile, so git here never honours anything a repository says about running
 programs: no system or global config, hooks pointed at /dev/null (the command line's config wins over the

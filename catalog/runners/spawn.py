@@ -1,4 +1,4 @@
-"""Starting a sandbox process fast, as root: its own network namespace, and a warm process already in its cgroups.
+"""Starting a sandbox process fast as root: its own network namespace, a warm process already in its cgroups.
 
 Two costs dominated a sandbox's start on these machines: a Python forwarder inside the sandbox (to give the agent
 a loopback proxy port) and moving the new process into its v1 cgroups (each first move after a quiet spell waits

@@ -1,6 +1,9 @@
-"""Reading what Terraform prints: `-json` diagnostics as readable text (a failed local-exec reduced to why it
-failed and what it printed, never the whole script), and stderr's `╷ │ ╵` frames as one message each, without
-the warning about the machine's CLI configuration."""
+"""Reading what Terraform prints: `-json` diagnostics and stderr's frames, as readable text.
+
+`-json` diagnostics become readable text (a failed local-exec reduced to why it failed and what it printed, never
+the whole script), and stderr's `╷ │ ╵` frames one message each, without the warning about the machine's CLI
+configuration.
+"""
 
 from __future__ import annotations
 

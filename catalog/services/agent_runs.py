@@ -1,4 +1,4 @@
-"""Agent run lifecycle on the worker's side: claim, running, heartbeat, logs, finish, the agent's reports, the reaper.
+"""Agent run lifecycle, worker side: claim, running, heartbeat, logs, finish, the agent's reports, the reaper.
 
 Only these functions change a run's status once it is launched (catalog.services.agent_groups creates runs and
 cancels pending ones). Every change is atomic and audited; a run that is already final is left alone, so a

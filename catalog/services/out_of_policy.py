@@ -1,5 +1,6 @@
-"""The out-of-policy bulk action (platform engineers): one service for the page and
-`POST /api/v1/out-of-policy/bulk/`.
+"""The out-of-policy bulk action (platform engineers): one service for the page and the API.
+
+The API route is `POST /api/v1/out-of-policy/bulk/`.
 
 The request is checked whole before anything changes (403 for a role that may not act; 400 with field errors for
 an unknown kind, an action a selected kind does not offer, no items, or no reason), then every item is acted on

@@ -1,5 +1,6 @@
-"""Repository registry: platform engineers register git repositories for teams; agent groups and
-workspaces name one by slug (`repository_for_use`), never a free path or URL.
+"""Repository registry: platform engineers register git repositories for teams.
+
+Agent groups and workspaces name one by slug (`repository_for_use`), never a free path or URL.
 
 The stored credential is Fernet-encrypted, never returned, and never written to the audit log (only its
 last 4 characters). Every write is atomic and audited.

@@ -1,5 +1,8 @@
-"""Team, member and role services (admins), each audited. A team's members are the users of its group (the one
-record of membership, catalog.models.teams); its managers are members too."""
+"""Team, member and role services (admins), each audited.
+
+A team's members are the users of its group (the one record of membership, catalog.models.teams); its managers
+are members too.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The tool lifecycle as one table. Every rule of an action lives in its row: who may try it, whether a reason is
-required, the audit verb it writes, its button label and the states it applies from. The services
-(catalog.services.tools), the page URLs and buttons (catalog.urls, catalog.views.tools) and the API actions
-(catalog.api.tools) are all derived from it, so pages and API cannot drift apart.
+"""The tool lifecycle as one table.
+
+Every rule of an action lives in its row: who may try it, whether a reason is required, the audit verb it writes,
+its button label and the states it applies from. The services (catalog.services.tools), the page URLs and buttons
+(catalog.urls, catalog.views.tools) and the API actions (catalog.api.tools) are all derived from it, so pages and
+API cannot drift apart.
 
 `proposed -> in_review -> approved -> deprecated -> retired`, `rejected` from proposed/in_review, `banned` from
 anywhere (lifted only by an admin's reinstate, back to in_review).

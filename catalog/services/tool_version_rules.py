@@ -1,5 +1,7 @@
-"""The rules of a tool version's fields, in one place: the version string and its pins, the pinned runtime, the
-argv template, the environment, the models and the usage format. Pure functions: each returns the canonical
+"""The rules of a tool version's fields, in one place.
+
+The version string and its pins, the pinned runtime, the argv template, the environment, the models and the
+usage format. Pure functions: each returns the canonical
 value or raises `FieldError` with the messages of its field; `services.tool_versions` collects them into one
 InvalidInput (400 with field errors) for the API and the pages alike.
 

@@ -1,5 +1,6 @@
-"""Tool lifecycle services: propose, edit, and every status transition (versions: services.tool_versions;
-when a tool's review completes, its proposed versions are approved with it).
+"""Tool lifecycle services: propose, edit, and every status transition.
+
+Versions: services.tool_versions; when a tool's review completes, its proposed versions are approved with it.
 
 `proposed -> in_review -> approved -> deprecated -> retired`, `rejected` from proposed/in_review,
 `banned` from anywhere (lifted only by an admin's reinstate, back to in_review). The rules of each transition

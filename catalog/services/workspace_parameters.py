@@ -1,6 +1,7 @@
-"""A workspace's parameters: checked against the template version's schema, the `repository` parameter
-resolved to a registered repository (never a free path or URL), the classification that follows from it, and
-the values of the variables the portal fills itself.
+"""A workspace's parameters: checked against the template version's schema and resolved.
+
+The `repository` parameter is resolved to a registered repository (never a free path or URL), with the
+classification that follows from it, and the values of the variables the portal fills itself.
 
 Shared by workspace create and update; a refused repository is an audited decision.
 """

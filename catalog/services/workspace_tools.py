@@ -1,5 +1,7 @@
-"""Tools inside a workspace: what a start build hands the workspace so its approved tools run from their
-installed runtimes and reach models only through Goldpath's gateway, with a credential of this start.
+"""Tools inside a workspace: what a start build hands the workspace so its approved tools run.
+
+They run from their installed runtimes and reach models only through Goldpath's gateway, with a credential of
+this start.
 
 `workspace_tool_session(workspace, build)` (the worker calls it while it builds the session spec of a start,
 catalog.workspace_session) decides every chosen tool again (the policy of now, for the workspace's owner,

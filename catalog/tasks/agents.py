@@ -1,4 +1,6 @@
-"""Agent tasks (queue `agents`): run one agent, send a group's runs, accept a result, apply one into a workspace, reap.
+"""Agent tasks (queue `agents`): running agents, and the work around their runs and results.
+
+Run one agent, send a group's runs, accept a result, apply one into a workspace, reap.
 
 Tasks take ids, claim their row under a lock and do nothing if it is no longer claimable; the policy is
 decided again inside the task, right before the sandbox starts. Each task calls one service (or the worker code

@@ -1,5 +1,6 @@
-"""Provisioning tasks (queue `provisioning`): validate and publish template versions, run workspace builds,
-reap, autostop.
+"""Provisioning tasks (queue `provisioning`): template versions, workspace builds, reaping and autostop.
+
+They validate and publish template versions, run workspace builds, reap and autostop.
 
 Tasks take ids and call a service or the build runner (catalog.workspaces_build, which does the Terraform run
 on catalog.jobs); a redelivered message finds its build no longer pending and does nothing.

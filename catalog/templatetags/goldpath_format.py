@@ -1,5 +1,6 @@
-"""Human text for stored values: audit payloads and change summaries, target types, policy reason codes and
-lists. Pages load it with `{% load goldpath_format %}` so no page shows a Python repr (`['bob', 'frank']`), an
+"""Human text for stored values: audit payloads, change summaries, target types, policy reason codes and lists.
+
+Pages load it with `{% load goldpath_format %}` so no page shows a Python repr (`['bob', 'frank']`), an
 id (`owner_team: 1`) or an internal code (`no_grant`, `aitool`)."""
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""Goldpath's navigation: the main links and the Governance menu, each shown to the roles that may use the page
-(the same predicates the views check), so a link never leads to a 403 and every page someone may use is linked."""
+"""Goldpath's navigation: the main links and the Governance menu, each shown to the roles that may use the page.
+
+They use the same predicates the views check, so a link never leads to a 403 and every page someone may use is
+linked.
+"""
 
 from __future__ import annotations
 

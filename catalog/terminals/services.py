@@ -10,11 +10,12 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
 from .. import audit
-from ..models import AgentState, TerminalSession, Workspace, WorkspaceStatus
+from ..models import AgentState, BuildStatus, TerminalSession, Transition, Workspace, WorkspaceBuild, WorkspaceStatus
 
 ACTIVITY_WRITE_EVERY = timedelta(seconds=30)  # terminal input moves last_activity_at at most this often
 RECORDING_MAX_CHARS = 5_000_000  # asciicast text kept per session; beyond it the recording is cut
@@ -36,6 +37,38 @@ def agent_token_rotate(*, workspace_id: Any) -> str:
         ws.save(update_fields=["agent_token_sha256", "agent_state", "updated_at"])
         audit.record(actor=None, verb="workspace.agent_token_rotated", target=ws)
     return token
+
+
+SESSION_SALT = "goldpath.workspace-session"
+
+
+def session_key(*, workspace_id: Any, build_id: int) -> str:
+    """The session supervisor's key for one start: it never enters the sandbox, and lets the supervisor get a fresh
+    agent token when it restarts a dead agent (the start token is spent on the agent's first hello)."""
+    return signing.Signer(salt=SESSION_SALT).sign(f"{workspace_id}:{build_id}")
+
+
+def agent_token_reissue(*, workspace_id: Any, key: str) -> str | None:
+    """A new start token for the session holding `key`, while that start is the workspace's current one and the
+    workspace runs; None otherwise (a forged key, an older start's, a stopped workspace)."""
+    try:
+        value = signing.Signer(salt=SESSION_SALT).unsign(key)
+    except signing.BadSignature:
+        return None
+    ws_id, _, build_id = value.rpartition(":")
+    if ws_id != str(workspace_id) or not build_id.isdigit():
+        return None
+    current = (
+        WorkspaceBuild.objects.filter(
+            workspace_id=workspace_id, transition=Transition.START, status__in=(BuildStatus.RUNNING, BuildStatus.SUCCEEDED)
+        )
+        .order_by("-number")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if current != int(build_id) or not Workspace.objects.filter(pk=workspace_id, status__in=LIVE_STATES).exists():
+        return None
+    return agent_token_rotate(workspace_id=workspace_id)
 
 
 def agent_token_revoke(*, workspace_id: Any) -> None:

@@ -1,5 +1,8 @@
-"""Agent run pages: new-run form, group page with a live grid (htmx polling), side-by-side diffs and
-accept, and the provenance lookup. Thin: selectors, services, the same answers as the API."""
+"""Agent run pages: the new-run form, the group page with its diffs and accept, and the provenance lookup.
+
+The group page has a live grid (htmx polling), side-by-side diffs and accept. Thin: selectors, services, the
+same answers as the API.
+"""
 
 from __future__ import annotations
 

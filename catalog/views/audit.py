@@ -1,5 +1,6 @@
-"""The audit-log page for auditors, platform engineers and admins: filters, paging, CSV export. The filters, the
-query and the CSV are catalog.audit_log's, the same as `GET /api/v1/audit-events/`."""
+"""The audit-log page for auditors, platform engineers and admins: filters, paging, CSV export.
+
+The filters, the query and the CSV are catalog.audit_log's, the same as `GET /api/v1/audit-events/`."""
 
 from __future__ import annotations
 

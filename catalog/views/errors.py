@@ -1,5 +1,8 @@
-"""Branded error pages (403, 404, 500) for a host's handler403/404/500: plain HTML that needs no database, the
-session or the static files, so the 500 page renders whatever failed. A client asking for JSON gets JSON."""
+"""Branded error pages (403, 404, 500) for a host's handler403/404/500.
+
+Plain HTML that needs no database, the session or the static files, so the 500 page renders whatever failed. A
+client asking for JSON gets JSON.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Policy pages: the simulator and the out-of-policy list with its bulk action. Thin: the simulator is
-catalog.policy_simulator, the list catalog.out_of_policy, the bulk action catalog.services.out_of_policy, the same
-functions the API calls."""
+"""Policy pages: the simulator and the out-of-policy list with its bulk action.
+
+Thin: the simulator is catalog.policy_simulator, the list catalog.out_of_policy, the bulk action
+catalog.services.out_of_policy, the same functions the API calls."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Repositories page: everyone sees the repositories of their teams; platform engineers and admins
-register, edit and delete them through the same services as the API. The credential is a password
-field, never rendered back (only its last 4 characters)."""
+"""Repositories page: everyone sees the repositories of their teams; platform engineers and admins manage them.
+
+They register, edit and delete them through the same services as the API. The credential is a password field,
+never rendered back (only its last 4 characters).
+"""
 
 from __future__ import annotations
 

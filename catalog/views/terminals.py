@@ -1,6 +1,8 @@
-"""The terminal page: xterm.js in the browser, talking the terminal protocol over the WebSocket the API serves
-(`goldpath:api:workspace-terminal`). Only the owner opens it; who cannot see the workspace gets a 404, who can but
-is not its owner a 403 (the socket refuses them the same way)."""
+"""The terminal page: xterm.js in the browser, talking the terminal protocol over the API's WebSocket.
+
+The WebSocket is `goldpath:api:workspace-terminal`. Only the owner opens it; who cannot see the workspace gets a
+404, who can but is not its owner a 403 (the socket refuses them the same way).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Tool version pages: propose a version, change one, and approve or reject one (from the tool page or the review
-queue). Thin: forms shape the input, `services.tool_versions` checks it and decides; domain errors become field
-errors or messages, a role that may not act gets a 403."""
+"""Tool version pages: propose a version, change one, and approve or reject one.
+
+Approval and rejection happen from the tool page or the review queue. Thin: forms shape the input,
+`services.tool_versions` checks it and decides; domain errors become field errors or messages, a role that may
+not act gets a 403.
+"""
 
 from __future__ import annotations
 

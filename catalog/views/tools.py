@@ -1,6 +1,9 @@
-"""Catalog pages: the searchable catalog, tool detail with its lifecycle actions and versions, propose a tool,
-and the review queue of tools and versions (version pages: views.tool_versions). Thin: forms check input, services decide, domain errors
-become messages (403 for a role that may not act)."""
+"""Catalog pages: the searchable catalog, tool detail, propose a tool, and the review queue.
+
+Tool detail shows its lifecycle actions and versions; the review queue holds tools and versions (version pages:
+views.tool_versions). Thin: forms check input, services decide, domain errors become messages (403 for a role
+that may not act).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Vendor API keys page (platform engineers and admins, like the API): keys per team and tool, masked;
-add, replace (rotate) and delete through the services. The key itself is never rendered back."""
+"""Vendor API keys page (platform engineers and admins, like the API): keys per team and tool, masked.
+
+Add, replace (rotate) and delete through the services. The key itself is never rendered back."""
 
 from __future__ import annotations
 

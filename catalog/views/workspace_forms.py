@@ -1,6 +1,8 @@
-"""The parameter form of a template version, shared by the new-workspace and the edit-parameters pages: one input
-per declared parameter (built-ins never shown), values read back with their Terraform types, domain errors mapped
-onto the fields they concern."""
+"""The parameter form of a template version, shared by the new-workspace and the edit-parameters pages.
+
+One input per declared parameter (built-ins never shown), values read back with their Terraform types, domain
+errors mapped onto the fields they concern.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Golden paths and workspaces pages: gallery, template page (platform engineers validate, publish and activate
-versions there), create form generated from the parameter schema (tools filtered by the policy, with reasons),
-workspace page that follows its build live (status, builds, buttons, log), edit parameters, my workspaces."""
+"""Golden paths and workspaces pages: gallery, template, create, workspace, edit parameters, my workspaces.
+
+The template page is where platform engineers validate, publish and activate versions; the create form is
+generated from the parameter schema (tools filtered by the policy, with reasons); the workspace page follows its
+build live (status, builds, buttons, log).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Print the adoption report for scripts: `manage.py adoption_report --from 2026-09-01 --to 2026-11-30 --format csv`."""
+"""Print the adoption report for scripts.
+
+Usage: `manage.py adoption_report --from 2026-09-01 --to 2026-11-30 --format csv`."""
 
 from __future__ import annotations
 

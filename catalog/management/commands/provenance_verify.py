@@ -1,5 +1,8 @@
-"""`python manage.py provenance_verify <sha>`: check a commit's provenance signature, that the commit still matches,
-and that the run's recorded model calls still hash to the signed transcript digest."""
+"""`python manage.py provenance_verify <sha>`: check a commit's provenance signature.
+
+It also checks that the commit still matches, and that the run's recorded model calls still hash to the signed
+transcript digest.
+"""
 
 from __future__ import annotations
 

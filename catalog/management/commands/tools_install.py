@@ -1,6 +1,8 @@
-"""Install tool runtimes on this machine ahead of the first run: `manage.py tools_install claude-code@2.1.332 aider`
-or `--all-approved` (what `make tools` runs). One line per tool version; a failure of one does not stop the others,
-and the command exits non-zero when any failed."""
+"""Install tool runtimes on this machine ahead of the first run.
+
+`manage.py tools_install claude-code@2.1.332 aider` or `--all-approved` (what `make tools` runs). One line per tool
+version; a failure of one does not stop the others, and the command exits non-zero when any failed.
+"""
 
 from __future__ import annotations
 
