@@ -1,5 +1,7 @@
-"""What a start build hands a workspace's session: the agent's link (URL and a fresh token) and the tools inside
-(H2's catalog.services.workspace_tools: runtimes, gateway base URL and the per-workspace gateway key).
+"""What a start build hands a workspace's session: the agent's link and the tools inside.
+
+The agent's link is a URL and a fresh token; the tools are H2's catalog.services.workspace_tools (runtimes,
+gateway base URL and the per-workspace gateway key).
 
 The template receives it as the sensitive variable `goldpath_session` (JSON) and writes it 0600 for the session
 supervisor (catalog.workspace_host), which reads and removes it; `goldpath_agent_launch` is the supervisor's argv.

@@ -1,6 +1,8 @@
-"""Terminal sessions of workspaces (an audit fact: who typed into which workspace, when, how much) and their
-asciicast recordings. The terminal itself is a WebSocket (catalog.terminals); reads go through
-catalog.terminals.selectors, which the workspace page uses too."""
+"""Terminal sessions of workspaces and their asciicast recordings, read through the API.
+
+A session is an audit fact: who typed into which workspace, when, how much. The terminal itself is a WebSocket
+(catalog.terminals); reads go through catalog.terminals.selectors, which the workspace page uses too.
+"""
 
 from __future__ import annotations
 

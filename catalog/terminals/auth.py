@@ -1,5 +1,7 @@
-"""Who is on the other end of a WebSocket: a signed-in browser (session cookie, same-origin only) or a client
-with `Authorization: Token <key>` (the API's expiring tokens, catalog.api_tokens).
+"""Who is on the other end of a WebSocket: a signed-in browser or a client with an API token.
+
+The browser is known by its session cookie (same-origin only); the client by `Authorization: Token <key>` (the
+API's expiring tokens, catalog.api_tokens).
 
 A cookie arrives with any cross-site WebSocket a browser opens (no CORS preflight guards it), so a cookie counts
 only when the Origin header names this very host (cross-site WebSocket hijacking); a token needs no Origin."""

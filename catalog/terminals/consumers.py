@@ -1,5 +1,7 @@
-"""The two WebSocket ends of a terminal: the workspace agent's link (one per running workspace, dialled out from
-inside the workspace) and a client's terminal (browser or CLI). They meet through the channel layer: the agent
+"""The two WebSocket ends of a terminal: the workspace agent's link and a client's terminal.
+
+The agent's link is one per running workspace, dialled out from inside the workspace; the client's terminal is a
+browser or the CLI. They meet through the channel layer: the agent
 link joins the group `gp_agent_<workspace>`, each terminal sends its frames there and gets output on its own
 channel. Neither end trusts the other: the agent is inside a workspace a developer controls; the client is
 checked on every connect (owner only) and every frame is validated (catalog.terminals.protocol)."""

@@ -1,6 +1,8 @@
-"""Reads of terminal sessions, restricted to who may see them: the workspace's owner, and whoever may read the
-audit log (a session is an audit fact: who typed into which workspace, when, how much). The page's sessions list and
-the recording API both read through here, so the rule lives once."""
+"""Reads of terminal sessions, restricted to the workspace's owner and whoever may read the audit log.
+
+A session is an audit fact: who typed into which workspace, when, how much. The page's sessions list and the
+recording API both read through here, so the rule lives once.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Goldpath workspace agent: runs inside a workspace, dials OUT to the portal over WebSocket and serves terminals.
+"""Goldpath workspace agent: runs inside a workspace, dials OUT to the portal and serves terminals.
+
+The link to the portal is a WebSocket.
 
 Nothing dials in, so a workspace behind NAT works. Environment: GOLDPATH_AGENT_URL (ws:// or wss:// URL of the
 workspace's agent link), GOLDPATH_AGENT_TOKEN (this start's token; removed from the environment at once and the
