@@ -28,8 +28,7 @@ from .models import AITool, BuildStatus, DataClassification, Repository, Transit
 from .repository_urls import check_at_use
 from .runners import terraform as tf
 from .services import builds as build_services
-from .services import workspace_parameters
-from .services import workspaces as ws_services
+from .services import workspace_parameters, workspace_rules
 from .services.access import tool_use_record
 from .workspace_agent import support_files
 
@@ -144,7 +143,7 @@ def _policy_recheck(build: WorkspaceBuild, ws: Workspace, classification: str | 
     """Decide each tool again at the moment of use (audited), for the workspace's classification; returns the
     denials."""
     denied = []
-    context = ws_services.policy_context(ws.template, classification or ws.classification)
+    context = workspace_rules.policy_context(ws.template, classification or ws.classification)
     for item in build.tools:
         tool = AITool.objects.filter(slug=item["slug"]).first()
         if tool is None:

@@ -39,7 +39,7 @@ from ..gateway.workspaces import PREFIX
 from ..models import AITool, ToolVersion, VersionReview, Workspace, WorkspaceBuild
 from ..models.gateway import WorkspaceGatewayKey
 from ..policy import decide
-from .workspaces import policy_context
+from .workspace_rules import policy_context
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,8 @@ from ..conf import goldpath_settings
 from ..masking import mask_parameters
 from ..models import (
     ACTIVE_BUILD_STATUSES,
-    AITool,
     BuildStatus,
     Team,
-    TeamQuota,
     TemplateVersionStatus,
     Transition,
     Workspace,
@@ -29,7 +27,6 @@ from ..models import (
     WorkspaceStatus,
     WorkspaceTemplate,
 )
-from ..policy import PolicyContext, decide_many
 from ..usage import record_usage
 from .errors import InvalidInput, NotPermitted, QuotaExceeded, TransitionNotAllowed
 from .workspace_parameters import (
@@ -38,6 +35,7 @@ from .workspace_parameters import (
     validate_parameters,
     workspace_classification,
 )
+from .workspace_rules import check_build_quota, check_policy, quota_of, resolve_tools, tools_snapshot
 
 W = WorkspaceStatus
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -59,76 +57,6 @@ def allowed_actions(workspace: Workspace, *, busy: bool | None = None) -> list[s
     return [name for name, (sources, _) in TRANSITIONS.items() if workspace.status in sources]
 
 
-# --- parameters ---------------------------------------------------------------------------------
-def _resolve_tools(slugs: Any) -> list[AITool]:
-    if slugs is None:
-        return []
-    if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
-        raise InvalidInput("tools must be a list of tool slugs.", errors={"tools": ["Must be a list of slugs."]})
-    slugs = list(dict.fromkeys(slugs))
-    tools = {t.slug: t for t in AITool.objects.filter(slug__in=slugs)}
-    missing = [s for s in slugs if s not in tools]
-    if missing:
-        raise InvalidInput("Unknown tools.", errors={"tools": [f"Unknown tool: {s}" for s in missing]})
-    return [tools[s] for s in slugs]
-
-
-def policy_context(template: WorkspaceTemplate, classification: str | None = None) -> PolicyContext:
-    """The policy's context for a workspace: its classification (the template's unless given) and template."""
-    return PolicyContext(classification=classification or template.data_classification, template=template)
-
-
-def _check_policy(
-    user: Any, tools: list[AITool], template: WorkspaceTemplate, classification: str | None = None
-) -> None:
-    decisions = decide_many(user, tools, policy_context(template, classification))
-    denied = [
-        {"tool": tool.slug, "reasons": [r.as_dict() for r in decisions[tool.pk].reasons]}
-        for tool in tools
-        if not decisions[tool.pk].allowed
-    ]
-    if denied:
-        names = ", ".join(d["tool"] for d in denied)
-        raise NotPermitted(f"The policy does not allow: {names}.", reasons=denied)
-
-
-def tools_snapshot(tools: list[AITool]) -> list[dict]:
-    out = []
-    for tool in tools:
-        version = tool.versions.order_by("-created_at").first() if hasattr(tool, "versions") else None
-        out.append(
-            {
-                "slug": tool.slug,
-                "name": tool.name,
-                "version": getattr(version, "version", None),
-                "launch_command": list(getattr(version, "launch_command", None) or []),
-            }
-        )
-    return out
-
-
-# --- quotas -------------------------------------------------------------------------------------
-def quota_of(team: Team) -> tuple[int, int]:
-    row = TeamQuota.objects.filter(team=team).first()
-    max_ws = row.max_workspaces if row and row.max_workspaces is not None else goldpath_settings.DEFAULT_MAX_WORKSPACES
-    max_builds = (
-        row.max_concurrent_builds
-        if row and row.max_concurrent_builds is not None
-        else goldpath_settings.DEFAULT_MAX_CONCURRENT_BUILDS
-    )
-    return max_ws, max_builds
-
-
-def _check_build_quota(team: Team) -> None:
-    _, max_builds = quota_of(team)
-    active = WorkspaceBuild.objects.filter(workspace__team=team, status__in=ACTIVE_BUILD_STATUSES).count()
-    if active >= max_builds:
-        raise QuotaExceeded(
-            f"Team {team.slug} already has {active} builds queued or running (quota: {max_builds}). "
-            "Try again when one finishes."
-        )
-
-
 # --- builds -------------------------------------------------------------------------------------
 def _enqueue(build: WorkspaceBuild) -> None:
     from ..tasks.provisioning import run_build
@@ -144,7 +72,7 @@ def _new_build(workspace: Workspace, transition: str, actor: Any, target_status:
     """Inside the caller's transaction, with the workspace row locked."""
     if workspace.builds.filter(status__in=ACTIVE_BUILD_STATUSES).exists():
         raise TransitionNotAllowed("Another build of this workspace is queued or running; try again when it ends.")
-    _check_build_quota(workspace.team)
+    check_build_quota(workspace.team)
     number = (workspace.builds.order_by("-number").values_list("number", flat=True).first() or 0) + 1
     tools = list(workspace.tools.all().order_by("slug"))
     prior = workspace.status
@@ -220,7 +148,7 @@ def _workspace_create(
     if errors:
         raise InvalidInput("The workspace is not valid.", errors=errors)
     clean = validate_parameters(version, parameters)
-    tool_objs = _resolve_tools(tools)
+    tool_objs = resolve_tools(tools)
     if team is None:
         team = Team.objects.filter(group__user=actor).order_by("slug").first()
         if team is None:
@@ -229,7 +157,7 @@ def _workspace_create(
         raise NotPermitted("You are not a member of this team.")
     repository = resolve_repository(version, clean, actor=actor, team=team)
     classification = workspace_classification(template, repository)
-    _check_policy(actor, tool_objs, template, classification)
+    check_policy(actor, tool_objs, template, classification)
     if ttl_hours is None:
         ttl_hours = goldpath_settings.WORKSPACE_DEFAULT_TTL_HOURS or None
     with transaction.atomic():
@@ -240,7 +168,7 @@ def _workspace_create(
         live = Workspace.objects.filter(team=team).exclude(status=W.DELETED).count()
         if live >= max_ws:
             raise QuotaExceeded(f"Team {team.slug} has {live} workspaces (quota: {max_ws}). Delete one first.")
-        _check_build_quota(team)
+        check_build_quota(team)
         try:
             with transaction.atomic():
                 workspace = Workspace.objects.create(
@@ -356,7 +284,7 @@ def _workspace_update(*, workspace: Workspace, actor: Any, parameters: Any, repl
         repository = resolve_repository(version, clean, actor=actor, team=ws.team)
         classification = workspace_classification(ws.template, repository)
         if classification != ws.classification:
-            _check_policy(ws.owner, list(ws.tools.all()), ws.template, classification)
+            check_policy(ws.owner, list(ws.tools.all()), ws.template, classification)
         previous = ws.template_version.number
         ws.template_version = version
         ws.parameters = clean

@@ -23,7 +23,7 @@ from ..models import AITool, TemplateVersion, ToolStatus, Workspace, WorkspaceBu
 from ..numbers import small_int
 from ..policy import decide_many
 from ..selectors import repositories_for, visible_workspaces
-from ..services import agent_workspace
+from ..services import agent_workspace, workspace_rules
 from ..services import templates as template_services
 from ..services import workspaces as ws_services
 from ..services.errors import DomainError, NotPermitted
@@ -95,7 +95,7 @@ def template_version_action(request, slug: str, number: int, action: str):
 def tool_choices(user, template: WorkspaceTemplate) -> list[dict]:
     """Every approved tool with the policy's answer for this template: allowed ones are pickable."""
     tools = list(AITool.objects.filter(status=ToolStatus.APPROVED).order_by("name"))
-    decisions = decide_many(user, tools, ws_services.policy_context(template))
+    decisions = decide_many(user, tools, workspace_rules.policy_context(template))
     return [{"tool": t, "allowed": decisions[t.pk].allowed, "reasons": decisions[t.pk].reasons} for t in tools]
 
 
