@@ -38,8 +38,7 @@ from ..usage import record_usage
 from .agent_workspace import check_workspace_usable, owned_workspace
 from .errors import InvalidInput, NotPermitted, TransitionNotAllowed
 from .repositories import repository_for_use, repository_use_denied, valid_ref_name
-from .tool_version_rules import FieldError, clean_pin
-from .tool_versions import launchable_version
+from .tool_version_rules import FieldError, clean_pin, launchable_version
 
 
 def prompt_sha256(prompt: str) -> str:

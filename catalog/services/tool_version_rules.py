@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..models import RuntimeKind, UsageFormat
+from ..models import AITool, RuntimeKind, ToolVersion, UsageFormat, VersionReview
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}\Z")
 PIN_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,46}\.x\Z")
@@ -252,3 +252,25 @@ def clean_usage_format(value: Any) -> str:
     if value not in UsageFormat.values:
         raise FieldError(f"Choose one of: {', '.join(UsageFormat.values)}.")
     return value
+
+
+# --- which version runs -------------------------------------------------------------------------------
+
+
+def launchable_version(tool: AITool, pin: str | None = None) -> ToolVersion:
+    """The approved version an agent of this tool runs: the newest (numerically) approved one with a launch
+    command, among those matching `pin` (exact, or a prefix pattern like `2.1.x`) if given. Raises
+    tool_version_FieldError saying why none may run."""
+    versions = [v for v in tool.versions.all() if pin is None or pin_matches(pin, v.version)]
+    runnable = [v for v in versions if v.review_state == VersionReview.APPROVED and v.launch_command]
+    if runnable:
+        return max(runnable, key=lambda v: (version_key(v.version), v.created_at, v.pk))
+    if pin is None:
+        raise FieldError(f"{tool.name} has no approved version with a headless launch command.")
+    if pin.endswith(".x"):
+        raise FieldError(f"{tool.slug} has no approved version matching {pin}.")
+    if not versions:
+        raise FieldError(f"{tool.slug} has no version {pin}.")
+    if versions[0].review_state != VersionReview.APPROVED:
+        raise FieldError(f"{tool.slug} {pin} is {versions[0].review_state}, not approved.")
+    raise FieldError(f"{tool.slug} {pin} has no headless launch command.")

@@ -378,24 +378,3 @@ def versions_approve_with_tool(*, tool: AITool, actor: Any, approver_ids: list[i
         approved.append(version.version)
     return approved
 
-
-# --- which version runs -------------------------------------------------------------------------------
-
-
-def launchable_version(tool: AITool, pin: str | None = None) -> ToolVersion:
-    """The approved version an agent of this tool runs: the newest (numerically) approved one with a launch
-    command, among those matching `pin` (exact, or a prefix pattern like `2.1.x`) if given. Raises
-    tool_version_rules.FieldError saying why none may run."""
-    versions = [v for v in tool.versions.all() if pin is None or rules.pin_matches(pin, v.version)]
-    runnable = [v for v in versions if v.review_state == R.APPROVED and v.launch_command]
-    if runnable:
-        return max(runnable, key=lambda v: (rules.version_key(v.version), v.created_at, v.pk))
-    if pin is None:
-        raise rules.FieldError(f"{tool.name} has no approved version with a headless launch command.")
-    if pin.endswith(".x"):
-        raise rules.FieldError(f"{tool.slug} has no approved version matching {pin}.")
-    if not versions:
-        raise rules.FieldError(f"{tool.slug} has no version {pin}.")
-    if versions[0].review_state != R.APPROVED:
-        raise rules.FieldError(f"{tool.slug} {pin} is {versions[0].review_state}, not approved.")
-    raise rules.FieldError(f"{tool.slug} {pin} has no headless launch command.")

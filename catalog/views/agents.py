@@ -25,6 +25,7 @@ from ..models import RUN_ACTIVE, AcceptStatus, AgentRun, AgentRunLogLine, DataCl
 from ..numbers import small_int
 from ..services import agent_groups as agent_services
 from ..services.errors import DomainError
+from ..services.tool_version_rules import FieldError, launchable_version
 from .rendering import render
 
 LOG_TAIL = 6
@@ -32,9 +33,6 @@ LOG_TAIL = 6
 
 def _launchable_tools(user):
     """Tools the user may use that have a version an agent group would launch (the service's own rule)."""
-    from ..services.tool_version_rules import FieldError
-    from ..services.tool_versions import launchable_version
-
     tools = []
     for tool in selectors.usable_tools(user).order_by("name").prefetch_related("versions"):
         try:
