@@ -35,6 +35,11 @@ def served_and_live(user, params: ReportParams) -> tuple[dict, bool, dict]:
 
 @pytest.fixture
 def history(people, teams):
+    """Six weeks of usage (see make_history); (its first Monday, today)."""
+    return make_history(people, teams)
+
+
+def make_history(people, teams):
     """Six weeks of usage across two teams and three tools: agent runs with costs, builds with times to ready,
     vendor-reported users, people active across week boundaries, paid grants (one unused) and a pending
     request."""

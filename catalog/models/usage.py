@@ -243,6 +243,41 @@ class UsagePeriodTotal(PeriodSums):
         return f"{self.kind} {self.start} {self.team_slug}/{self.tool_slug} totals"
 
 
+class UsagePeriodCut(PeriodSums):
+    """A cut period's report, stored on first use: the days of one week or month that a range covers when it
+    does not cover them all (a range from a Thursday), per team x tool and folded as in UsagePeriodTotal.
+
+    Dashboards ask for the same rolling range all day ("the last 28 days"); its cut period is computed live
+    once, stored by a worker (`catalog.tasks.reports.store_cut_report`) and then read like a whole period's
+    stored report while its fingerprint holds. The rollup deletes the cuts whose days it rebuilds, whose
+    fingerprint no longer holds, or that were written over a week ago."""
+
+    kind = models.CharField(max_length=5)
+    start = models.DateField(help_text="the period's first day (its key)")
+    first_day = models.DateField(help_text="the cut's first day")
+    last_day = models.DateField(help_text="the cut's last day")
+    team_slug = models.CharField(max_length=50)
+    tool_slug = models.CharField(max_length=50)
+    reported_users = models.PositiveIntegerField(default=0, help_text="vendor-reported users (peak; sum on folds)")
+    seat_cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    active_users = models.PositiveIntegerField(null=True, blank=True, help_text="distinct active users (folds)")
+    inputs_key = models.CharField(max_length=32, blank=True, help_text="fingerprint, on the overall row")
+    rows_json = models.TextField(null=True, blank=True, help_text="the cut's report rows, on the overall row")
+    written_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "start", "first_day", "last_day", "team_slug", "tool_slug"],
+                name="uniq_usage_period_cut",
+            )
+        ]
+        indexes = [models.Index(fields=["first_day", "last_day"], name="usage_period_cut_days")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.first_day}..{self.last_day} {self.team_slug}/{self.tool_slug} (cut)"
+
+
 class UsagePeriodUsers(models.Model):
     """Distinct active users per whole week or month x team x tool; `*` folds a team's tools or a tool's
     teams. Rebuilt with the period sums from the per user per day rows."""

@@ -5,7 +5,7 @@
 
 Module map: `params` (request and scope), `periods` (calendar), `sql` (CTE building blocks), `live` (the
 live statement), `stored` (stored period reports and their fingerprint, written by the rollup),
-`stored_read` (the statement over them), `rowsql` (one definition of a row), `buckets` (time-to-ready
+`stored_read` (the statement over them), `cuts` (cut periods stored on first use), `rowsql` (one definition of a row), `buckets` (time-to-ready
 histogram), `rollup` (the incremental rollups), `funnel` (funnel and partial periods).
 
 Definitions (also on the page and in the API docs):
@@ -37,6 +37,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ..models import AccessRequest, AccessRequestStatus
+from .cuts import held_cuts, request_cut_reports
 from .funnel import funnel_stages, period_partial
 from .live import report_sql
 from .params import ReportParams, report_scope
@@ -110,8 +111,8 @@ def adoption_report(
     """The whole report as plain data; `rows` (a ReportRows) is exactly what `?format=csv` writes.
 
     Over every team and tool it reads the whole periods from the stored period reports while they hold,
-    and computes only the periods the range cuts from the days (`stored=False` computes it all live
-    regardless: the tests compare the two)."""
+    and the periods the range cuts from their stored cuts, or computes them from the days and asks a worker
+    to store them (`stored=False` computes it all live regardless: the tests compare the two)."""
     now = now or timezone.now()
     today = now.astimezone(dt.UTC).date()
     scope = report_scope(user, params.team)
@@ -120,13 +121,19 @@ def adoption_report(
     starts = {key.isoformat(): first.isoformat() for key, first, _ in plist}
     result = None
     whole, _clipped = whole_periods(params, plist, today)
-    if stored and scope is None and not params.tool and whole:
-        sql, args = stored_report_sql(params, plist, whole, today, now)
-        with connection.cursor() as cur:
-            cur.execute(sql, args)
-            valid, *result = cur.fetchone()
-        if valid != len(whole):  # teams, grants or columns changed since the rollup wrote them: compute it live
-            result = None
+    cut = [p for p in plist if p[0] not in set(whole)] if params.granularity != "day" else []
+    if stored and scope is None and not params.tool and (whole or cut):
+        held = held_cuts(params.granularity, cut)
+        if whole or held:
+            sql, args = stored_report_sql(params, plist, whole, today, now, held)
+            with connection.cursor() as cur:
+                cur.execute(sql, args)
+                valid, *result = cur.fetchone()
+            if valid != len(whole) + len(held):  # teams, grants or columns changed since: compute it live
+                result = None
+                held = []
+        # the cut periods not stored (or stale): a worker stores them for the next request
+        request_cut_reports(params.granularity, [p for p in cut if p not in held], today)
     if result is None:
         sql, args = report_sql(params, scope, plist, today, now)
         with connection.cursor() as cur:

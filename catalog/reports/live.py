@@ -41,11 +41,12 @@ def row_ctes(
     whole: list[dt.date],
     ranges: list[tuple[dt.date, dt.date]],
     users: tuple[list[Period], list[dt.date]] | None = None,
+    users_extra: tuple[str, list[Any]] | None = None,
 ) -> tuple[str, list[Any]]:
     """Add the CTEs of the report rows over `plist` (per, sums, users, hist, med, g, seat, mem, r, pairs):
     `whole` periods from the week/month rollup, `ranges` of days summed from the day rollup. `users`: the
     (periods, whole ones) the users CTE covers, if more than `plist` (the stored report's live days count
-    people over its whole range). Returns the rows' source (one row per report row, with its stored static
+    people over its whole range); `users_extra`: its rows read elsewhere (stored cuts' folds). Returns the rows' source (one row per report row, with its stored static
     fragment or NULL) and its arguments."""
     cols = SUM_COLUMNS
 
@@ -70,7 +71,7 @@ def row_ctes(
         ),
     )
     users_plist, users_whole = users if users is not None else (plist, whole)
-    st.cte("users(p, team, tool, n)", *users_cte(d, params, scope, users_plist, users_whole))
+    st.cte("users(p, team, tool, n)", *users_cte(d, params, scope, users_plist, users_whole, extra=users_extra))
     # time-to-ready histograms: whole periods for the totals only, clipped ones for their rows' medians too
     st.cte(
         "hist",

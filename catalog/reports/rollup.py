@@ -28,12 +28,14 @@ from ..models import (
     UsageFirstUse,
     UsagePeriod,
     UsagePeriodBucket,
+    UsagePeriodCut,
     UsagePeriodTotal,
     UsagePeriodUsers,
     UsageReadyBucket,
     UsageUserDay,
 )
 from .buckets import bucket_sql
+from .cuts import forget_cuts
 from .periods import period_last_day, period_of
 from .rowsql import PERIOD_COLUMNS, ROWS_VERSION, Dialect, median_sql, static_fragment_sql
 from .stored import refresh_stored_reports, store_period_report
@@ -126,6 +128,7 @@ def _rebuild_days(days: list[dt.date], now: dt.datetime | None = None) -> None:
         if connection.vendor == "postgresql":
             _merge_user_years(chunk)
             merge_day_users(chunk)
+    forget_cuts(days, now=now)  # stored cuts holding a rebuilt day (and stale ones)
 
 
 def _rebuild_periods(days: list[dt.date], now: dt.datetime | None = None) -> None:
@@ -330,6 +333,7 @@ def rollup_usage(*, full: bool = False, now: dt.datetime | None = None) -> dict:
                 UsagePeriodBucket,
                 UsagePeriodUsers,
                 UsagePeriodTotal,
+                UsagePeriodCut,
                 UsageFirstUse,
             ):
                 model.objects.all().delete()

@@ -121,9 +121,11 @@ def users_cte(
     whole: list[dt.date],
     *,
     stored_folds: bool = False,
+    extra: tuple[str, list[Any]] | None = None,
 ) -> tuple[str, list[Any]]:
     """Distinct active users as (p, team, tool, n): '*' folds teams or tools, p NULL is the whole range.
-    `stored_folds`: the whole periods' folds are read from the stored period reports (CTE tt)."""
+    `stored_folds`: the whole periods' folds are read from the stored period reports (CTE tt). `extra`: more
+    (p, team, tool, n) rows over every team (stored cuts' folds; PostgreSQL, which reads stored users)."""
     if d.pg and scope is None:
         # whole periods precomputed by the rollup (their rows carry their own users: only the '*' folds are
         # read here, for the series); clipped periods from the per user x year bitmaps, the range (per tool
@@ -144,6 +146,8 @@ def users_cte(
                     [params.granularity, whole[0], whole[-1], *largs],
                 )
             )
+        if extra:
+            parts.append(extra)
         targs = [params.tool] if params.tool else []
         masks = year_masks([p for p in plist if p[0] not in set(whole)])
         if masks:
