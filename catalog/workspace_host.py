@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -204,6 +205,13 @@ def start(directory: Path, memory_mb: int, allow_network: bool) -> int:
         spec_path.unlink(missing_ok=True)
     if not (directory / "src").is_dir():
         print(f"no checkout at {directory / 'src'}", file=sys.stderr)
+        return 1
+    if shutil.which("bwrap") is None:  # say so now: once detached, nobody would read it
+        print(
+            "bubblewrap (bwrap) is not installed on this worker: a local-sandbox workspace runs in it "
+            "(apt-get install bubblewrap)",
+            file=sys.stderr,
+        )
         return 1
     read_fd, write_fd = os.pipe()
     if os.fork():  # the caller (Terraform) waits only until the session has its pid file

@@ -289,6 +289,7 @@ def running_terminal_workspace(transactional_db, people, teams, monkeypatch):
     from tests.factories import PASSWORD
     from tests.terminal_helpers import WebServer, agent_ready, kill_session, start_workspace
 
+    require_binary("bwrap", "bubblewrap")  # the workspace's session runs in it
     # the web server hashes like production (this process uses a fast test hasher): alice signs in there
     hasher = PBKDF2PasswordHasher()
     people["alice"].password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)

@@ -296,3 +296,15 @@ def test_a_workspace_session_serves_a_sandboxed_shell_and_stops(worker):
             except OSError:
                 pass
         portal.stop()
+
+
+def test_a_worker_without_bubblewrap_fails_the_start_with_a_clear_message(tmp_path):
+    """The session runs in bubblewrap: without it the start fails at once (Terraform shows the message as the
+    build's error), instead of a running workspace whose agent never connects; the spec is still removed."""
+    worker = Worker([sys.executable], {**os.environ, "PATH": "/nonexistent"}, None)
+    directory = _workspace(tmp_path, worker, "start-token", "ws://127.0.0.1:9/")
+    done = _host(worker, directory, "start")
+    assert done.returncode == 1
+    assert "bubblewrap (bwrap) is not installed" in done.stderr
+    assert not (directory / ".goldpath" / "session.json").exists()
+    assert not (directory / ".goldpath" / "session.pid").exists()
