@@ -37,7 +37,7 @@ def test_claim_is_idempotent_and_finish_ignores_a_reaped_build(people, teams):
     assert build_claim(build.pk, task_id="t1") is not None
     assert build_claim(build.pk, task_id="t2") is None  # redelivered message: nothing happens
     build.refresh_from_db()
-    assert build.status == "running" and build.celery_task_id == "t1"
+    assert build.status == "running" and build.task_id == "t1"
     ws.refresh_from_db()
     assert ws.status == "starting"
     WorkspaceBuild.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=120))

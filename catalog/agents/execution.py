@@ -242,7 +242,7 @@ def execute_run(run_id: int) -> str:
         }
         if start_sha != base_sha:
             sandbox["snapshot_commit"] = start_sha  # the workspace snapshot the agent started from
-        if not agent_run_running(run=run, sandbox=sandbox, workdir=str(home), sandbox_pid=os.getpid()):
+        if not agent_run_running(run=run, sandbox=sandbox, workdir=str(home), pgid=os.getpid()):
             return _finish(run.pk, AgentRunStatus.CANCELED, error="Canceled before the sandbox started.", logs=logs)
         logs.keep_agent_output = True
         result = runner.run()

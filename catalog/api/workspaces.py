@@ -151,6 +151,10 @@ class BuildSerializer(serializers.ModelSerializer):
     template_version = serializers.IntegerField(source="template_version.number", read_only=True)
     duration_s = serializers.FloatField(read_only=True)
 
+    # the API keeps its names; the model says task_id and log_seq, like every job
+    celery_task_id = serializers.CharField(source="task_id", read_only=True)
+    log_count = serializers.IntegerField(source="log_seq", read_only=True)
+
     class Meta:
         model = WorkspaceBuild
         fields = [

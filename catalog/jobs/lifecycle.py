@@ -71,9 +71,6 @@ class JobKind:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def field(self, name: str) -> str:
-        return getattr(self.model.job_fields, name)
-
     def locked(self, pk: int) -> Job | None:
         qs = self.model.objects.select_for_update()
         if self.select_related:
@@ -92,12 +89,11 @@ def job_claim(kind: JobKind, pk: int, *, worker: str, task_id: str = "") -> Job 
         if job is None or job.status != kind.pending or not kind.claim_check(job):
             return None
         now = timezone.now()
-        f = kind.model.job_fields
         job.status = kind.claimed
         job.started_at = job.heartbeat_at = now
-        setattr(job, f.worker, _fit(kind.model, f.worker, worker))
-        setattr(job, f.task_id, _fit(kind.model, f.task_id, task_id) or getattr(job, f.task_id))
-        fields = ["status", "started_at", "heartbeat_at", f.worker, f.task_id, *kind.claimed_fields(job)]
+        job.worker = _fit(kind.model, "worker", worker)
+        job.task_id = _fit(kind.model, "task_id", task_id) or job.task_id
+        fields = ["status", "started_at", "heartbeat_at", "worker", "task_id", *kind.claimed_fields(job)]
         job.save(update_fields=fields)
         kind.on_claimed(job)
     return job
@@ -107,7 +103,7 @@ def job_heartbeat(kind: JobKind, pk: int, *, pgid: int | None = None, fields: di
     """Mark an in-flight job alive; True when a cancel was requested or the job is no longer in flight."""
     values: dict[str, Any] = {"heartbeat_at": timezone.now(), **(fields or {})}
     if pgid is not None:
-        values[kind.field("pgid")] = pgid
+        values["pgid"] = pgid
     if not kind.model.objects.filter(pk=pk, status__in=kind.in_flight).update(**values):
         return True
     row = kind.model.objects.filter(pk=pk).values("status", "cancel_requested").first()
@@ -118,10 +114,9 @@ def job_log(kind: JobKind, pk: int, rows: list[dict[str, Any]]) -> tuple[int, in
     """Append log lines (dicts of the log model's fields) in order; returns (previous last seq, lines written)."""
     if not rows:
         return 0, 0
-    seq_field = kind.field("log_seq")
     with transaction.atomic():
-        job = kind.model.objects.select_for_update().only("pk", seq_field).get(pk=pk)
-        start = getattr(job, seq_field)
+        job = kind.model.objects.select_for_update().only("pk", "log_seq").get(pk=pk)
+        start = job.log_seq
         keep = rows
         cap = kind.log_cap
         if cap is not None:
@@ -132,7 +127,7 @@ def job_log(kind: JobKind, pk: int, rows: list[dict[str, Any]]) -> tuple[int, in
         kind.log_model.objects.bulk_create(
             [kind.log_model(**{kind.log_fk: pk, "seq": start + i + 1, **row}) for i, row in enumerate(keep)]
         )
-        kind.model.objects.filter(pk=pk).update(**{seq_field: start + len(keep)})
+        kind.model.objects.filter(pk=pk).update(log_seq=start + len(keep))
     return start, len(keep)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from ..jobs.models import Job, JobFields, JobLogLine
+from ..jobs.models import Job, JobLogLine
 from .teams import Team
 from .tools import AITool, DataClassification, ToolVersion
 
@@ -100,7 +100,6 @@ class AgentRun(Job):
     """One agent working on the group's prompt in its own sandbox and its own copy of the repository (a job:
     catalog.jobs)."""
 
-    job_fields = JobFields(task_id="task_id", worker="worker", pgid="sandbox_pid", log_seq="log_seq", channel="stream")
 
     group = models.ForeignKey(AgentGroup, on_delete=models.CASCADE, related_name="runs")
     index = models.PositiveIntegerField()
@@ -109,9 +108,6 @@ class AgentRun(Job):
     argv_template = models.JSONField(default=list)
     model = models.CharField(max_length=200, blank=True, help_text="the model the run was pinned to")
     status = models.CharField(max_length=20, choices=AgentRunStatus.choices, default=AgentRunStatus.PENDING)
-    task_id = models.CharField(max_length=64, blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    sandbox_pid = models.IntegerField(null=True, blank=True)
     workdir = models.CharField(max_length=1000, blank=True)
     sandbox = models.JSONField(default=dict, blank=True, help_text="policy, limits applied, policy hash")
     exit_code = models.IntegerField(null=True, blank=True)
@@ -121,7 +117,6 @@ class AgentRun(Job):
     test_output = models.TextField(blank=True)
     progress = models.CharField(max_length=500, blank=True, help_text="last progress the agent reported")
     result = models.JSONField(default=dict, blank=True, help_text="results the agent attached")
-    log_seq = models.PositiveIntegerField(default=0)
     # the gateway's figures (summed from its ModelCall rows when the run ends) and the CLI's own
     model_calls = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)

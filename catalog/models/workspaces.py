@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ..jobs.models import Job, JobFields, JobLogLine
+from ..jobs.models import Job, JobLogLine
 from ..template_variables import BUILTIN_VARIABLES
 from .teams import SLUG_VALIDATOR, Team
 from .tools import AITool, DataClassification
@@ -193,9 +193,6 @@ class WorkspaceBuild(Job):
     """One Terraform run (start, stop or delete) of a workspace: a job (catalog.jobs) whose finish sets the
     workspace's status."""
 
-    job_fields = JobFields(
-        task_id="celery_task_id", worker="worker_host", pgid="pgid", log_seq="log_count", channel="stage"
-    )
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="builds")
     number = models.PositiveIntegerField()
@@ -208,14 +205,10 @@ class WorkspaceBuild(Job):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     queued_at = models.DateTimeField(auto_now_add=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    worker_host = models.CharField(max_length=255, blank=True)
-    pgid = models.IntegerField(null=True, blank=True, help_text="process group of the running terraform")
     progress = models.FloatField(default=0.0)
     stage = models.CharField(max_length=20, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
     prior_status = models.CharField(max_length=20, blank=True, help_text="workspace status before this build")
-    log_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-queued_at", "-pk"]

@@ -178,11 +178,11 @@ def agent_run_claim(*, run_id: int, worker: str, task_id: str = "") -> AgentRun 
     return lifecycle.job_claim(RUNS, run_id, worker=worker, task_id=task_id)
 
 
-def agent_run_running(*, run: AgentRun, sandbox: dict[str, Any], workdir: str, sandbox_pid: int | None) -> bool:
+def agent_run_running(*, run: AgentRun, sandbox: dict[str, Any], workdir: str, pgid: int | None) -> bool:
     """Starting -> running once the sandbox process exists. False if the run was canceled or reaped meanwhile."""
     now = timezone.now()
     changed = AgentRun.objects.filter(pk=run.pk, status=AgentRunStatus.STARTING).update(
-        status=AgentRunStatus.RUNNING, sandbox=sandbox, workdir=workdir, sandbox_pid=sandbox_pid, heartbeat_at=now
+        status=AgentRunStatus.RUNNING, sandbox=sandbox, workdir=workdir, pgid=pgid, heartbeat_at=now
     )
     return bool(changed)
 

@@ -76,7 +76,7 @@ class BuildKind(lifecycle.JobKind):
             actor=None,
             verb="build.started",
             target=job,
-            payload={"workspace": str(ws.pk), "transition": job.transition, "host": job.worker_host},
+            payload={"workspace": str(ws.pk), "transition": job.transition, "host": job.worker},
         )
 
     def finishing(
@@ -84,7 +84,7 @@ class BuildKind(lifecycle.JobKind):
     ) -> list[str]:
         job._ws = Workspace.objects.select_for_update().get(pk=job.workspace_id)
         if reaped:
-            job._killed = _kill_group(job.pgid) if job.worker_host == hostname() else False
+            job._killed = _kill_group(job.pgid) if job.worker == hostname() else False
             job.pgid = None
             return ["pgid"]
         job.pgid = None
@@ -106,7 +106,7 @@ class BuildKind(lifecycle.JobKind):
                 actor=None,
                 verb="build.reaped",
                 target=job,
-                payload={"workspace": str(ws.pk), "host": job.worker_host, "killed_process_group": job._killed},
+                payload={"workspace": str(ws.pk), "host": job.worker, "killed_process_group": job._killed},
             )
             _usage_failed_or_succeeded(job, ws, BuildStatus.FAILED)
             return

@@ -63,7 +63,7 @@ def _enqueue(build: WorkspaceBuild) -> None:
 
     def send() -> None:
         result = run_build.apply_async(args=[build.pk])
-        WorkspaceBuild.objects.filter(pk=build.pk, celery_task_id="").update(celery_task_id=result.id or "")
+        WorkspaceBuild.objects.filter(pk=build.pk, task_id="").update(task_id=result.id or "")
 
     transaction.on_commit(send)
 

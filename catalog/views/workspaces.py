@@ -231,7 +231,7 @@ def _live_context(request: HttpRequest, ws: Workspace, build: WorkspaceBuild | N
 def workspace_detail(request, pk):
     ws = _visible(request, pk)
     build = ws.builds.select_related("template_version").order_by("-number").first()
-    # the log's cursor is the last line rendered here, never the build's log_count read before the lines
+    # the log's cursor is the last line rendered here, never the build's log_seq read before the lines
     # (a worker writing in between made the first line appear twice)
     lines = list(build.log_lines.order_by("seq")) if build else []
     context = {
@@ -269,7 +269,7 @@ def workspace_log(request, pk):
     after = small_int(request.GET.get("after", "0")) or 0
     lines = list(build.log_lines.filter(seq__gt=after).order_by("seq")[:LOG_BATCH]) if build else []
     nxt = lines[-1].seq if lines else after
-    done = build is None or (not build.is_active and nxt >= build.log_count)
+    done = build is None or (not build.is_active and nxt >= build.log_seq)
     context = {**_live_context(request, ws, build), "lines": lines, "next": nxt, "done": done, "oob": True}
     return render(request, "workspaces/_log.html", context)
 
