@@ -149,3 +149,19 @@ def test_the_first_request_for_a_cut_range_has_a_worker_store_it_for_the_next(pe
     assert CUT_TABLE in statement and DAY_TABLE not in statement
     strip = lambda body: {k: v for k, v in body.items() if k != "generated_at"}  # noqa: E731
     assert strip(second.json()) == strip(first.json())
+
+
+def test_asking_for_many_ranges_keeps_only_the_latest_cuts(people, history, monkeypatch):
+    """Every distinct range stores a cut of a few MB: a reader scripting ranges must not fill the database."""
+    monkeypatch.setattr(cuts, "CUT_MAX", 3)
+    start, _today = history
+    thursday = start + dt.timedelta(weeks=1, days=3)
+    for offset in range(6):  # six different cuts of one week: Thursday..Sunday, Thursday..Saturday, ...
+        first = thursday + dt.timedelta(days=offset % 3)
+        last = thursday + dt.timedelta(days=3 - offset // 3)
+        cuts.store_cut_report("week", first, last)
+    kept = set(UsagePeriodCut.objects.filter(team_slug="*", tool_slug="*").values_list("first_day", "last_day"))
+    saturday = thursday + dt.timedelta(days=2)
+    assert kept == {(thursday + dt.timedelta(days=d), saturday) for d in range(3)}  # the three written last
+    # and nothing of the others is left behind (their team x tool rows went with them)
+    assert set(UsagePeriodCut.objects.values_list("first_day", "last_day").distinct()) == kept

@@ -7,7 +7,7 @@ repeat all day ("the last 28 days" on a dashboard), so the first request asks a 
 its fingerprint holds (`stored_read`). The cut holds its rows' JSON, its folds with their distinct users
 (as UsagePeriodTotal) and one row per team x tool (for vendor peaks and unused seats). The rollup deletes
 cuts whose days it rebuilds, whose fingerprint no longer holds, or that are older than CUT_KEEP (`forget_cuts`);
-they are stored again when asked for.
+they are stored again when asked for. At most CUT_MAX cuts are kept.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from .stored import folds_sql, inputs_key_sql, is_stored
 log = logging.getLogger(__name__)
 
 CUT_KEEP = dt.timedelta(days=7)  # a cut not rewritten for this long is dropped (stored again when asked for)
+# at most this many cuts are kept (the oldest written go first): a cut holds a period's rows' JSON (a few MB
+# over 200 teams), and every distinct range an auditor asks for would otherwise add one
+CUT_MAX = 32
 ASK_AGAIN_S = 300  # one request per cut per five minutes, however many reports ask for it
 
 
@@ -131,7 +134,14 @@ def store_cut_report(kind: str, first: dt.date, last: dt.date, *, now: dt.dateti
                 f"r.seat, NULL, '', NULL, %s FROM r",
                 [*st.args, kind, start, first, last, key, *rargs, written, start, kind, start, first, last, written],
             )
+        _evict_beyond(CUT_MAX)
     return True
+
+
+def _evict_beyond(limit: int) -> None:
+    overall = UsagePeriodCut.objects.filter(team_slug="*", tool_slug="*").order_by("-written_at", "-pk")
+    for kind, start, first, last in overall.values_list("kind", "start", "first_day", "last_day")[limit:]:
+        UsagePeriodCut.objects.filter(kind=kind, start=start, first_day=first, last_day=last).delete()
 
 
 def forget_cuts(days: list[dt.date], *, now: dt.datetime | None = None) -> int:
