@@ -85,7 +85,11 @@ def check_cut(kind: str, first: dt.date, last: dt.date, today: dt.date) -> Perio
     if kind not in ("week", "month"):
         raise ValueError(f"a cut is of a week or a month, not {kind!r}")
     start = period_of(first, kind)
-    if last < first or last > period_last_day(kind, start):
+    try:
+        end = period_last_day(kind, start)
+    except OverflowError:
+        raise ValueError(f"{first}..{last} is beyond the calendar") from None
+    if last < first or last > end:
         raise ValueError(f"{first}..{last} is not within one {kind}")
     params = ReportParams(date_from=first, date_to=last, granularity=kind)
     whole, _ = whole_periods(params, periods(params), today)

@@ -21,6 +21,7 @@ from ..services.errors import InvalidInput, NotPermitted
 GRANULARITIES = ("day", "week", "month")
 DEFAULT_WEEKS = 12
 MAX_DAYS = 3 * 366
+LAST_YEAR = 9998
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def parse_params(query: Any, *, today: dt.date | None = None) -> ReportParams:
             errors["from"] = ["`from` must not be after `to`."]
         elif (date_to - date_from).days > MAX_DAYS:
             errors["to"] = [f"A report covers at most {MAX_DAYS} days."]
+        elif date_to.year > LAST_YEAR:  # the period after the last one would be past the calendar's end
+            errors["to"] = [f"Give a date before the year {LAST_YEAR + 1}."]
     team = (query.get("team") or "").strip() or None
     tool = (query.get("tool") or "").strip() or None
     if errors:
