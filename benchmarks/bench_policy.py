@@ -21,10 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import pct, scratch_postgres  # noqa: E402
 
 
 def scratch_database(url: str | None) -> tuple[str, callable]:
@@ -39,23 +40,7 @@ def scratch_database(url: str | None) -> tuple[str, callable]:
             Path(folder).rmdir()
 
         return f"sqlite:///{path}", cleanup
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/") + "_bench"
-    admin_url = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def cleanup() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-    return urlunparse(parts._replace(path="/" + name)), cleanup
+    return scratch_postgres(url, "bench")
 
 
 def seed(n_tools: int, n_teams: int, n_users: int, grants_per_team: int, heavy_grants: int, rng: random.Random) -> dict:
@@ -142,11 +127,6 @@ def seed(n_tools: int, n_teams: int, n_users: int, grants_per_team: int, heavy_g
     with connection.cursor() as cursor:  # fresh planner statistics, as autovacuum/ANALYZE would give
         cursor.execute("ANALYZE")
     return {"users": users, "tools": tools, "token": token.key, "grants": len(grants)}
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def main() -> None:

@@ -32,32 +32,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import pct, scratch_postgres  # noqa: E402
+
 WORKSPACE_KINDS = "('workspace_created', 'workspace_started', 'workspace_stopped', 'build_succeeded', 'build_failed')"
-
-
-def scratch_database(url: str) -> tuple[str, callable]:
-    import psycopg
-
-    parts = urlparse(url)
-    name = (parts.path.lstrip("/") or "goldpath") + "_bench_reports"
-    admin_url = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def cleanup() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-    return urlunparse(parts._replace(path="/" + name)), cleanup
 
 
 def generate_sql(table: str, *, teams: int, users: int, tools: int, days: int, start: dt.date, fixed_day: bool) -> str:
@@ -173,11 +154,6 @@ def raw_report(cur, *, date_from: dt.date, date_to: dt.date, team: str | None) -
     return {"sums": sums, "users": users}
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
 def timed(fn, runs: int) -> list[float]:
     fn()  # warm
     out = []
@@ -202,7 +178,7 @@ def main() -> None:
     original = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/gp_reports"
     if not original.startswith("postgres"):
         sys.exit("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...")
-    url, cleanup = scratch_database(original)
+    url, cleanup = scratch_postgres(original, "bench_reports")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("GOLDPATH_HOME", tempfile.mkdtemp(prefix="goldpath-bench-home-"))
     os.environ["GOLDPATH_LOG_LEVEL"] = "WARNING"

@@ -62,8 +62,9 @@ class AccessRequestCreateSerializer(StrictSerializerMixin, serializers.Serialize
     justification = serializers.CharField(max_length=4000)
 
 
-class ApproveSerializer(StrictSerializerMixin, serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+class GrantTermsSerializer(StrictSerializerMixin, serializers.Serializer):
+    """A grant's terms, as approving a request or granting directly sets them (one definition for both)."""
+
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     max_data_classification = serializers.ChoiceField(
         choices=DataClassification.choices, required=False, allow_blank=True, default=""
@@ -76,8 +77,12 @@ class ApproveSerializer(StrictSerializerMixin, serializers.Serializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="monthly model spend allowed through the gateway, USD; null: no budget",
+        help_text="monthly model spend allowed through the gateway for this team and tool, USD; null: no budget",
     )
+
+
+class ApproveSerializer(GrantTermsSerializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 class RejectSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -176,23 +181,9 @@ class GrantSerializer(serializers.ModelSerializer):
         return grant.state == GrantState.ACTIVE and grant.permission_id is not None and not grant.is_expired()
 
 
-class GrantCreateSerializer(StrictSerializerMixin, serializers.Serializer):
+class GrantCreateSerializer(GrantTermsSerializer):
     team = TeamSlugField()
     tool = ToolSlugField()
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    max_data_classification = serializers.ChoiceField(
-        choices=DataClassification.choices, required=False, allow_blank=True, default=""
-    )
-    seats = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000, default=None)
-    budget_usd = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="monthly model spend allowed through the gateway for this team and tool, USD; null: no budget",
-    )
 
 
 class GrantUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
