@@ -72,7 +72,9 @@ def run_probe(tmp_path, text: str) -> subprocess.CompletedProcess:
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.conftest"]\n')
     cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path)]
     cmd += ["-p", "no:cacheprovider", "-q", str(probe)]
-    return subprocess.run(cmd, cwd=ROOT, env={**os.environ}, capture_output=True, text=True, timeout=120)
+    # the inner run is this test's own: options given to the outer one (PYTEST_ADDOPTS='-m ...') stay outside
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_an_unmarked_test_that_starts_a_worker_fails_collection(tmp_path):
