@@ -5,8 +5,9 @@
 
 Module map: `params` (request and scope), `periods` (calendar), `sql` (CTE building blocks), `live` (the
 live statement), `stored` (stored period reports and their fingerprint, written by the rollup),
-`stored_read` (the statement over them), `cuts` (cut periods stored on first use), `rowsql` (one definition of a row), `buckets` (time-to-ready
-histogram), `rollup` (the incremental rollups), `funnel` (funnel and partial periods).
+`stored_read` (the statement over them), `cuts` (cut periods stored on first use), `rowsql` (one
+definition of a row), `buckets` (time-to-ready histogram), `rollup` (the incremental rollups), `funnel`
+(funnel and partial periods).
 
 Definitions (also on the page and in the API docs):
 - `active_users`: distinct users with any use (workspace, build, tool enabled, agent run, accepted result,

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import RollupState, UsagePeriodCut
@@ -47,20 +48,12 @@ def held_cuts(kind: str, cuts: list[Period]) -> list[Period]:
     """The cuts that have a stored report (whether it still holds is the report statement's to check)."""
     if not cuts:
         return []
-    d = Dialect()
-    match, args = cut_match_sql(d, cuts)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT start, first_day, last_day FROM {UsagePeriodCut._meta.db_table} "
-            f"WHERE kind = %s AND team_slug = '*' AND tool_slug = '*' AND {match}",
-            [kind, *args],
-        )
-        found = {tuple(_as_date(v) for v in row) for row in cur.fetchall()}
+    match = Q()
+    for start, first, last in cuts:
+        match |= Q(start=start, first_day=first, last_day=last)
+    overall = UsagePeriodCut.objects.filter(match, kind=kind, team_slug="*", tool_slug="*")
+    found = set(overall.values_list("start", "first_day", "last_day"))
     return [cut for cut in cuts if cut in found]
-
-
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def request_cut_reports(kind: str, cuts: list[Period], today: dt.date) -> None:

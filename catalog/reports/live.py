@@ -46,8 +46,8 @@ def row_ctes(
     """Add the CTEs of the report rows over `plist` (per, sums, users, hist, med, g, seat, mem, r, pairs):
     `whole` periods from the week/month rollup, `ranges` of days summed from the day rollup. `users`: the
     (periods, whole ones) the users CTE covers, if more than `plist` (the stored report's live days count
-    people over its whole range); `users_extra`: its rows read elsewhere (stored cuts' folds). Returns the rows' source (one row per report row, with its stored static
-    fragment or NULL) and its arguments."""
+    people over its whole range); `users_extra`: its rows read elsewhere (stored cuts' folds). Returns the
+    rows' source (one row per report row, with its stored static fragment or NULL) and its arguments."""
     cols = SUM_COLUMNS
 
     periods_cte(d, st, plist)
