@@ -118,14 +118,16 @@ def store_cut_report(kind: str, first: dt.date, last: dt.date, *, now: dt.dateti
             cols = ", ".join(PERIOD_COLUMNS)
             fold_names, folds = folds_sql(d, by_period=False)
             names = f"{cols}, reported_users, seat_cost, active_users, inputs_key, rows_json"
+            # the folds, and on the overall row the cut's rows' JSON and the fingerprint; then the pair rows
             overall = "CASE WHEN f.team = '*' AND f.tool = '*' THEN {} END"
+            rows_text = f"COALESCE({rows}, '')"
             head = f"%s, {d.date}, {d.date}, {d.date}"
             written = connection.ops.adapt_datetimefield_value(now)
             cur.execute(
                 f"INSERT INTO {table} (kind, start, first_day, last_day, team_slug, tool_slug, {names}, written_at) "
                 f"WITH {', '.join(st.ctes)}, f({fold_names}) AS ({folds}) "
                 f"SELECT {head}, f.team, f.tool, {', '.join(f'f.{c}' for c in PERIOD_COLUMNS)}, f.rep, f.seat, u.n, "
-                f"COALESCE({overall.format('%s')}, ''), {overall.format(f'COALESCE({rows}, {chr(39)}{chr(39)})')}, "
+                f"COALESCE({overall.format('%s')}, ''), {overall.format(rows_text)}, "
                 f"%s FROM f LEFT JOIN users u ON u.p = {d.date} AND u.team = f.team AND u.tool = f.tool "
                 f"UNION ALL SELECT {head}, r.team, r.tool, {', '.join(f'r.{c}' for c in PERIOD_COLUMNS)}, r.rep, "
                 f"r.seat, NULL, '', NULL, %s FROM r",

@@ -48,15 +48,20 @@ def stored_report_sql(
     cuts = cuts or []
     table, period = UsagePeriodTotal._meta.db_table, UsagePeriod._meta.db_table
     cut_table = UsagePeriodCut._meta.db_table
-    if stored:
-        span = [params.granularity, stored[0], stored[-1]]
-        in_span = f"kind = %s AND start >= {d.date} AND start <= {d.date}"
-    else:  # only cuts are stored: no whole period to read
-        span = []
-        in_span = "1 = 0"
-    cut_in, cut_args = cut_match_sql(d, cuts) if cuts else ("1 = 0", [])
-    cut_in = f"kind = %s AND {cut_in}"
-    cut_args = [params.granularity, *cut_args]
+
+    def whole_in(a: str = "") -> str:
+        """The stored whole periods' rows (of a table aliased `a`); arguments: `span`."""
+        if not stored:  # only cuts are stored: no whole period to read
+            return "1 = 0"
+        return f"{a}kind = %s AND {a}start >= {d.date} AND {a}start <= {d.date}"
+
+    def cut_in_sql(a: str = "") -> str:
+        """The stored cuts' rows (of a table aliased `a`); arguments: `cut_args`."""
+        return f"{a}kind = %s AND " + (cut_match_sql(d, cuts, a.rstrip("."))[0] if cuts else "1 = 0")
+
+    span = [params.granularity, stored[0], stored[-1]] if stored else []
+    cut_args = [params.granularity, *(cut_match_sql(d, cuts)[1] if cuts else [])]
+    in_span, cut_in = whole_in(), cut_in_sql()
     held = set(stored) | {cut[0] for cut in cuts}
     cols = ", ".join(SUM_COLUMNS)
     live = [p for p in plist if p[0] not in held]
@@ -135,12 +140,10 @@ def stored_report_sql(
         [*span, *cut_args],
     )
     totals_cte(d, st, "tt WHERE team = '*' AND tool = '*'", peaks="peaks", seat="SUM(seat)", tool=None)
-    in_span_up = in_span.replace("kind", "up.kind").replace("start", "up.start")
-    cut_in_uc = cut_match_sql(d, cuts, "uc")[0] if cuts else "(1 = 0)"
     used = (
-        f"NOT EXISTS (SELECT 1 FROM {period} up WHERE {in_span_up} AND up.team_slug = g.team "
+        f"NOT EXISTS (SELECT 1 FROM {period} up WHERE {whole_in('up.')} AND up.team_slug = g.team "
         "AND up.tool_slug = g.tool AND (up.active_events > 0 OR up.reported_users > 0)) "
-        f"AND NOT EXISTS (SELECT 1 FROM {cut_table} uc WHERE uc.kind = %s AND {cut_in_uc} AND uc.team_slug = g.team "
+        f"AND NOT EXISTS (SELECT 1 FROM {cut_table} uc WHERE {cut_in_sql('uc.')} AND uc.team_slug = g.team "
         "AND uc.tool_slug = g.tool AND (uc.active_events > 0 OR uc.reported_users > 0))"
     )
     if live:
@@ -178,5 +181,4 @@ def stored_report_sql(
     summary.append(first_uses)
     sql = f"WITH {', '.join(st.ctes)} SELECT {', '.join(summary)}"
     dates = [params.date_to, params.date_from] * 2
-    cut_used_args = [params.granularity, *cut_match_sql(d, cuts)[1]] if cuts else [params.granularity]
-    return sql, [*st.args, *span, *cut_args, *rargs, *dates, *span, *cut_used_args, *first_args]
+    return sql, [*st.args, *span, *cut_args, *rargs, *dates, *span, *cut_args, *first_args]
